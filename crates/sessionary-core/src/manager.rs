@@ -1,0 +1,1163 @@
+//! [`SessionManager`]: every lifecycle rule, over any [`SessionStore`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use crate::clock::{Clock, SystemClock, Timestamp, duration_millis};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventBus, EventKind, EventSink, TracingSink};
+use crate::policy::{Policy, RolePolicy};
+use crate::record::{CsrfSecret, Device, EndReason, SessionRecord, Tombstone};
+use crate::seal::{KeyRing, Sealed};
+use crate::store::{
+    Counter, Create, Ending, Lookup, SessionLimit, SessionStore, SweepSpec, Touch, Update,
+};
+use crate::token::{SessionId, SessionToken, UserId, fill_random};
+
+/// Session or user data: a JSON object.
+pub type Data = Map<String, Value>;
+
+/// Optimistic writes retry this often before giving up with [`Error::Contention`].
+/// Every failed attempt means another writer succeeded, so with fewer than this many
+/// concurrent writers on one session every write lands.
+const MAX_ATTEMPTS: usize = 256;
+/// Most roles a session may carry.
+const MAX_ROLES: usize = 32;
+/// Longest role name, in bytes.
+const MAX_ROLE_LEN: usize = 64;
+
+/// Where anonymous data goes when its visitor signs in.
+///
+/// `session` is the new session's data (it starts with what the caller passed),
+/// `user` is the user's data shared by all devices.
+#[derive(Debug)]
+pub struct MergeInto<'a> {
+    /// The new session's data.
+    pub session: &'a mut Data,
+    /// The user's data (all devices).
+    pub user: &'a mut Data,
+}
+
+/// Decides how an anonymous session's data joins the signed-in user's.
+///
+/// Called at sign-in with a copy of the anonymous data; it may run more than once
+/// if the user's data changes concurrently, so it must be a pure function of its
+/// inputs.
+pub trait MergeHook: Send + Sync + fmt::Debug + 'static {
+    /// Merges `anonymous` into `into`.
+    fn merge(&self, anonymous: Data, into: MergeInto<'_>);
+}
+
+/// The default hook: anonymous session data becomes the new session's data
+/// (keys the caller set for the new session win); user data is untouched.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CarryOver;
+
+impl MergeHook for CarryOver {
+    fn merge(&self, anonymous: Data, into: MergeInto<'_>) {
+        for (k, v) in anonymous {
+            into.session.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// A session to create.
+///
+/// # Examples
+///
+/// ```
+/// use sessionary_core::{NewSession, UserId};
+/// let new = NewSession::user(UserId::new("alice")?).with_roles(["user"]).with_remember(true);
+/// # Ok::<(), sessionary_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    /// The user; `None` for an anonymous session.
+    pub user: Option<UserId>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Assurance level the authentication event proved (1-3; 0 for anonymous).
+    pub aal: u8,
+    /// Remember me.
+    pub remember: bool,
+    /// The device.
+    pub device: Device,
+    /// Initial session data.
+    pub data: Data,
+    /// Restore the data of this user's last expired session, if kept (default: yes).
+    pub restore: bool,
+}
+
+impl NewSession {
+    /// An anonymous session.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A session for `user` at AAL1.
+    pub fn user(user: UserId) -> Self {
+        Self {
+            user: Some(user),
+            aal: 1,
+            restore: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the roles.
+    #[must_use]
+    pub fn with_roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the assurance level.
+    #[must_use]
+    pub fn with_aal(mut self, aal: u8) -> Self {
+        self.aal = aal;
+        self
+    }
+
+    /// Sets remember-me.
+    #[must_use]
+    pub fn with_remember(mut self, remember: bool) -> Self {
+        self.remember = remember;
+        self
+    }
+
+    /// Sets the device.
+    #[must_use]
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets the initial data.
+    #[must_use]
+    pub fn with_data(mut self, data: Data) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// Whether to restore the data of the user's last expired session.
+    #[must_use]
+    pub fn with_restore(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+}
+
+/// A privilege change applied by [`SessionManager::regenerate`].
+#[derive(Clone, Debug, Default)]
+pub struct Privilege {
+    /// New roles, if they change.
+    pub roles: Option<Vec<String>>,
+    /// New assurance level, if it changes (a step-up).
+    pub aal: Option<u8>,
+    /// The user just authenticated again: `auth_time` becomes now.
+    pub reauthenticated: bool,
+}
+
+/// A session just issued, with the only copy of its token.
+#[derive(Debug)]
+pub struct Issued {
+    /// The bearer token: hand it to the client, do not keep it.
+    pub token: SessionToken,
+    /// The stored record.
+    pub session: Arc<SessionRecord>,
+    /// Sessions the concurrent-session limit ended to make room.
+    pub evicted: Vec<SessionId>,
+    /// The expired session whose data was restored into this one.
+    pub restored_from: Option<SessionId>,
+}
+
+/// Builds a [`SessionManager`].
+#[derive(Debug)]
+pub struct ManagerBuilder {
+    store: Arc<dyn SessionStore>,
+    policy: Policy,
+    keys: Option<KeyRing>,
+    clock: Arc<dyn Clock>,
+    merge: Arc<dyn MergeHook>,
+    sinks: Vec<Arc<dyn EventSink>>,
+    event_capacity: usize,
+    max_data_bytes: usize,
+}
+
+impl ManagerBuilder {
+    /// Sets the policy (default: [`Policy::default`]).
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the data key ring (default: a fresh random key, so data does not
+    /// survive a restart: give a persistent ring in production).
+    #[must_use]
+    pub fn with_keys(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Sets the clock (default: [`SystemClock`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the sign-in merge hook (default: [`CarryOver`]).
+    #[must_use]
+    pub fn with_merge_hook(mut self, hook: Arc<dyn MergeHook>) -> Self {
+        self.merge = hook;
+        self
+    }
+
+    /// Adds an event sink (a [`TracingSink`] is always present).
+    #[must_use]
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Largest serialized session or user data accepted, in bytes (default 64 KiB).
+    #[must_use]
+    pub fn with_max_data_bytes(mut self, n: usize) -> Self {
+        self.max_data_bytes = n;
+        self
+    }
+
+    /// Builds the manager.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid policy; [`Error::Seal`] if no key can be generated.
+    pub fn build(self) -> Result<SessionManager> {
+        self.policy.validate().map_err(Error::Config)?;
+        let keys = match self.keys {
+            Some(k) => k,
+            None => KeyRing::generate(1)?,
+        };
+        Ok(SessionManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                policy: self.policy,
+                keys,
+                clock: self.clock,
+                merge: self.merge,
+                events: EventBus::new(self.sinks, self.event_capacity),
+                max_data_bytes: self.max_data_bytes,
+            }),
+        })
+    }
+}
+
+/// The session engine. Cheap to clone; clones share everything.
+///
+/// # Examples
+///
+/// ```
+/// # tokio_test(async {
+/// use std::sync::Arc;
+/// use sessionary_core::{MemoryStore, NewSession, SessionManager, UserId};
+///
+/// let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+/// let issued = manager.create(NewSession::user(UserId::new("alice")?)).await?;
+/// let session = manager.verify(&issued.token.encode()).await?;
+/// assert_eq!(session.user.as_ref().map(|u| u.as_str()), Some("alice"));
+/// manager.logout(&issued.token.encode()).await?;
+/// assert!(manager.verify(&issued.token.encode()).await.is_err());
+/// # Ok::<(), sessionary_core::Error>(())
+/// # });
+/// # fn tokio_test<F: std::future::Future<Output = Result<(), sessionary_core::Error>>>(f: F) {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn SessionStore>,
+    policy: Policy,
+    keys: KeyRing,
+    clock: Arc<dyn Clock>,
+    merge: Arc<dyn MergeHook>,
+    events: EventBus,
+    max_data_bytes: usize,
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.inner.store)
+            .field("policy", &self.inner.policy)
+            .field("keys", &self.inner.keys)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn session_aad(id: &SessionId) -> [u8; 18] {
+    let mut a = [0u8; 18];
+    a[0] = b's';
+    a[1] = b':';
+    a[2..].copy_from_slice(id.as_bytes());
+    a
+}
+
+fn user_aad(user: &UserId) -> Vec<u8> {
+    let mut a = Vec::with_capacity(2 + user.as_str().len());
+    a.extend_from_slice(b"u:");
+    a.extend_from_slice(user.as_str().as_bytes());
+    a
+}
+
+fn validate_roles(roles: &[String]) -> Result<()> {
+    if roles.len() > MAX_ROLES
+        || roles
+            .iter()
+            .any(|r| r.is_empty() || r.len() > MAX_ROLE_LEN || r.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidInput(
+            "at most 32 roles of 1-64 bytes without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies an RFC 7396 JSON merge patch to `target`.
+pub fn merge_patch(target: &mut Data, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                target.remove(k);
+            }
+            Value::Object(p) => {
+                let slot = target
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(t) = slot {
+                    merge_patch(t, p);
+                }
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+impl SessionManager {
+    /// Starts building a manager over `store`.
+    pub fn builder(store: Arc<dyn SessionStore>) -> ManagerBuilder {
+        ManagerBuilder {
+            store,
+            policy: Policy::default(),
+            keys: None,
+            clock: Arc::new(SystemClock),
+            merge: Arc::new(CarryOver),
+            sinks: vec![Arc::new(TracingSink)],
+            event_capacity: 1024,
+            max_data_bytes: 64 * 1024,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The current time by the manager's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The role policy that governs `record`.
+    pub fn policy_for(&self, record: &SessionRecord) -> &RolePolicy {
+        self.inner
+            .policy
+            .for_session(record.user.is_some(), &record.roles)
+    }
+
+    /// Subscribes to events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, session_id: Option<SessionId>, user: Option<UserId>, kind: EventKind) {
+        self.inner.events.emit(Event {
+            at: self.now(),
+            session_id,
+            user,
+            kind,
+        });
+    }
+
+    fn ending(&self, reason: EndReason, at: Timestamp, restore: bool) -> Ending {
+        let p = &self.inner.policy;
+        Ending {
+            reason,
+            at,
+            reason_until: at.plus(p.reason_ttl),
+            restore_until: restore.then(|| at.plus(p.restore_ttl)),
+        }
+    }
+
+    fn seal_data(&self, id: &SessionId, data: &Data) -> Result<Sealed> {
+        if data.is_empty() {
+            return Ok(Sealed::default());
+        }
+        let json = serde_json::to_vec(data).map_err(|e| Error::InvalidData(e.to_string()))?;
+        if json.len() > self.inner.max_data_bytes {
+            return Err(Error::InvalidData(format!(
+                "data is {} bytes, the limit is {}",
+                json.len(),
+                self.inner.max_data_bytes
+            )));
+        }
+        Ok(self.inner.keys.seal(&session_aad(id), &json)?)
+    }
+
+    fn open_blob(&self, aad: &[u8], blob: &Sealed) -> Result<Data> {
+        if blob.is_empty() {
+            return Ok(Data::new());
+        }
+        let plain = self.inner.keys.open(aad, blob)?;
+        serde_json::from_slice(&plain).map_err(|e| Error::InvalidData(e.to_string()))
+    }
+
+    /// Opens a session's data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Seal`] if the blob does not open with the key ring.
+    pub fn data(&self, record: &SessionRecord) -> Result<Data> {
+        self.open_blob(&session_aad(&record.id), &record.data)
+    }
+
+    fn new_record(&self, new: &NewSession, data: &Data) -> Result<(SessionToken, SessionRecord)> {
+        let now = self.now();
+        let rp = self
+            .inner
+            .policy
+            .for_session(new.user.is_some(), &new.roles);
+        let remember = new.remember && rp.allow_remember;
+        let (idle, abs) = rp.timeouts_ms(remember);
+        let token = SessionToken::generate()?;
+        let id = SessionId::generate()?;
+        let mut csrf = [0u8; 32];
+        fill_random(&mut csrf)?;
+        let record = SessionRecord {
+            id,
+            token_hash: token.hash(),
+            user: new.user.clone(),
+            roles: new.roles.clone(),
+            aal: new.aal,
+            auth_time: new.user.as_ref().map(|_| now),
+            created_at: now,
+            last_seen_at: now,
+            idle_timeout_ms: idle,
+            touch_interval_ms: rp.touch_interval_ms(idle),
+            absolute_expires_at: now.add_millis(abs),
+            remember,
+            device: new.device.clone(),
+            version: 1,
+            csrf_secret: CsrfSecret(csrf),
+            counters: Default::default(),
+            data: self.seal_data(&id, data)?,
+        };
+        Ok((token, record))
+    }
+
+    /// Creates a session: at sign-in, or for an anonymous visitor when something is
+    /// first stored (never on a mere visit). Applies the concurrent-session limit
+    /// atomically, and restores the data of the user's last expired session if
+    /// `new.restore` and the data is still kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LimitReached`] under [`crate::LimitMode::RejectNew`]; [`Error::InvalidInput`]
+    /// for bad roles, AAL or data; store errors.
+    pub async fn create(&self, new: NewSession) -> Result<Issued> {
+        validate_roles(&new.roles)?;
+        match (&new.user, new.aal) {
+            (None, 0) if new.roles.is_empty() => {}
+            (None, _) => {
+                return Err(Error::InvalidInput(
+                    "an anonymous session has no roles and AAL 0",
+                ));
+            }
+            (Some(_), 1..=3) => {}
+            (Some(_), _) => return Err(Error::InvalidInput("aal must be 1, 2 or 3")),
+        }
+        let rp = self
+            .inner
+            .policy
+            .for_session(new.user.is_some(), &new.roles);
+        for _ in 0..4 {
+            let (token, record) = self.new_record(&new, &new.data)?;
+            let now = record.created_at;
+            let limit = match (rp.max_sessions, &new.user) {
+                (Some(max), Some(_)) => Some(SessionLimit {
+                    max,
+                    mode: rp.on_limit,
+                    now,
+                    evict: self.ending(EndReason::EvictedByLimit, now, false),
+                }),
+                _ => None,
+            };
+            let id = record.id;
+            match self.inner.store.create(record, limit).await? {
+                Create::Created { evicted } => {
+                    let user = new.user.clone();
+                    self.emit(
+                        Some(id),
+                        user.clone(),
+                        EventKind::Created {
+                            authenticated: user.is_some(),
+                        },
+                    );
+                    for e in &evicted {
+                        self.emit(
+                            Some(e.id),
+                            e.user.clone(),
+                            EventKind::Ended {
+                                reason: EndReason::EvictedByLimit,
+                            },
+                        );
+                    }
+                    let mut issued = Issued {
+                        token,
+                        session: self.get(&id).await?,
+                        evicted: evicted.iter().map(|e| e.id).collect(),
+                        restored_from: None,
+                    };
+                    if let (true, Some(user)) = (new.restore, &new.user) {
+                        self.restore_into(user, &mut issued).await?;
+                    }
+                    return Ok(issued);
+                }
+                Create::Duplicate => continue,
+                Create::LimitReached { .. } => {
+                    self.emit(None, new.user.clone(), EventKind::LimitRejected);
+                    return Err(Error::LimitReached {
+                        max: rp.max_sessions.unwrap_or(0),
+                    });
+                }
+            }
+        }
+        // Four collisions of 128/256-bit random values do not happen by chance.
+        Err(Error::Random)
+    }
+
+    async fn restore_into(&self, user: &UserId, issued: &mut Issued) -> Result<()> {
+        let now = self.now();
+        let Some(r) = self.inner.store.take_restorable(user, now).await? else {
+            return Ok(());
+        };
+        let restored = match self.open_blob(&session_aad(&r.session_id), &r.data) {
+            Ok(d) if !d.is_empty() => d,
+            // Undecodable leftovers (e.g. a retired key) are dropped, not fatal.
+            _ => return Ok(()),
+        };
+        let updated = self
+            .update_data(&issued.session.id, None, |data| {
+                for (k, v) in restored.clone() {
+                    data.entry(k).or_insert(v);
+                }
+            })
+            .await?;
+        issued.session = updated;
+        issued.restored_from = Some(r.session_id);
+        self.emit(
+            Some(issued.session.id),
+            Some(user.clone()),
+            EventKind::Restored { from: r.session_id },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Arc<SessionRecord>> {
+        self.inner.store.get(id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Ends a session found past its expiry, keeping the reason and (for a user)
+    /// the data for restore.
+    async fn expire(&self, rec: &SessionRecord, reason: EndReason) -> Error {
+        let at = rec.expires_at();
+        let ending = self.ending(reason, at, rec.user.is_some());
+        match self.inner.store.end(&rec.id, ending).await {
+            Ok(Some(gone)) => {
+                self.emit(
+                    Some(gone.id),
+                    gone.user.clone(),
+                    EventKind::Ended { reason },
+                );
+                Error::Ended(reason)
+            }
+            Ok(None) => Error::Ended(reason),
+            Err(e) => Error::Store(e),
+        }
+    }
+
+    async fn lookup(&self, token: &str, touch: bool) -> Result<Arc<SessionRecord>> {
+        // Malformed input is refused here, before any store access.
+        let hash = SessionToken::parse(token)?.hash();
+        let now = self.now();
+        let touch = touch.then_some(Touch { now });
+        match self.inner.store.load(&hash, touch).await? {
+            Lookup::Found(rec) => match rec.expiry_reason(now) {
+                None => Ok(rec),
+                Some(reason) => Err(self.expire(&rec, reason).await),
+            },
+            Lookup::Ended(t) => Err(Error::Ended(t.reason)),
+            Lookup::Missing => Err(Error::UnknownSession),
+        }
+    }
+
+    /// The hot path: the session a token belongs to, recording activity at most once
+    /// per touch interval (most calls write nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedToken`] (no store access), [`Error::UnknownSession`],
+    /// [`Error::Ended`] with the reason, store errors.
+    pub async fn verify(&self, token: &str) -> Result<Arc<SessionRecord>> {
+        self.lookup(token, true).await
+    }
+
+    /// Like [`Self::verify`], but never extends the session (for status polling).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify`].
+    pub async fn status(&self, token: &str) -> Result<Arc<SessionRecord>> {
+        self.lookup(token, false).await
+    }
+
+    /// Records activity now, whatever the touch interval ("stay signed in").
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify`].
+    pub async fn extend(&self, token: &str) -> Result<Arc<SessionRecord>> {
+        let rec = self.lookup(token, false).await?;
+        let now = self.now();
+        match self.inner.store.touch(&rec.id, now).await? {
+            Some(r) => {
+                self.emit(Some(r.id), r.user.clone(), EventKind::Extended);
+                Ok(r)
+            }
+            None => Err(match rec.expiry_reason(now) {
+                Some(reason) => Error::Ended(reason),
+                None => Error::UnknownSession,
+            }),
+        }
+    }
+
+    /// A session by id (for the service API and "manage sessions").
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Ended`] if it is past its expiry, store errors.
+    pub async fn session(&self, id: &SessionId) -> Result<Arc<SessionRecord>> {
+        let rec = self.get(id).await?;
+        match rec.expiry_reason(self.now()) {
+            None => Ok(rec),
+            Some(reason) => Err(self.expire(&rec, reason).await),
+        }
+    }
+
+    /// Changes a session's data with `f`; concurrent changes are never lost.
+    ///
+    /// With `expected_version`, one attempt is made and a different stored version is
+    /// a [`Error::VersionConflict`]; without, the change is retried on conflicts
+    /// (compare-and-set), so `f` may run more than once. If `f` leaves the data as it
+    /// was, nothing is written. A session ended meanwhile is never brought back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Ended`], [`Error::VersionConflict`],
+    /// [`Error::InvalidData`] (too large), [`Error::Contention`], store errors.
+    pub async fn update_data<F>(
+        &self,
+        id: &SessionId,
+        expected_version: Option<u64>,
+        mut f: F,
+    ) -> Result<Arc<SessionRecord>>
+    where
+        F: FnMut(&mut Data) + Send,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let rec = self.session(id).await?;
+            if let Some(v) = expected_version.filter(|v| *v != rec.version) {
+                let _ = v;
+                return Err(Error::VersionConflict {
+                    current: rec.version,
+                });
+            }
+            let before = self.data(&rec)?;
+            let mut after = before.clone();
+            f(&mut after);
+            if after == before {
+                return Ok(rec);
+            }
+            let mut new = SessionRecord::clone(&rec);
+            new.data = self.seal_data(id, &after)?;
+            match self.inner.store.update(new, rec.version).await? {
+                Update::Updated(r) => {
+                    self.emit(Some(r.id), r.user.clone(), EventKind::DataChanged);
+                    return Ok(r);
+                }
+                Update::Conflict(cur) if expected_version.is_some() => {
+                    return Err(Error::VersionConflict {
+                        current: cur.version,
+                    });
+                }
+                Update::Conflict(_) => tokio::task::yield_now().await,
+                Update::Gone => return Err(Error::NotFound),
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// Applies an RFC 7396 JSON merge patch to a session's data.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::update_data`].
+    pub async fn patch_data(
+        &self,
+        id: &SessionId,
+        expected_version: Option<u64>,
+        patch: &Map<String, Value>,
+    ) -> Result<Arc<SessionRecord>> {
+        self.update_data(id, expected_version, |d| merge_patch(d, patch))
+            .await
+    }
+
+    /// Issues a new token for a live session (privilege change, step-up,
+    /// re-authentication). The old token is dead at once (it reports reason
+    /// `regenerated`); id, data and counters carry over. Role changes re-apply
+    /// the policy's timeouts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Ended`], [`Error::InvalidInput`], store errors.
+    pub async fn regenerate(&self, id: &SessionId, change: Privilege) -> Result<Issued> {
+        if let Some(roles) = &change.roles {
+            validate_roles(roles)?;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let rec = self.session(id).await?;
+            if rec.user.is_none() && (change.roles.is_some() || change.aal.is_some()) {
+                return Err(Error::InvalidInput(
+                    "an anonymous session cannot gain roles or AAL; sign in instead",
+                ));
+            }
+            if change.aal.is_some_and(|a| !(1..=3).contains(&a)) {
+                return Err(Error::InvalidInput("aal must be 1, 2 or 3"));
+            }
+            let now = self.now();
+            let token = SessionToken::generate()?;
+            let mut new = SessionRecord::clone(&rec);
+            new.token_hash = token.hash();
+            if let Some(roles) = &change.roles {
+                new.roles.clone_from(roles);
+                let rp = self.inner.policy.for_session(true, roles);
+                let remember = rec.remember && rp.allow_remember;
+                let (idle, abs) = rp.timeouts_ms(remember);
+                new.remember = remember;
+                new.idle_timeout_ms = idle;
+                new.touch_interval_ms = rp.touch_interval_ms(idle);
+                new.absolute_expires_at = rec.created_at.add_millis(abs);
+            }
+            if let Some(aal) = change.aal {
+                new.aal = aal;
+            }
+            if change.reauthenticated || change.aal.is_some() {
+                new.auth_time = Some(now);
+            }
+            new.last_seen_at = now;
+            let tomb = Tombstone {
+                session_id: rec.id,
+                user: rec.user.clone(),
+                reason: EndReason::Regenerated,
+                ended_at: now,
+                keep_until: now.plus(self.inner.policy.reason_ttl),
+            };
+            match self.inner.store.rotate(new, rec.version, tomb).await? {
+                Update::Updated(session) => {
+                    self.emit(
+                        Some(session.id),
+                        session.user.clone(),
+                        EventKind::Regenerated { previous: None },
+                    );
+                    return Ok(Issued {
+                        token,
+                        session,
+                        evicted: Vec::new(),
+                        restored_from: None,
+                    });
+                }
+                Update::Conflict(_) => continue,
+                Update::Gone => return Err(Error::NotFound),
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// Signs a user in. A new session (new id, new token) is created under the
+    /// concurrent-session limit; if `current_token` names a live session, its data
+    /// joins the new one through the merge hook (anonymous → user; the same user
+    /// re-authenticating keeps its data; another user's data is never carried) and
+    /// that session ends with reason `regenerated`. If creating fails, the old
+    /// session is left as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::create`]; [`Error::InvalidInput`] if `new.user` is `None`.
+    pub async fn login(&self, current_token: Option<&str>, mut new: NewSession) -> Result<Issued> {
+        let Some(user) = new.user.clone() else {
+            return Err(Error::InvalidInput("sign-in needs a user"));
+        };
+        let previous = match current_token {
+            Some(t) => match self.status(t).await {
+                Ok(rec) => Some(rec),
+                Err(Error::MalformedToken(_) | Error::UnknownSession | Error::Ended(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let carried = match &previous {
+            Some(p) if p.user.is_none() || p.user.as_ref() == Some(&user) => Some(self.data(p)?),
+            _ => None,
+        };
+        let mut user_changes = None;
+        if let Some(anon) = &carried {
+            let (version, mut user_data) = self.user_data(&user).await?;
+            let before = user_data.clone();
+            self.inner.merge.merge(
+                anon.clone(),
+                MergeInto {
+                    session: &mut new.data,
+                    user: &mut user_data,
+                },
+            );
+            if user_data != before {
+                user_changes = Some((version, user_data));
+            }
+        }
+        let mut issued = self.create(new).await?;
+        if let (Some((version, data)), Some(anon)) = (user_changes, &carried) {
+            self.write_merged_user_data(&user, version, data, anon)
+                .await?;
+        }
+        if let Some(p) = previous {
+            let reason = if carried.is_some() {
+                EndReason::Regenerated
+            } else {
+                EndReason::LoggedOut
+            };
+            if let Some(gone) = self
+                .inner
+                .store
+                .end(&p.id, self.ending(reason, self.now(), false))
+                .await?
+            {
+                self.emit(
+                    Some(gone.id),
+                    gone.user.clone(),
+                    EventKind::Ended { reason },
+                );
+            }
+            if carried.is_some() {
+                self.emit(
+                    Some(issued.session.id),
+                    Some(user),
+                    EventKind::Regenerated {
+                        previous: Some(p.id),
+                    },
+                );
+            }
+        }
+        issued.session = self.get(&issued.session.id).await?;
+        Ok(issued)
+    }
+
+    async fn write_merged_user_data(
+        &self,
+        user: &UserId,
+        mut version: u64,
+        mut data: Data,
+        anon: &Data,
+    ) -> Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let sealed = self.seal_user(user, &data)?;
+            match self
+                .inner
+                .store
+                .set_user_data(user, version, sealed)
+                .await?
+            {
+                Ok(_) => {
+                    self.emit(None, Some(user.clone()), EventKind::UserDataChanged);
+                    return Ok(());
+                }
+                Err(current) => {
+                    // Someone else changed the user's data: merge again on top of it.
+                    version = current.as_ref().map_or(0, |c| c.version);
+                    data = match &current {
+                        Some(c) => self.open_blob(&user_aad(user), &c.data)?,
+                        None => Data::new(),
+                    };
+                    let mut scratch = Data::new();
+                    self.inner.merge.merge(
+                        anon.clone(),
+                        MergeInto {
+                            session: &mut scratch,
+                            user: &mut data,
+                        },
+                    );
+                }
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    fn seal_user(&self, user: &UserId, data: &Data) -> Result<Sealed> {
+        let json = serde_json::to_vec(data).map_err(|e| Error::InvalidData(e.to_string()))?;
+        if json.len() > self.inner.max_data_bytes {
+            return Err(Error::InvalidData(format!(
+                "data is {} bytes, the limit is {}",
+                json.len(),
+                self.inner.max_data_bytes
+            )));
+        }
+        Ok(self.inner.keys.seal(&user_aad(user), &json)?)
+    }
+
+    /// Signs out: the session ends (reason `logged_out`). Unknown or already ended
+    /// tokens are not an error (returns `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedToken`], store errors.
+    pub async fn logout(&self, token: &str) -> Result<Option<SessionId>> {
+        let hash = SessionToken::parse(token)?.hash();
+        let Lookup::Found(rec) = self.inner.store.load(&hash, None).await? else {
+            return Ok(None);
+        };
+        self.end_session(&rec.id, EndReason::LoggedOut).await?;
+        Ok(Some(rec.id))
+    }
+
+    /// Ends one session by id with `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], store errors.
+    pub async fn end_session(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<Arc<SessionRecord>> {
+        let gone = self
+            .inner
+            .store
+            .end(id, self.ending(reason, self.now(), false))
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.emit(
+            Some(gone.id),
+            gone.user.clone(),
+            EventKind::Ended { reason },
+        );
+        Ok(gone)
+    }
+
+    /// Ends a session on behalf of `user` ("manage sessions"): refused with
+    /// [`Error::NotFound`] unless the session is theirs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], store errors.
+    pub async fn end_own_session(
+        &self,
+        user: &UserId,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<Arc<SessionRecord>> {
+        let rec = self.get(id).await?;
+        if rec.user.as_ref() != Some(user) {
+            return Err(Error::NotFound);
+        }
+        self.end_session(id, reason).await
+    }
+
+    /// Ends all of a user's sessions except `except` ("log out everywhere" / "other
+    /// devices", disabling a user, an admin's revocation).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn end_user_sessions(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        reason: EndReason,
+    ) -> Result<Vec<SessionId>> {
+        let gone = self
+            .inner
+            .store
+            .end_user(user, except, self.ending(reason, self.now(), false))
+            .await?;
+        for g in &gone {
+            self.emit(Some(g.id), g.user.clone(), EventKind::Ended { reason });
+        }
+        Ok(gone.iter().map(|g| g.id).collect())
+    }
+
+    /// A user's live sessions, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<Arc<SessionRecord>>> {
+        Ok(self.inner.store.list_user(user, self.now()).await?)
+    }
+
+    /// A user's data (all devices) and its version (0 when none was ever written).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Seal`], store errors.
+    pub async fn user_data(&self, user: &UserId) -> Result<(u64, Data)> {
+        match self.inner.store.user_data(user).await? {
+            Some(d) => Ok((d.version, self.open_blob(&user_aad(user), &d.data)?)),
+            None => Ok((0, Data::new())),
+        }
+    }
+
+    /// Changes a user's data with `f` (compare-and-set with retry, or one attempt
+    /// with `expected_version`). Returns the new version and data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::VersionConflict`], [`Error::InvalidData`], [`Error::Contention`], store errors.
+    pub async fn update_user_data<F>(
+        &self,
+        user: &UserId,
+        expected_version: Option<u64>,
+        mut f: F,
+    ) -> Result<(u64, Data)>
+    where
+        F: FnMut(&mut Data) + Send,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let (version, before) = self.user_data(user).await?;
+            if expected_version.is_some_and(|v| v != version) {
+                return Err(Error::VersionConflict { current: version });
+            }
+            let mut after = before.clone();
+            f(&mut after);
+            if after == before {
+                return Ok((version, before));
+            }
+            let sealed = self.seal_user(user, &after)?;
+            match self
+                .inner
+                .store
+                .set_user_data(user, version, sealed)
+                .await?
+            {
+                Ok(d) => {
+                    self.emit(None, Some(user.clone()), EventKind::UserDataChanged);
+                    return Ok((d.version, after));
+                }
+                Err(cur) if expected_version.is_some() => {
+                    return Err(Error::VersionConflict {
+                        current: cur.map_or(0, |c| c.version),
+                    });
+                }
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// Adds to a session counter unless `limit` would be exceeded (quotas).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: u64,
+        limit: Option<u64>,
+    ) -> Result<Counter> {
+        Ok(self
+            .inner
+            .store
+            .increment_counter(id, name, by, limit)
+            .await?)
+    }
+
+    /// Ends up to `max` expired sessions (keeping reasons and restorable data) and
+    /// forgets old reasons. Returns how many sessions ended.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn sweep(&self, max: usize) -> Result<usize> {
+        let p = &self.inner.policy;
+        let spec = SweepSpec {
+            now: self.now(),
+            reason_ttl_ms: duration_millis(p.reason_ttl),
+            restore_ttl_ms: duration_millis(p.restore_ttl),
+        };
+        let ended = self.inner.store.sweep(spec, max).await?;
+        for e in &ended {
+            self.emit(
+                Some(e.record.id),
+                e.record.user.clone(),
+                EventKind::Ended { reason: e.reason },
+            );
+        }
+        Ok(ended.len())
+    }
+
+    /// Runs [`Self::sweep`] every `every` until the returned handle is aborted or the
+    /// manager's last clone is dropped.
+    pub fn spawn_sweeper(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let m = SessionManager { inner };
+                if let Err(e) = m.sweep(10_000).await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+        })
+    }
+}
