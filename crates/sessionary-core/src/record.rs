@@ -238,13 +238,15 @@ impl SessionRecord {
     }
 
     /// Why the session is over at `now`, if it is.
+    /// When both deadlines passed, the one that came first is the reason.
     pub fn expiry_reason(&self, now: Timestamp) -> Option<EndReason> {
-        if now >= self.absolute_expires_at {
-            Some(EndReason::ExpiredAbsolute)
-        } else if now >= self.last_seen_at.add_millis(self.idle_timeout_ms) {
+        let idle_end = self.last_seen_at.add_millis(self.idle_timeout_ms);
+        if now < idle_end.min(self.absolute_expires_at) {
+            None
+        } else if idle_end < self.absolute_expires_at {
             Some(EndReason::ExpiredIdle)
         } else {
-            None
+            Some(EndReason::ExpiredAbsolute)
         }
     }
 
