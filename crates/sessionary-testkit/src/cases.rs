@@ -592,41 +592,70 @@ pub async fn limit_ignores_expired_sessions(store: Store) {
     ));
 }
 
-async fn parallel_creates(store: &Store, mode: LimitMode) -> (usize, usize) {
+/// 50 parallel creates with a limit of 1 for each of 10 users at once, in 8
+/// rounds (a race window is narrow; rounds make a missing lock show); returns
+/// (created, rejected) per user and round.
+async fn parallel_creates(store: &Store, mode: LimitMode) -> Vec<(usize, usize)> {
+    let mut all = Vec::new();
+    for round in 0..8 {
+        all.extend(parallel_creates_round(store, mode, round).await);
+    }
+    all
+}
+
+async fn parallel_creates_round(
+    store: &Store,
+    mode: LimitMode,
+    round: usize,
+) -> Vec<(usize, usize)> {
+    const USERS: usize = 10;
+    let start = Arc::new(tokio::sync::Barrier::new(50 * USERS));
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for i in 0..50 * USERS {
         let store = Arc::clone(store);
+        let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
-            let (_, r) = record(Some("alice"), T0);
-            store.create(r, limit(1, mode, T0)).await.unwrap()
+            let name = format!("r{round}user{}", i % USERS);
+            let (_, r) = record(Some(&name), T0);
+            start.wait().await;
+            (
+                i % USERS,
+                store.create(r, limit(1, mode, T0)).await.unwrap(),
+            )
         }));
     }
-    let (mut ok, mut rejected) = (0, 0);
+    let mut counts = vec![(0, 0); USERS];
     for t in tasks {
-        match t.await.unwrap() {
-            Create::Created { .. } => ok += 1,
+        let (u, out) = t.await.unwrap();
+        match out {
+            Create::Created { .. } => counts[u].0 += 1,
             Create::LimitReached { active } => {
                 assert_eq!(active, 1);
-                rejected += 1;
+                counts[u].1 += 1;
             }
             Create::Duplicate => panic!("random ids collided"),
         }
     }
-    (ok, rejected)
+    for u in 0..USERS {
+        let name = format!("r{round}user{u}");
+        let live = store.list_user(&user(&name), T0).await.unwrap();
+        assert_eq!(live.len(), 1, "{name} has {} live sessions", live.len());
+    }
+    counts
 }
 
 /// 50 parallel sign-ins with a limit of 1 (`EvictOldest`) leave exactly 1 live session.
 pub async fn race_parallel_creates_evict_oldest(store: Store) {
-    let (ok, rejected) = parallel_creates(&store, LimitMode::EvictOldest).await;
-    assert_eq!((ok, rejected), (50, 0));
-    assert_eq!(store.list_user(&user("alice"), T0).await.unwrap().len(), 1);
+    for counts in parallel_creates(&store, LimitMode::EvictOldest).await {
+        assert_eq!(counts, (50, 0));
+    }
 }
 
 /// 50 parallel sign-ins with a limit of 1 (`RejectNew`): 1 succeeds, 49 are refused.
 pub async fn race_parallel_creates_reject_new(store: Store) {
-    let (ok, rejected) = parallel_creates(&store, LimitMode::RejectNew).await;
-    assert_eq!((ok, rejected), (1, 49));
-    assert_eq!(store.list_user(&user("alice"), T0).await.unwrap().len(), 1);
+    for counts in parallel_creates(&store, LimitMode::RejectNew).await {
+        assert_eq!(counts, (1, 49));
+    }
 }
 
 /// 100 concurrent data updates on one session all take effect.
