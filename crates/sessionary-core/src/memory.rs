@@ -200,7 +200,13 @@ impl Inner {
             let mut shard = self.users[self.user_shard(user)].write();
             if let Some(entry) = shard.get_mut(user) {
                 entry.sessions.retain(|s| s != id);
-                if let Some(until) = ending.restore_until {
+                let keep = ending.restore_until.filter(|until| {
+                    entry
+                        .restore
+                        .as_ref()
+                        .is_none_or(|r| r.keep_until <= *until)
+                });
+                if let Some(until) = keep {
                     entry.restore = Some(Restorable {
                         session_id: *id,
                         data: rec.data.clone(),

@@ -79,8 +79,9 @@ pub struct Ending {
     pub at: Timestamp,
     /// Keep the reason under the token hash until then.
     pub reason_until: Timestamp,
-    /// If set and the session has a user and data, keep its data for the
-    /// user's next session until then.
+    /// If set and the session has a user, keep its (sealed, possibly empty) data
+    /// for the user's next session until then. Of several kept for one user, the
+    /// one kept longest wins.
     pub restore_until: Option<Timestamp>,
 }
 
@@ -91,7 +92,7 @@ pub struct SessionLimit {
     pub max: u32,
     /// What to do at the limit.
     pub mode: LimitMode,
-    /// Sessions expired at this time do not count (and are ended as expired).
+    /// Sessions expired at this time do not count (they are left for `load` or `sweep` to end).
     pub now: Timestamp,
     /// How evicted sessions end (reason `evicted_by_limit`).
     pub evict: Ending,

@@ -1,0 +1,569 @@
+//! Configuration of `sessionary serve`: defaults < TOML file < `SESSIONARY_*`
+//! environment variables < command-line flags.
+//!
+//! Nested keys are joined with `__` in environment variables, e.g.
+//! `SESSIONARY_POLICY__DEFAULT__IDLE_TIMEOUT=15m` sets `policy.default.idle_timeout`.
+//! Every key, its default and its variable are listed in `docs/config.md`.
+//!
+//! Loading is two steps: [`load`] merges the sources into a [`Config`] (raw,
+//! serializable, what `sessionary config-check` prints), and
+//! [`Config::validate`] checks every value and yields [`Settings`]. Each
+//! failure is a [`ConfigError`] naming the key, what is allowed and where the
+//! value came from.
+//!
+//! # Examples
+//!
+//! ```
+//! use sessionary_server::config::{Overrides, load};
+//! // Defaults < no file < SESSIONARY_* variables < flags.
+//! let config = load(None, &Overrides { listen: Some("127.0.0.1:0".into()), data_dir: None })?;
+//! let settings = config.validate()?;
+//! assert_eq!(settings.listen.port(), 0);
+//! # let settings = sessionary_server::config::Config::default().validate()?;
+//! assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+//! # Ok::<(), sessionary_server::config::ConfigErrors>(())
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use sessionary_core::policy::parse_duration;
+use sessionary_core::{KeyRing, Policy};
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "SESSIONARY_";
+
+/// Shortest API key accepted from configuration, in characters.
+pub const MIN_API_KEY_LEN: usize = 32;
+
+/// Where sessions are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// SQLite in a file (durable; the default).
+    #[default]
+    Sqlite,
+    /// In this process only: everything is lost at exit (tests, demos).
+    Memory,
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Memory => "memory",
+        })
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` or `memory`.
+    pub kind: StoreKind,
+    /// The SQLite file; default `<data_dir>/sessions.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// A secret string from configuration; `Debug` prints `REDACTED`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Accepted API keys (`Authorization: Bearer <key>`). Empty: one is generated on
+    /// first start and kept in `<data_dir>/api-key`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub keys: Vec<Secret>,
+}
+
+/// The merged configuration, before validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: String,
+    /// Folder for the SQLite file and generated keys.
+    pub data_dir: PathBuf,
+    /// The session store.
+    pub store: StoreConfig,
+    /// The service API.
+    pub api: ApiConfig,
+    /// Data keys as `ID:BASE64` (32 bytes), the first seals; the others only open
+    /// older data. Empty: one is generated and kept in `<data_dir>/data-keys`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub data_keys: Vec<Secret>,
+    /// Timeouts and limits (see `sessionary_core::Policy`).
+    pub policy: Policy,
+    /// How often expired sessions are swept (`60s`).
+    pub sweep_interval: String,
+    /// Log filter (`tracing` env-filter syntax, e.g. `info` or `info,sessionary=debug`).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./sessionary-data"),
+            store: StoreConfig::default(),
+            api: ApiConfig::default(),
+            data_keys: Vec::new(),
+            policy: Policy::default(),
+            sweep_interval: "60s".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+/// Values from command-line flags; they win over every other source.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One bad configuration value: the key, what is wrong or allowed, and its origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The dotted key, e.g. `policy.default.idle_timeout`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+    /// Where the value came from (a file, an environment variable), if known.
+    pub origin: Option<String>,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+            origin: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.message)?;
+        if let Some(o) = &self.origin {
+            write!(f, " (from {o})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every bad value found (at least one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// Merges defaults, the TOML `file` (if any), `SESSIONARY_*` variables and `overrides`.
+///
+/// # Errors
+///
+/// A missing file, TOML syntax errors, unknown keys and values of the wrong type,
+/// each naming the key and its origin.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    load_from(file, Env::prefixed(ENV_PREFIX), overrides)
+}
+
+fn load_from(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(
+                ConfigError::new("config", format!("no such file {}", path.display())).into(),
+            );
+        }
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    // SESSIONARY_CONFIG names the file; it is not a key.
+    fig = fig.merge(env.split("__").ignore(&["config"]));
+    let mut config: Config = fig.extract().map_err(from_figment)?;
+    if let Some(l) = &overrides.listen {
+        config.listen.clone_from(l);
+    }
+    if let Some(d) = &overrides.data_dir {
+        config.data_dir.clone_from(d);
+    }
+    Ok(config)
+}
+
+fn is_duration_key(key: &str) -> bool {
+    key.ends_with("timeout") || key.ends_with("_ttl") || key.ends_with("interval")
+}
+
+fn from_figment(err: figment::Error) -> ConfigErrors {
+    let mut out = Vec::new();
+    for e in err {
+        let mut path = e.path.clone();
+        let message = match &e.kind {
+            figment::error::Kind::UnknownField(field, expected) => {
+                // figment's path ends with the unknown field already.
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
+                if expected.is_empty() {
+                    "unknown key".to_owned()
+                } else {
+                    format!("unknown key; expected one of: {}", expected.join(", "))
+                }
+            }
+            figment::error::Kind::InvalidType(actual, _) if is_duration_key(&path.join(".")) => {
+                format!(
+                    "expected a duration such as 250ms, 30s, 10m, 2h, 7d or 1h30m, got {actual}"
+                )
+            }
+            kind => kind.to_string(),
+        };
+        let origin = e.metadata.as_ref().map(|md| {
+            if md.name.contains("environment") {
+                let var: Vec<String> = path.iter().map(|p| p.to_ascii_uppercase()).collect();
+                format!("environment variable {ENV_PREFIX}{}", var.join("__"))
+            } else if let Some(src) = &md.source {
+                format!("{} {src}", md.name)
+            } else {
+                md.name.to_string()
+            }
+        });
+        let key = if path.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            path.join(".")
+        };
+        out.push(ConfigError {
+            key,
+            message,
+            origin,
+        });
+    }
+    if out.is_empty() {
+        out.push(ConfigError::new(
+            "(unknown)",
+            "the configuration could not be read",
+        ));
+    }
+    ConfigErrors(out)
+}
+
+/// Accepts a single string or a list of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) if s.trim().is_empty() => Vec::new(),
+        OneOrMany::One(s) => s.split(',').map(|k| Secret(k.trim().to_owned())).collect(),
+        OneOrMany::Many(v) => v.into_iter().map(Secret).collect(),
+    })
+}
+
+/// The validated configuration that `serve` runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite file and generated keys.
+    pub data_dir: PathBuf,
+    /// Store kind.
+    pub store: StoreKind,
+    /// The SQLite file (for [`StoreKind::Sqlite`]).
+    pub store_path: PathBuf,
+    /// Configured API keys (empty: use or generate `<data_dir>/api-key`).
+    pub api_keys: Vec<Secret>,
+    /// Configured data keys, current first (empty: use or generate `<data_dir>/data-keys`).
+    pub data_keys: Vec<(u32, Secret)>,
+    /// The policy (validated).
+    pub policy: Policy,
+    /// Sweep period.
+    pub sweep_interval: Duration,
+    /// Log filter.
+    pub log: String,
+}
+
+impl Config {
+    /// Checks every value.
+    ///
+    /// # Errors
+    ///
+    /// Every bad value, each naming its key and what is allowed.
+    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
+        let mut errs = Vec::new();
+        let listen = match self.listen.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(ConfigError::new(
+                    "listen",
+                    format!(
+                        "expected an IP address and port such as 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080, got {:?}",
+                        self.listen
+                    ),
+                ));
+                None
+            }
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            errs.push(ConfigError::new(
+                "data_dir",
+                "expected a folder path, got an empty string",
+            ));
+        }
+        if self
+            .store
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            errs.push(ConfigError::new(
+                "store.path",
+                "expected a file path, got an empty string",
+            ));
+        }
+        for (i, k) in self.api.keys.iter().enumerate() {
+            let k = k.expose();
+            if k.len() < MIN_API_KEY_LEN
+                || k.len() > 512
+                || !k.bytes().all(|b| b.is_ascii_graphic())
+            {
+                errs.push(ConfigError::new(
+                    format!("api.keys[{i}]"),
+                    format!(
+                        "expected {MIN_API_KEY_LEN} to 512 printable ASCII characters without spaces \
+                         (e.g. 43 base64url characters from 32 random bytes)"
+                    ),
+                ));
+            }
+        }
+        let mut data_keys = Vec::new();
+        for (i, k) in self.data_keys.iter().enumerate() {
+            match KeyRing::parse_key(k.expose()) {
+                Ok((id, _)) if data_keys.iter().any(|(seen, _)| *seen == id) => {
+                    errs.push(ConfigError::new(
+                        format!("data_keys[{i}]"),
+                        format!("key id {id} appears twice; each key needs its own id"),
+                    ));
+                }
+                Ok((id, _)) => data_keys.push((id, k.clone())),
+                Err(e) => errs.push(ConfigError::new(
+                    format!("data_keys[{i}]"),
+                    format!("{e}; expected \"ID:BASE64\" with a numeric id and 32 bytes of standard or URL-safe base64"),
+                )),
+            }
+        }
+        if let Err(e) = self.policy.validate() {
+            let (key, msg) = match e.split_once(": ") {
+                Some((k, m)) => (k.to_owned(), m.to_owned()),
+                None => ("policy".to_owned(), e),
+            };
+            errs.push(ConfigError::new(key, msg));
+        }
+        let sweep_interval = match parse_duration(&self.sweep_interval) {
+            Ok(d) if d.is_zero() => {
+                errs.push(ConfigError::new(
+                    "sweep_interval",
+                    "must be greater than zero",
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                errs.push(ConfigError::new("sweep_interval", e));
+                None
+            }
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
+            errs.push(ConfigError::new(
+                "log",
+                format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
+            ));
+        }
+        match (listen, sweep_interval) {
+            (Some(listen), Some(sweep_interval)) if errs.is_empty() => Ok(Settings {
+                listen,
+                store_path: self
+                    .store
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("sessions.db")),
+                data_dir: self.data_dir.clone(),
+                store: self.store.kind,
+                api_keys: self.api.keys.clone(),
+                data_keys,
+                policy: self.policy.clone(),
+                sweep_interval,
+                log: self.log.clone(),
+            }),
+            _ => Err(ConfigErrors(errs)),
+        }
+    }
+
+    /// This configuration as TOML with every secret replaced by `REDACTED`
+    /// (for `sessionary config-check`).
+    ///
+    /// # Errors
+    ///
+    /// If TOML serialization fails.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut c = self.clone();
+        for k in c.api.keys.iter_mut().chain(c.data_keys.iter_mut()) {
+            *k = Secret::new("REDACTED");
+        }
+        if c.store.path.is_none() {
+            c.store.path = Some(c.data_dir.join("sessions.db"));
+        }
+        toml::to_string_pretty(&c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Figment as `load` builds it, with `vars` standing in for the environment
+    /// (tests cannot set real variables safely).
+    fn env(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        for (k, v) in vars {
+            let key = k
+                .trim_start_matches(ENV_PREFIX)
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            let value: figment::value::Value = v.parse().unwrap_or_else(|e| match e {});
+            fig = fig.merge(Serialized::default(&key, value));
+        }
+        fig.extract::<Config>().map_err(from_figment)
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.store, StoreKind::Sqlite);
+        assert_eq!(s.store_path, PathBuf::from("./sessionary-data/sessions.db"));
+        assert_eq!(s.sweep_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = env(&[("SESSIONARY_POLICY__DEFAULT__IDLE_TIMEOUT", "soon")]).unwrap_err();
+        assert_eq!(err.0[0].key, "policy.default.idle_timeout");
+        assert!(err.0[0].message.contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn nested_role_override_keeps_other_admin_defaults() {
+        let c = env(&[("SESSIONARY_POLICY__ROLES__ADMIN__IDLE_TIMEOUT", "5m")]).unwrap();
+        let admin = &c.policy.roles["admin"];
+        assert_eq!(admin.idle_timeout, Duration::from_secs(300));
+        assert_eq!(admin.max_sessions, Some(3));
+        assert!(!admin.allow_remember);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = env(&[("SESSIONARY_LISTN", "x")]).unwrap_err();
+        assert_eq!(err.0[0].key, "listn");
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let c = Config {
+            listen: "localhost".into(),
+            sweep_interval: "often".into(),
+            data_keys: vec![Secret::new("x:abc")],
+            api: ApiConfig {
+                keys: vec![Secret::new("short")],
+            },
+            log: "info,[".into(),
+            ..Config::default()
+        };
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listen",
+                "api.keys[0]",
+                "data_keys[0]",
+                "sweep_interval",
+                "log"
+            ]
+        );
+    }
+
+    #[test]
+    fn policy_errors_name_the_policy() {
+        let mut c = Config::default();
+        c.policy.default.idle_timeout = Duration::from_secs(100 * 3600);
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs.0[0].key, "policy.default");
+    }
+
+    #[test]
+    fn redacted_toml_hides_secrets() {
+        let c = Config {
+            api: ApiConfig {
+                keys: vec![Secret::new("k".repeat(40))],
+            },
+            ..Config::default()
+        };
+        let t = c.to_redacted_toml().unwrap();
+        assert!(!t.contains(&"k".repeat(40)));
+        assert!(t.contains("REDACTED"));
+        assert!(format!("{c:?}").contains("REDACTED"));
+    }
+}

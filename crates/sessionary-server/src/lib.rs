@@ -1,0 +1,177 @@
+//! The Sessionary session service: configuration, the HTTP/JSON API v1 and the
+//! `sessionary` binary's runtime.
+//!
+//! [`app`] builds the [`axum::Router`] from an [`AppState`] (a
+//! [`SessionManager`] and the accepted [`ApiKeys`]); the binary's `main.rs` only
+//! parses the command line, loads [`config`], sets up tracing and calls
+//! [`serve::run`]. Tests drive the router directly:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use sessionary_core::{MemoryStore, SessionManager};
+//! use sessionary_server::{ApiKeys, AppState, app};
+//! use tower::ServiceExt;
+//!
+//! let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+//! let router = app(AppState::new(manager, ApiKeys::new(["k".repeat(40)])));
+//! let res = router
+//!     .oneshot(http::Request::get("/healthz").body(axum::body::Body::empty())?)
+//!     .await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Endpoints
+//!
+//! All under `Authorization: Bearer <api key>` except `/healthz` and
+//! `/v1/openapi.json`; the OpenAPI 3.1 document is the reference.
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `POST /v1/sessions` | create (sign-in, sign-in from a session, anonymous) |
+//! | `POST /v1/sessions/verify` | the hot path: token → session, or a refusal with `reason` |
+//! | `POST /v1/sessions/extend`, `POST /v1/sessions/logout` | stay signed in; sign out |
+//! | `GET /v1/sessions/{id}`, `DELETE /v1/sessions/{id}?reason=` | read; end |
+//! | `GET`/`PATCH /v1/sessions/{id}/data` | session data (merge patch, `If-Match`) |
+//! | `POST /v1/sessions/{id}/regenerate` | new token (roles, step-up) |
+//! | `GET`/`DELETE /v1/users/{user}/sessions` | list; end all (or all but `except`) |
+//! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
+//!
+//! # Security model
+//!
+//! - API keys are compared as SHA-256 digests in constant time ([`ApiKeys`]).
+//! - Session tokens appear only in the bodies of create and regenerate responses,
+//!   which carry `Cache-Control: no-store` (as does every API response). They are
+//!   never logged; request spans carry the method, route and session id.
+//! - Malformed tokens are refused before any store access; unknown tokens never
+//!   create anything (both enforced by `sessionary-core`, tested here through HTTP).
+//! - Errors are RFC 9457 problems ([`problem::Problem`]); internal causes are logged,
+//!   never sent.
+//! - Bodies are limited to [`MAX_BODY_BYTES`].
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod extract;
+pub mod problem;
+pub mod serve;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sessionary_core::SessionManager;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::ApiKeys;
+pub use problem::Problem;
+
+/// Largest request body accepted, in bytes (256 KiB); larger bodies get `413`.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What every handler shares: the session engine and the accepted API keys.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The session engine (inject a `MockClock` through its builder in tests).
+    pub manager: SessionManager,
+    keys: Arc<ApiKeys>,
+}
+
+impl AppState {
+    /// State over `manager`, accepting `keys`.
+    pub fn new(manager: SessionManager, keys: ApiKeys) -> Self {
+        Self {
+            manager,
+            keys: Arc::new(keys),
+        }
+    }
+}
+
+/// Every API response is private: `Cache-Control: no-store` unless a handler set
+/// something else, and `X-Content-Type-Options: nosniff`.
+async fn private_responses(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint; see /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not support this method; see /v1/openapi.json",
+    )
+}
+
+/// The service's router: `/healthz`, `/v1/openapi.json` and the API v1.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/sessions", post(api::create_session))
+        .route("/v1/sessions/verify", post(api::verify))
+        .route("/v1/sessions/extend", post(api::extend))
+        .route("/v1/sessions/logout", post(api::logout))
+        .route(
+            "/v1/sessions/{id}",
+            get(api::get_session).delete(api::delete_session),
+        )
+        .route(
+            "/v1/sessions/{id}/data",
+            get(api::get_session_data).patch(api::patch_session_data),
+        )
+        .route("/v1/sessions/{id}/regenerate", post(api::regenerate))
+        .route(
+            "/v1/users/{user}/sessions",
+            get(api::list_user_sessions).delete(api::delete_user_sessions),
+        )
+        .route(
+            "/v1/users/{user}/data",
+            get(api::get_user_data).patch(api::patch_user_data),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/v1/openapi.json", get(api::openapi_json))
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(private_responses))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Never the URI's query or any header: only method, route and the
+            // session id once a handler knows it.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                sid = tracing::field::Empty,
+            )
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal().into_response()
+        }))
+        .with_state(state)
+}

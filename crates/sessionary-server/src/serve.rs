@@ -1,0 +1,365 @@
+//! `sessionary serve`: opens the store, loads or generates keys, listens, and
+//! shuts down gracefully on SIGINT or SIGTERM.
+
+use std::fs;
+use std::future::IntoFuture as _;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sessionary_core::{KeyRing, MemoryStore, SessionManager, SessionStore};
+
+use crate::config::{Secret, Settings, StoreKind};
+use crate::{ApiKeys, AppState, app};
+
+/// `println!` that never panics: a closed stdout (`sessionary | head -1`) must not
+/// stop the service.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// File in the data folder holding the generated API key.
+pub const API_KEY_FILE: &str = "api-key";
+/// File in the data folder holding the generated data keys (`ID:BASE64`, one a line).
+pub const DATA_KEYS_FILE: &str = "data-keys";
+
+/// What can stop the service from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A file or folder could not be read or written.
+    #[error("{what} {}", path.display())]
+    File {
+        /// What was being done.
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A key file holds something that is not a key.
+    #[error("{}: {message}", path.display())]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the session store {}", path.display())]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sessionary_core::StoreError,
+    },
+    /// The engine refused its configuration.
+    #[error(transparent)]
+    Engine(#[from] sessionary_core::Error),
+    /// Serving failed.
+    #[error("the server failed")]
+    Io(#[source] io::Error),
+}
+
+fn file_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ServeError {
+    let path = path.to_owned();
+    move |source| ServeError::File { what, path, source }
+}
+
+/// Where the API keys in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// `api.keys` in the configuration (how many).
+    Config(usize),
+    /// Read from this file.
+    File(PathBuf),
+    /// Generated now and written to this file; the key is shown once at start.
+    Generated(PathBuf, Secret),
+}
+
+/// Creates `dir` (owner-only on Unix) if it does not exist.
+///
+/// # Errors
+///
+/// [`ServeError::File`].
+pub fn ensure_dir(dir: &Path) -> Result<(), ServeError> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(file_err("cannot create folder", dir))
+}
+
+/// Writes a new owner-only (0600) file; never overwrites an existing one.
+fn write_secret_file(path: &Path, contents: &str) -> Result<(), ServeError> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).map_err(file_err("cannot create", path))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(file_err("cannot write", path))
+}
+
+fn read_secret_file(path: &Path) -> Result<Option<String>, ServeError> {
+    match fs::read_to_string(path) {
+        Ok(s) => {
+            #[cfg(unix)]
+            if let Ok(md) = fs::metadata(path) {
+                use std::os::unix::fs::PermissionsExt as _;
+                if md.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(file = %path.display(), "secret file is readable by others; chmod 600 it");
+                }
+            }
+            Ok(Some(s))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err("cannot read", path)(e)),
+    }
+}
+
+fn random_key() -> Result<[u8; 32], ServeError> {
+    let mut k = [0u8; 32];
+    sessionary_core::token::fill_random(&mut k)?;
+    Ok(k)
+}
+
+/// The API keys in force: configured ones, else `<data_dir>/api-key`, else a new
+/// 256-bit key written there (mode 0600).
+///
+/// # Errors
+///
+/// Unreadable or unwritable files, an empty key file.
+pub fn api_keys(settings: &Settings) -> Result<(ApiKeys, ApiKeySource), ServeError> {
+    if !settings.api_keys.is_empty() {
+        return Ok((
+            ApiKeys::new(settings.api_keys.iter().map(Secret::expose)),
+            ApiKeySource::Config(settings.api_keys.len()),
+        ));
+    }
+    let path = settings.data_dir.join(API_KEY_FILE);
+    if let Some(s) = read_secret_file(&path)? {
+        let keys: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        if keys.is_empty() {
+            return Err(ServeError::BadKeyFile {
+                path,
+                message: "holds no API key; delete it to have one generated".into(),
+            });
+        }
+        return Ok((ApiKeys::new(keys), ApiKeySource::File(path)));
+    }
+    let key = URL_SAFE_NO_PAD.encode(random_key()?);
+    write_secret_file(&path, &format!("{key}\n"))?;
+    Ok((
+        ApiKeys::new([&key]),
+        ApiKeySource::Generated(path, Secret::new(key)),
+    ))
+}
+
+/// The data key ring: configured keys, else `<data_dir>/data-keys`, else a new
+/// key written there (mode 0600). The first key seals; the others only open.
+///
+/// # Errors
+///
+/// Unreadable or unwritable files, malformed keys in the file.
+pub fn data_keys(settings: &Settings) -> Result<KeyRing, ServeError> {
+    let (specs, path): (Vec<String>, PathBuf) = if settings.data_keys.is_empty() {
+        let path = settings.data_dir.join(DATA_KEYS_FILE);
+        match read_secret_file(&path)? {
+            Some(s) => (
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect(),
+                path,
+            ),
+            None => {
+                let spec = KeyRing::format_key(1, &random_key()?);
+                write_secret_file(
+                    &path,
+                    &format!("# Sessionary data keys: ID:BASE64, the first seals.\n{spec}\n"),
+                )?;
+                (vec![spec], path)
+            }
+        }
+    } else {
+        (
+            settings
+                .data_keys
+                .iter()
+                .map(|(_, s)| s.expose().to_owned())
+                .collect(),
+            PathBuf::from("data_keys"),
+        )
+    };
+    let mut ring: Option<KeyRing> = None;
+    for spec in &specs {
+        let (id, key) = KeyRing::parse_key(spec).map_err(|e| ServeError::BadKeyFile {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        ring = Some(
+            match ring {
+                None => KeyRing::new(id, key),
+                Some(r) => r.with_key(id, key),
+            }
+            .map_err(|e| ServeError::BadKeyFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        );
+    }
+    ring.ok_or_else(|| ServeError::BadKeyFile {
+        path,
+        message: "holds no data key".into(),
+    })
+}
+
+/// Opens the configured store.
+///
+/// # Errors
+///
+/// [`ServeError::Store`] if the store cannot be opened.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn SessionStore>, ServeError> {
+    match settings.store {
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Sqlite => open_sqlite(&settings.store_path).await,
+    }
+}
+
+async fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>, ServeError> {
+    let store = sessionary_sql::SqlStore::open_sqlite(path)
+        .await
+        .map_err(|source| ServeError::Store {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// Installs handlers for SIGINT (Ctrl-C) and SIGTERM now, and returns a future
+/// that completes when either arrives. Installing before the start banner means
+/// a signal sent as soon as the service says it listens is never missed.
+///
+/// # Errors
+///
+/// If the handlers cannot be installed.
+pub fn shutdown_signal() -> io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM, printing where it listens.
+///
+/// # Errors
+///
+/// Everything that stops the service from starting (folder, keys, store, address).
+pub async fn run(settings: Settings) -> Result<(), ServeError> {
+    // Bind first: a taken port must not leave a generated key unshown.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    ensure_dir(&settings.data_dir)?;
+    let (keys, key_source) = api_keys(&settings)?;
+    let ring = data_keys(&settings)?;
+    let store = open_store(&settings).await?;
+    let manager = SessionManager::builder(store)
+        .with_policy(settings.policy.clone())
+        .with_keys(ring)
+        .build()?;
+    let sweeper = manager.spawn_sweeper(settings.sweep_interval);
+    let addr = listener.local_addr().map_err(ServeError::Io)?;
+    let signal = shutdown_signal().map_err(ServeError::Io)?;
+    print_banner(&settings, addr, &key_source);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(AppState::new(manager, keys))).with_graceful_shutdown(
+        async move {
+            signal.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = stop_tx.send(true);
+        },
+    );
+    let mut stop_rx = stop_rx;
+    let deadline = async move {
+        let _ = stop_rx.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = server.into_future() => r.map_err(ServeError::Io),
+        () = deadline => {
+            tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    if result.is_ok() {
+        say!("Sessionary stopped");
+    }
+    result
+}
+
+fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
+    let url = format!("http://{addr}");
+    say!("Sessionary listening on {url}");
+    say!("  data dir: {}", settings.data_dir.display());
+    match settings.store {
+        StoreKind::Sqlite => say!("  store:    sqlite {}", settings.store_path.display()),
+        StoreKind::Memory => say!("  store:    memory (sessions are lost at exit)"),
+    }
+    match keys {
+        ApiKeySource::Config(n) => say!("  API keys: {n} from the configuration"),
+        ApiKeySource::File(p) => say!("  API key:  kept in {}", p.display()),
+        ApiKeySource::Generated(p, k) => {
+            say!(
+                "  API key:  {} (generated now, kept in {})",
+                k.expose(),
+                p.display()
+            );
+        }
+    }
+    say!("  API:      {url}/v1/openapi.json  (send Authorization: Bearer <API key>)");
+}

@@ -1,0 +1,1099 @@
+//! The service API through `app(...).oneshot(...)`: every endpoint, every
+//! refusal, time moved by a `MockClock`.
+
+// Test helpers outside #[test] fns: a panic is how they report a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use sessionary_core::record::{Restorable, UserData};
+use sessionary_core::store::{
+    Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
+};
+use sessionary_core::{
+    LimitMode, MemoryStore, MockClock, Policy, RolePolicy, Sealed, SessionId, SessionManager,
+    SessionRecord, SessionStore, StoreError, Timestamp, TokenHash, Tombstone, UserId,
+};
+use sessionary_server::{ApiKeys, AppState, app};
+
+const KEY: &str = "test-api-key-0123456789-abcdefghijklmnop";
+
+/// A store that counts every call and can be made to fail as unavailable.
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    calls: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl CountingStore {
+    fn hit(&self) -> StoreResult<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(std::io::Error::other("store down")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn create(&self, r: SessionRecord, l: Option<SessionLimit>) -> StoreResult<Create> {
+        self.hit()?;
+        self.inner.create(r, l).await
+    }
+    async fn load(&self, h: &TokenHash, t: Option<Touch>) -> StoreResult<Lookup> {
+        self.hit()?;
+        self.inner.load(h, t).await
+    }
+    async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
+        self.hit()?;
+        self.inner.get(id).await
+    }
+    async fn update(&self, r: SessionRecord, v: u64) -> StoreResult<Update> {
+        self.hit()?;
+        self.inner.update(r, v).await
+    }
+    async fn rotate(&self, r: SessionRecord, v: u64, t: Tombstone) -> StoreResult<Update> {
+        self.hit()?;
+        self.inner.rotate(r, v, t).await
+    }
+    async fn touch(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Arc<SessionRecord>>> {
+        self.hit()?;
+        self.inner.touch(id, now).await
+    }
+    async fn end(&self, id: &SessionId, e: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
+        self.hit()?;
+        self.inner.end(id, e).await
+    }
+    async fn end_user(
+        &self,
+        u: &UserId,
+        except: Option<&SessionId>,
+        e: Ending,
+    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        self.hit()?;
+        self.inner.end_user(u, except, e).await
+    }
+    async fn list_user(&self, u: &UserId, now: Timestamp) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        self.hit()?;
+        self.inner.list_user(u, now).await
+    }
+    async fn increment_counter(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: u64,
+        limit: Option<u64>,
+    ) -> StoreResult<Counter> {
+        self.hit()?;
+        self.inner.increment_counter(id, name, by, limit).await
+    }
+    async fn sweep(&self, spec: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
+        self.hit()?;
+        self.inner.sweep(spec, max).await
+    }
+    async fn take_restorable(&self, u: &UserId, now: Timestamp) -> StoreResult<Option<Restorable>> {
+        self.hit()?;
+        self.inner.take_restorable(u, now).await
+    }
+    async fn user_data(&self, u: &UserId) -> StoreResult<Option<UserData>> {
+        self.hit()?;
+        self.inner.user_data(u).await
+    }
+    async fn set_user_data(
+        &self,
+        u: &UserId,
+        v: u64,
+        d: Sealed,
+    ) -> StoreResult<Result<UserData, Option<UserData>>> {
+        self.hit()?;
+        self.inner.set_user_data(u, v, d).await
+    }
+}
+
+struct Harness {
+    app: Router,
+    clock: MockClock,
+    store: Arc<CountingStore>,
+}
+
+struct Res {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Res {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem document with this status and type.
+    #[track_caller]
+    fn problem(&self, status: u16, name: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header(header::CONTENT_TYPE),
+            "application/problem+json",
+            "{}",
+            self.body
+        );
+        assert_eq!(
+            self.body["type"],
+            format!("/problems/{name}"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string());
+        assert!(self.body["detail"].is_string());
+        self
+    }
+
+    #[track_caller]
+    fn reason(&self, reason: &str) {
+        assert_eq!(self.body["reason"], reason, "{}", self.body);
+    }
+}
+
+fn policy() -> Policy {
+    let mut p = Policy::default();
+    p.default.absolute_timeout = Duration::from_secs(3600);
+    p.roles.insert(
+        "solo".into(),
+        RolePolicy {
+            max_sessions: Some(1),
+            on_limit: LimitMode::RejectNew,
+            ..RolePolicy::default()
+        },
+    );
+    p
+}
+
+impl Harness {
+    fn new() -> Self {
+        let clock = MockClock::default();
+        let store = Arc::new(CountingStore::default());
+        let manager = SessionManager::builder(store.clone())
+            .with_clock(Arc::new(clock.clone()))
+            .with_policy(policy())
+            .build()
+            .unwrap();
+        let app = app(AppState::new(manager, ApiKeys::new([KEY])));
+        Self { app, clock, store }
+    }
+
+    fn calls(&self) -> usize {
+        self.store.calls.load(Ordering::SeqCst)
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Res {
+        use tower::ServiceExt as _;
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Res {
+        self.call_with(method, uri, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.raw(req).await
+    }
+
+    async fn create(&self, body: Value) -> (String, String) {
+        let r = self.call(Method::POST, "/v1/sessions", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["token"].as_str().unwrap().to_owned(),
+            r.body["session"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn verify(&self, token: &str) -> Res {
+        self.call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token })),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn healthz_needs_no_key_and_checks_the_store() {
+    let h = Harness::new();
+    let r = h
+        .raw(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"status": "ok", "store": "ok"}));
+    h.store.down.store(true, Ordering::SeqCst);
+    let r = h
+        .raw(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["store"], "unavailable");
+}
+
+#[tokio::test]
+async fn openapi_document_is_3_1_and_lists_every_path() {
+    let h = Harness::new();
+    let r = h
+        .raw(
+            Request::get("/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for (p, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/v1/openapi.json", &["get"]),
+        ("/v1/sessions", &["post"]),
+        ("/v1/sessions/verify", &["post"]),
+        ("/v1/sessions/extend", &["post"]),
+        ("/v1/sessions/logout", &["post"]),
+        ("/v1/sessions/{id}", &["get", "delete"]),
+        ("/v1/sessions/{id}/data", &["get", "patch"]),
+        ("/v1/sessions/{id}/regenerate", &["post"]),
+        ("/v1/users/{user}/sessions", &["get", "delete"]),
+        ("/v1/users/{user}/data", &["get", "patch"]),
+    ] {
+        for m in methods {
+            assert!(paths[p][m].is_object(), "{m} {p} missing");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["schemas"]["SessionView"].is_object());
+    // Health and the document itself need no key.
+    assert_eq!(paths["/healthz"]["get"]["security"], json!([{}]));
+}
+
+#[tokio::test]
+async fn api_key_is_required() {
+    let h = Harness::new();
+    let cases: [Option<&str>; 5] = [
+        None,
+        Some("Bearer wrong-key-0123456789-abcdefghijklmnopqr"),
+        Some("Basic dGVzdDp0ZXN0"),
+        Some("Bearer "),
+        Some("Bearer test-api-key-0123456789-abcdefghijklmno"),
+    ];
+    for auth in cases {
+        let mut b = Request::post("/v1/sessions").header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        let r = h.raw(b.body(Body::from("{}")).unwrap()).await;
+        r.problem(401, "unauthorized");
+        assert!(r.header(header::WWW_AUTHENTICATE).starts_with("Bearer"));
+    }
+    // Nothing reached the store.
+    assert_eq!(h.calls(), 0);
+    // The scheme is case-insensitive.
+    let r = h
+        .raw(
+            Request::get("/v1/users/alice/sessions")
+                .header(header::AUTHORIZATION, format!("bearer {KEY}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn create_returns_token_once_and_never_secrets() {
+    let h = Harness::new();
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({
+                "user": "alice", "roles": ["user"], "aal": 2, "remember": true,
+                "device": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0"},
+                "data": {"cart": [1, 2]}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    let token = r.body["token"].as_str().unwrap();
+    assert_eq!(token.len(), 43);
+    let s = &r.body["session"];
+    let id = s["id"].as_str().unwrap();
+    assert_eq!(r.header(header::LOCATION), format!("/v1/sessions/{id}"));
+    assert_eq!(s["user"], "alice");
+    assert_eq!(s["roles"], json!(["user"]));
+    assert_eq!(s["aal"], 2);
+    assert_eq!(s["remember"], true);
+    assert_eq!(s["idle_timeout_secs"], 7 * 86_400);
+    assert_eq!(s["device"]["ip"], "203.0.113.7");
+    assert_eq!(s["device"]["label"], "Firefox on Linux");
+    assert_eq!(s["created_at"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(s["auth_time"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(s["version"], 1);
+    let text = r.body.to_string();
+    for secret in ["token_hash", "csrf", "data\""] {
+        assert!(!s.to_string().contains(secret), "{secret} leaked: {text}");
+    }
+    // Reading the session never shows the token.
+    let r = h
+        .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.to_string().contains(token));
+    assert_eq!(r.body["session"]["id"], id);
+}
+
+#[tokio::test]
+async fn anonymous_sessions_and_bad_create_input() {
+    let h = Harness::new();
+    // No body at all: an anonymous session.
+    let r = h.call(Method::POST, "/v1/sessions", None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["session"]["user"], Value::Null);
+    assert_eq!(r.body["session"]["aal"], 0);
+    for bad in [
+        json!({"roles": ["admin"]}),
+        json!({"aal": 2}),
+        json!({"current_token": "x"}),
+        json!({"user": ""}),
+        json!({"user": "a\nb"}),
+        json!({"user": "alice", "aal": 5}),
+        json!({"user": "alice", "roles": [""]}),
+        json!({"user": "alice", "rolez": []}),
+        json!({"user": 5}),
+        json!({"user": "alice", "device": {"ip": "not-an-ip"}}),
+        json!({"user": "alice", "data": [1]}),
+        json!([]),
+    ] {
+        let r = h
+            .call(Method::POST, "/v1/sessions", Some(bad.clone()))
+            .await;
+        r.problem(400, "invalid-request");
+        assert!(!r.body["detail"].as_str().unwrap().is_empty(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn verify_touch_and_status() {
+    let h = Harness::new();
+    let (token, id) = h.create(json!({"user": "alice"})).await;
+    let r = h.verify(&token).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["session"]["id"], id);
+    // 20 minutes later: a status check does not extend...
+    h.clock.advance(Duration::from_secs(20 * 60));
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({"token": token, "touch": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body["session"]["last_seen_at"],
+        "2026-01-01T00:00:00.000Z"
+    );
+    // ...a verify does.
+    let r = h.verify(&token).await;
+    assert_eq!(
+        r.body["session"]["last_seen_at"],
+        "2026-01-01T00:20:00.000Z"
+    );
+    assert_eq!(r.body["session"]["expires_at"], "2026-01-01T00:50:00.000Z");
+    // Extend records activity now, whatever the touch interval.
+    h.clock.advance(Duration::from_secs(10));
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/extend",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body["session"]["last_seen_at"],
+        "2026-01-01T00:20:10.000Z"
+    );
+}
+
+#[tokio::test]
+async fn idle_and_absolute_expiry_are_reported() {
+    let h = Harness::new();
+    let (idle, idle_id) = h.create(json!({"user": "alice"})).await;
+    let (abs, _) = h.create(json!({"user": "bob"})).await;
+    // Bob stays active every 20 minutes; Alice does not.
+    for _ in 0..2 {
+        h.clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(h.verify(&abs).await.status, StatusCode::OK);
+    }
+    h.verify(&idle)
+        .await
+        .problem(401, "session-expired")
+        .reason("expired_idle");
+    // By id, an ended session is 410 with its reason.
+    let r = h
+        .call(Method::GET, &format!("/v1/sessions/{idle_id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    h.clock.advance(Duration::from_secs(20 * 60));
+    h.verify(&abs)
+        .await
+        .problem(401, "session-expired")
+        .reason("expired_absolute");
+}
+
+#[tokio::test]
+async fn expired_session_by_id_is_gone_with_reason() {
+    let h = Harness::new();
+    let (_, id) = h.create(json!({"user": "alice"})).await;
+    h.clock.advance(Duration::from_secs(31 * 60));
+    h.call(Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await
+        .problem(410, "session-expired")
+        .reason("expired_idle");
+}
+
+#[tokio::test]
+async fn malformed_tokens_are_refused_before_any_store_access() {
+    let h = Harness::new();
+    let good_len_bad_alphabet = "+".repeat(43);
+    let short = "A".repeat(42);
+    let huge = "A".repeat(10 * 1024);
+    let padded = format!("{}=", "A".repeat(42));
+    for t in [
+        &good_len_bad_alphabet,
+        &short,
+        &huge,
+        &padded,
+        &String::new(),
+    ] {
+        for path in [
+            "/v1/sessions/verify",
+            "/v1/sessions/extend",
+            "/v1/sessions/logout",
+        ] {
+            let before = h.calls();
+            let r = h.call(Method::POST, path, Some(json!({"token": t}))).await;
+            r.problem(401, "malformed-token").reason("malformed");
+            assert_eq!(h.calls(), before, "{path} touched the store");
+        }
+    }
+    assert!(h.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_tokens_never_create_anything() {
+    let h = Harness::new();
+    let unknown = "A".repeat(43);
+    h.verify(&unknown)
+        .await
+        .problem(401, "session-expired")
+        .reason("unknown");
+    h.call(
+        Method::POST,
+        "/v1/sessions/extend",
+        Some(json!({"token": unknown})),
+    )
+    .await
+    .problem(401, "session-expired")
+    .reason("unknown");
+    // Logging out an unknown token is not an error, and creates nothing.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/logout",
+            Some(json!({"token": unknown})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(h.store.inner.is_empty());
+    // Signing in with an unknown current token creates exactly one session.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "alice", "current_token": unknown})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(h.store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let h = Harness::new();
+    let (token, id) = h.create(json!({"user": "alice"})).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/logout",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    h.verify(&token)
+        .await
+        .problem(401, "session-expired")
+        .reason("logged_out");
+    // Twice is fine.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/logout",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    h.call(Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await
+        .problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn session_data_with_versions() {
+    let h = Harness::new();
+    let (_, id) = h
+        .create(json!({"user": "alice", "data": {"theme": "dark"}}))
+        .await;
+    let uri = format!("/v1/sessions/{id}/data");
+    let r = h.call(Method::GET, &uri, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"version": 1, "data": {"theme": "dark"}}));
+    assert_eq!(r.header(header::ETAG), "\"1\"");
+
+    let r = h
+        .call_with(
+            Method::PATCH,
+            &uri,
+            Some(json!({"cart": {"a": 1}, "theme": null})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"version": 2, "data": {"cart": {"a": 1}}}));
+    assert_eq!(r.header(header::ETAG), "\"2\"");
+
+    // A stale precondition is a conflict, and nothing changes.
+    let r = h
+        .call_with(
+            Method::PATCH,
+            &uri,
+            Some(json!({"x": 1})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    r.problem(409, "session-conflict");
+    assert_eq!(r.body["current_version"], 2);
+    assert_eq!(h.call(Method::GET, &uri, None).await.body["version"], 2);
+
+    // Without a precondition, patches merge; `*` is no precondition.
+    let r = h
+        .call_with(
+            Method::PATCH,
+            &uri,
+            Some(json!({"cart": {"b": 2}})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(r.body["data"], json!({"cart": {"a": 1, "b": 2}}));
+
+    // A merge-patch content type is accepted.
+    let r = h
+        .raw(
+            Request::patch(&uri)
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .header(header::CONTENT_TYPE, "application/merge-patch+json")
+                .body(Body::from(r#"{"n":1}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["data"]["n"], 1);
+
+    // Bad input.
+    for (ifm, body) in [
+        ("W/\"3\"", json!({})),
+        ("3", json!({})),
+        ("\"x\"", json!({})),
+        ("*", json!([1])),
+        ("*", json!("text")),
+        ("*", Value::Null),
+    ] {
+        h.call_with(Method::PATCH, &uri, Some(body), &[("if-match", ifm)])
+            .await
+            .problem(400, "invalid-request");
+    }
+    // Data too large for the engine.
+    let big = "x".repeat(70 * 1024);
+    h.call(Method::PATCH, &uri, Some(json!({"big": big})))
+        .await
+        .problem(400, "invalid-request");
+    // Unknown or malformed ids.
+    h.call(
+        Method::GET,
+        &format!("/v1/sessions/{}/data", "A".repeat(22)),
+        None,
+    )
+    .await
+    .problem(404, "not-found");
+    h.call(Method::GET, "/v1/sessions/not-an-id/data", None)
+        .await
+        .problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_problems() {
+    let h = Harness::new();
+    let send = |ct: Option<&'static str>, body: Vec<u8>| {
+        let mut b = Request::post("/v1/sessions/verify")
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+        if let Some(ct) = ct {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    h.raw(send(Some("application/json"), b"{not json".to_vec()))
+        .await
+        .problem(400, "invalid-request");
+    h.raw(send(Some("application/json"), b"{\"tokn\":\"x\"}".to_vec()))
+        .await
+        .problem(400, "invalid-request");
+    h.raw(send(Some("application/json"), b"{\"token\":5}".to_vec()))
+        .await
+        .problem(400, "invalid-request");
+    h.raw(send(Some("application/json"), Vec::new()))
+        .await
+        .problem(400, "invalid-request");
+    h.raw(send(Some("text/plain"), b"{}".to_vec()))
+        .await
+        .problem(415, "invalid-request");
+    h.raw(send(None, b"{}".to_vec()))
+        .await
+        .problem(415, "invalid-request");
+    let huge = format!("{{\"token\":\"{}\"}}", "A".repeat(300 * 1024));
+    h.raw(send(Some("application/json"), huge.into_bytes()))
+        .await
+        .problem(413, "invalid-request");
+    // The same for a body that may be empty.
+    let r = h
+        .raw(
+            Request::post("/v1/sessions")
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("user=alice"))
+                .unwrap(),
+        )
+        .await;
+    r.problem(415, "invalid-request");
+    assert_eq!(h.calls(), 0);
+}
+
+#[tokio::test]
+async fn regenerate_kills_the_old_token() {
+    let h = Harness::new();
+    let (old, id) = h
+        .create(json!({"user": "alice", "roles": ["user"], "data": {"k": 1}}))
+        .await;
+    h.clock.advance(Duration::from_secs(60));
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/regenerate"),
+            Some(json!({"roles": ["user", "admin"], "aal": 2})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    let new = r.body["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let s = &r.body["session"];
+    assert_eq!(s["id"], id);
+    assert_eq!(s["roles"], json!(["user", "admin"]));
+    assert_eq!(s["aal"], 2);
+    assert_eq!(s["idle_timeout_secs"], 600);
+    assert_eq!(s["auth_time"], "2026-01-01T00:01:00.000Z");
+    h.verify(&old)
+        .await
+        .problem(401, "session-expired")
+        .reason("regenerated");
+    assert_eq!(h.verify(&new).await.status, StatusCode::OK);
+    // Data carried over.
+    let r = h
+        .call(Method::GET, &format!("/v1/sessions/{id}/data"), None)
+        .await;
+    assert_eq!(r.body["data"], json!({"k": 1}));
+    // An empty body re-issues the token only.
+    let r = h
+        .call(Method::POST, &format!("/v1/sessions/{id}/regenerate"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    h.verify(&new).await.reason("regenerated");
+    // Bad input and unknown sessions.
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{id}/regenerate"),
+        Some(json!({"aal": 9})),
+    )
+    .await
+    .problem(400, "invalid-request");
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{}/regenerate", "A".repeat(22)),
+        None,
+    )
+    .await
+    .problem(404, "not-found");
+    // Anonymous sessions cannot gain roles.
+    let (_, anon) = h.create(json!({})).await;
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{anon}/regenerate"),
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await
+    .problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn sign_in_from_an_anonymous_session_carries_data() {
+    let h = Harness::new();
+    let (anon, anon_id) = h.create(json!({"data": {"cart": ["book"]}})).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "alice", "current_token": anon})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["session"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, anon_id);
+    h.verify(&anon)
+        .await
+        .problem(401, "session-expired")
+        .reason("regenerated");
+    let r = h
+        .call(Method::GET, &format!("/v1/sessions/{id}/data"), None)
+        .await;
+    assert_eq!(r.body["data"], json!({"cart": ["book"]}));
+}
+
+#[tokio::test]
+async fn delete_session_with_reasons() {
+    let h = Harness::new();
+    let (t1, id1) = h.create(json!({"user": "alice"})).await;
+    let (t2, id2) = h.create(json!({"user": "alice"})).await;
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{id1}?reason=revoked_by_user"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    h.verify(&t1).await.reason("revoked_by_user");
+    let r = h
+        .call(Method::DELETE, &format!("/v1/sessions/{id2}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    h.verify(&t2)
+        .await
+        .problem(401, "session-expired")
+        .reason("revoked_by_admin");
+    h.call(Method::DELETE, &format!("/v1/sessions/{id2}"), None)
+        .await
+        .problem(404, "not-found");
+    let (_, id3) = h.create(json!({"user": "alice"})).await;
+    for bad in [
+        "reason=expired_idle",
+        "reason=regenerated",
+        "reason=",
+        "foo=1",
+    ] {
+        h.call(Method::DELETE, &format!("/v1/sessions/{id3}?{bad}"), None)
+            .await
+            .problem(400, "invalid-request");
+    }
+}
+
+#[tokio::test]
+async fn list_and_revoke_a_users_sessions() {
+    let h = Harness::new();
+    let (t1, id1) = h.create(json!({"user": "alice@example.com"})).await;
+    let (t2, id2) = h.create(json!({"user": "alice@example.com"})).await;
+    let (t3, _) = h.create(json!({"user": "alice@example.com"})).await;
+    let (bob, _) = h.create(json!({"user": "bob"})).await;
+    let uri = "/v1/users/alice%40example.com/sessions";
+    let r = h.call(Method::GET, uri, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ids: Vec<&str> = r.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&id1.as_str()) && ids.contains(&id2.as_str()));
+    // Log out other devices.
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("{uri}?except={id2}&reason=revoked_by_user"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["ended"].as_array().unwrap().len(), 2);
+    h.verify(&t1).await.reason("revoked_by_user");
+    h.verify(&t3).await.reason("revoked_by_user");
+    assert_eq!(h.verify(&t2).await.status, StatusCode::OK);
+    // Disable the user: everything ends.
+    let r = h
+        .call(Method::DELETE, &format!("{uri}?reason=user_disabled"), None)
+        .await;
+    assert_eq!(r.body["ended"], json!([id2]));
+    h.verify(&t2).await.reason("user_disabled");
+    assert_eq!(
+        h.call(Method::GET, uri, None).await.body["sessions"],
+        json!([])
+    );
+    // Bob is untouched.
+    assert_eq!(h.verify(&bob).await.status, StatusCode::OK);
+    h.call(Method::DELETE, &format!("{uri}?except=nope"), None)
+        .await
+        .problem(400, "invalid-request");
+    h.call(Method::GET, "/v1/users/a%0Ab/sessions", None)
+        .await
+        .problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn user_data_is_shared_and_versioned() {
+    let h = Harness::new();
+    let uri = "/v1/users/alice/data";
+    let r = h.call(Method::GET, uri, None).await;
+    assert_eq!(r.body, json!({"version": 0, "data": {}}));
+    assert_eq!(r.header(header::ETAG), "\"0\"");
+    let r = h
+        .call_with(
+            Method::PATCH,
+            uri,
+            Some(json!({"theme": "dark"})),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"version": 1, "data": {"theme": "dark"}}));
+    h.call_with(
+        Method::PATCH,
+        uri,
+        Some(json!({"theme": "light"})),
+        &[("if-match", "\"0\"")],
+    )
+    .await
+    .problem(409, "session-conflict");
+    let r = h
+        .call(Method::PATCH, uri, Some(json!({"lang": "fr"})))
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"version": 2, "data": {"theme": "dark", "lang": "fr"}})
+    );
+    h.call(Method::PATCH, uri, Some(json!(5)))
+        .await
+        .problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn session_limits() {
+    let h = Harness::new();
+    // admin: at most 3, the oldest is evicted.
+    let (first, first_id) = h.create(json!({"user": "root", "roles": ["admin"]})).await;
+    // Distinct creation times, so "oldest" is well defined.
+    for _ in 0..2 {
+        h.clock.advance(Duration::from_secs(1));
+        h.create(json!({"user": "root", "roles": ["admin"]})).await;
+    }
+    h.clock.advance(Duration::from_secs(1));
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "root", "roles": ["admin"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["evicted"], json!([first_id]));
+    h.verify(&first).await.reason("evicted_by_limit");
+    // solo: at most 1, new sign-ins refused.
+    h.create(json!({"user": "carol", "roles": ["solo"]})).await;
+    h.call(
+        Method::POST,
+        "/v1/sessions",
+        Some(json!({"user": "carol", "roles": ["solo"]})),
+    )
+    .await
+    .problem(409, "session-limit");
+}
+
+#[tokio::test]
+async fn store_outage_is_503_without_internals() {
+    let h = Harness::new();
+    let (token, id) = h.create(json!({"user": "alice"})).await;
+    h.store.down.store(true, Ordering::SeqCst);
+    let r = h.verify(&token).await;
+    r.problem(503, "store-unavailable");
+    assert!(!r.body["detail"].as_str().unwrap().contains("store down"));
+    h.call(Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await
+        .problem(503, "store-unavailable");
+    h.call(Method::POST, "/v1/sessions", Some(json!({"user": "x"})))
+        .await
+        .problem(503, "store-unavailable");
+    // Recovery without a restart.
+    h.store.down.store(false, Ordering::SeqCst);
+    assert_eq!(h.verify(&token).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let h = Harness::new();
+    h.call(Method::GET, "/v1/nope", None)
+        .await
+        .problem(404, "not-found");
+    h.call(Method::PUT, "/v1/sessions/verify", None)
+        .await
+        .problem(405, "method-not-allowed");
+}
+
+#[tokio::test]
+async fn every_response_is_private() {
+    let h = Harness::new();
+    let (_, id) = h.create(json!({"user": "alice"})).await;
+    for uri in [
+        format!("/v1/sessions/{id}"),
+        "/v1/users/alice/sessions".into(),
+    ] {
+        let r = h.call(Method::GET, &uri, None).await;
+        assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+        assert_eq!(r.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    }
+}
+
+/// Tokens never appear in logs, even at TRACE level (ASVS 5 16.2.5).
+#[test]
+fn tokens_are_never_logged() {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let tokens = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let h = Harness::new();
+                let (t1, id) = h.create(json!({"user": "alice"})).await;
+                h.verify(&t1).await;
+                let r = h
+                    .call(Method::POST, &format!("/v1/sessions/{id}/regenerate"), None)
+                    .await;
+                let t2 = r.body["token"].as_str().unwrap().to_owned();
+                h.verify(&t1).await;
+                h.call(
+                    Method::POST,
+                    "/v1/sessions/logout",
+                    Some(json!({"token": t2})),
+                )
+                .await;
+                (t1, t2, id)
+            })
+    });
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains(&tokens.2),
+        "the session id should be logged:\n{logs}"
+    );
+    assert!(!logs.contains(&tokens.0), "token logged:\n{logs}");
+    assert!(!logs.contains(&tokens.1), "token logged:\n{logs}");
+    assert!(!logs.contains(KEY), "API key logged");
+}

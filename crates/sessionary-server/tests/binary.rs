@@ -1,0 +1,588 @@
+//! The real `sessionary` binary: the README's API walk over HTTP against the
+//! default SQLite store, a restart that keeps sessions and keys, graceful
+//! shutdown on SIGTERM, and exit code 64 for bad configuration.
+
+// Test helpers outside #[test] fns: a panic is how they report a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sessionary");
+
+/// A fresh folder under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p =
+            std::env::temp_dir().join(format!("sessionary-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `sessionary` with no `SESSIONARY_*` variables from the test's environment.
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SESSIONARY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("SESSIONARY_LOG", "warn");
+    cmd
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    banner: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sessionary");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut banner = Vec::new();
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    banner.push(line.clone());
+                    if let Some(url) = line.strip_prefix("Sessionary listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("no start banner; got {banner:?}");
+                }
+            }
+        };
+        // The rest of the banner follows at once.
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            banner.push(line);
+        }
+        Self {
+            child,
+            url,
+            banner,
+            stdout: rx,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> (ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        let rest: Vec<String> = self.stdout.try_iter().collect();
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sessionary did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Api {
+    fn new(server: &Server, data_dir: &Path) -> Self {
+        let key = std::fs::read_to_string(data_dir.join("api-key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            http: reqwest::Client::new(),
+            url: server.url.clone(),
+            key,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(v) = if_match {
+            req = req.header("if-match", v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, headers, body)
+    }
+
+    async fn verify(&self, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token })),
+            None,
+        )
+        .await
+    }
+}
+
+async fn wait_healthy(url: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+            if r.status() == 200 {
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body, json!({"status": "ok", "store": "ok"}));
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url}/healthz never answered 200");
+}
+
+#[tokio::test]
+async fn api_walk_against_the_real_binary() {
+    use reqwest::Method;
+    let dir = TempDir::new("walk");
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("store:    sqlite"), "{banner}");
+    assert!(banner.contains("generated now"), "{banner}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["api-key", "data-keys"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+    let api = Api::new(&server, dir.path());
+    assert!(banner.contains(&api.key), "the new key is shown once");
+
+    // Without the key: refused.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/sessions", server.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Create.
+    let (s, h, body) = api
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            Some(
+                json!({"user": "alice", "roles": ["user"], "data": {"cart": []},
+                        "device": {"ip": "127.0.0.1", "user_agent": "walk-test"}}),
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(h["cache-control"], "no-store");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let id = body["session"]["id"].as_str().unwrap().to_owned();
+
+    // Verify.
+    let (s, _, body) = api.verify(&token).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["session"]["id"], id.as_str());
+
+    // Patch data with a version precondition.
+    let (s, h, body) = api
+        .send(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}/data"),
+            Some(json!({"cart": ["book"]})),
+            Some("\"1\""),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"], json!({"cart": ["book"]}));
+    assert_eq!(h["etag"], "\"2\"");
+    let (s, _, body) = api
+        .send(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}/data"),
+            Some(json!({"cart": []})),
+            Some("\"1\""),
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+
+    // Regenerate; the old token is refused with its reason.
+    let (s, _, body) = api
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{id}/regenerate"),
+            Some(json!({"aal": 2})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let token2 = body["token"].as_str().unwrap().to_owned();
+    let (s, h, body) = api.verify(&token).await;
+    assert_eq!(s, 401);
+    assert_eq!(h["content-type"], "application/problem+json");
+    assert_eq!(body["type"], "/problems/session-expired");
+    assert_eq!(body["reason"], "regenerated");
+    let (s, _, _) = api.verify(&token2).await;
+    assert_eq!(s, 200);
+
+    // List.
+    let (s, _, body) = api
+        .send(Method::GET, "/v1/users/alice/sessions", None, None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["sessions"][0]["id"], id.as_str());
+
+    // Revoke; verify is refused with the reason.
+    let (s, _, _) = api
+        .send(Method::DELETE, &format!("/v1/sessions/{id}"), None, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _, body) = api.verify(&token2).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["reason"], "revoked_by_admin");
+
+    // Malformed tokens: 401 malformed.
+    let (s, _, body) = api.verify(&"x".repeat(10 * 1024)).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["reason"], "malformed");
+
+    // Graceful shutdown.
+    let (status, rest) = server.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(rest.iter().any(|l| l == "Sessionary stopped"), "{rest:?}");
+}
+
+/// `scripts/api-walk.sh`, the walk for humans, passes against the real binary
+/// (skipped where curl is missing).
+#[tokio::test]
+async fn the_api_walk_script_passes() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not found; skipping");
+        return;
+    }
+    let dir = TempDir::new("script");
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/api-walk.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(&server.url)
+        .env("SESSIONARY_DATA_DIR", dir.path())
+        .env_remove("SESSIONARY_API_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("API walk passed"), "{stdout}");
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sessions_and_keys_survive_a_restart() {
+    use reqwest::Method;
+    let dir = TempDir::new("restart");
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let api = Api::new(&server, dir.path());
+    let (s, _, body) = api
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "bob", "data": {"theme": "dark"}})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let id = body["session"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = server.stop();
+    assert!(status.success());
+
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let banner = server.banner.join("\n");
+    assert!(
+        !banner.contains(&api.key),
+        "a kept key is not printed again: {banner}"
+    );
+    assert!(banner.contains("kept in"), "{banner}");
+    let api = Api::new(&server, dir.path());
+    let (s, _, body) = api.verify(&token).await;
+    assert_eq!(s, 200, "{body}");
+    // Data sealed before the restart still opens: the data key was kept.
+    let (s, _, body) = api
+        .send(Method::GET, &format!("/v1/sessions/{id}/data"), None, None)
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"], json!({"theme": "dark"}));
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+/// Runs `sessionary` to completion (it must not start serving).
+fn run(args: &[&str], env: &[(&str, &str)], data_dir: &Path) -> (i32, String, String) {
+    let mut cmd = command();
+    cmd.args(args)
+        .env("SESSIONARY_DATA_DIR", data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(20));
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// Arguments, environment, and what stderr must contain.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+
+#[test]
+fn bad_configuration_exits_64_naming_the_key() {
+    let dir = TempDir::new("badconfig");
+    let missing = dir.path().join("missing.toml");
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_toml,
+        "[policy.default]\nidle_timeout = \"2h\"\nabsolute_timeout = \"1h\"\n",
+    )
+    .unwrap();
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![],
+            vec![("SESSIONARY_POLICY__DEFAULT__IDLE_TIMEOUT", "soon")],
+            &[
+                "`policy.default.idle_timeout`",
+                "expected a duration",
+                "SESSIONARY_POLICY__DEFAULT__IDLE_TIMEOUT",
+            ],
+        ),
+        (
+            vec!["--listen", "nope"],
+            vec![],
+            &["`listen`", "127.0.0.1:8080"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_LISTEN", "localhost:80")],
+            &["`listen`"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_STORE__KIND", "postgres")],
+            &["`store.kind`", "sqlite", "memory"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_SWEEP_INTERVAL", "0s")],
+            &["`sweep_interval`"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_DATA_KEYS", "1:short")],
+            &["`data_keys[0]`"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_API__KEYS", "tooshort")],
+            &["`api.keys[0]`"],
+        ),
+        (
+            vec![],
+            vec![("SESSIONARY_LISTN", "x")],
+            &["`listn`", "unknown key"],
+        ),
+        (
+            vec!["--config", missing.to_str().unwrap()],
+            vec![],
+            &["`config`", "no such file"],
+        ),
+        (
+            vec!["--config", bad_toml.to_str().unwrap()],
+            vec![],
+            &[
+                "`policy.default`",
+                "idle_timeout must not exceed absolute_timeout",
+            ],
+        ),
+        (vec!["--bogus-flag"], vec![], &["--bogus-flag"]),
+    ];
+    for (args, env, expected) in cases {
+        for sub in [None, Some("serve")] {
+            let mut full: Vec<&str> = sub.into_iter().collect();
+            full.extend(&args);
+            let (code, out, err) = run(&full, &env, dir.path());
+            assert_eq!(code, 64, "{full:?} {env:?}: stdout {out} stderr {err}");
+            for e in expected {
+                assert!(err.contains(e), "{full:?} {env:?}: {e:?} not in {err}");
+            }
+            assert!(!out.contains("listening"), "{out}");
+        }
+    }
+    // Nothing was created for a refused configuration.
+    assert!(!dir.path().join("api-key").exists());
+}
+
+#[test]
+fn config_check_prints_the_effective_config_without_secrets() {
+    let dir = TempDir::new("configcheck");
+    let key = "k".repeat(40);
+    let (code, out, err) = run(
+        &["config-check"],
+        &[
+            ("SESSIONARY_API__KEYS", key.as_str()),
+            ("SESSIONARY_POLICY__ROLES__ADMIN__IDLE_TIMEOUT", "5m"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(&key));
+    assert!(out.contains("REDACTED"));
+    assert!(
+        out.contains("[policy.roles.admin]\nidle_timeout = \"5m\""),
+        "{out}"
+    );
+    assert!(out.contains("max_sessions = 3"), "{out}");
+    let (code, _, err) = run(
+        &["config-check"],
+        &[("SESSIONARY_LOG", "info,[")],
+        dir.path(),
+    );
+    assert_eq!(code, 64);
+    assert!(err.contains("`log`"), "{err}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let dir = TempDir::new("example");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sessionary.example.toml");
+    let (code, out, err) = run(&["config-check", "--config", example], &[], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = \"127.0.0.1:8080\""), "{out}");
+}
+
+#[test]
+fn a_taken_address_exits_1_with_a_message() {
+    let dir = TempDir::new("taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out, err) = run(&["--listen", &addr], &[], dir.path());
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        !dir.path().join("api-key").exists(),
+        "no key generated unseen"
+    );
+}
+
+#[test]
+fn openapi_subcommand_prints_the_document() {
+    let dir = TempDir::new("openapi");
+    let (code, out, _) = run(&["openapi"], &[], dir.path());
+    assert_eq!(code, 0);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["paths"]["/v1/sessions/verify"].is_object());
+}

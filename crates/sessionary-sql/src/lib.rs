@@ -1,0 +1,369 @@
+//! SQL stores for Sessionary: [`SqlStore`], a [`SessionStore`] on SQLite via sqlx.
+//!
+//! SQLite is the embedded, durable default of `sessionary serve`: one file in a
+//! data folder, in WAL mode, no server to run. A PostgreSQL backend for several
+//! nodes sharing one store will live in this crate too, behind the same type.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use sessionary_core::{NewSession, SessionManager, UserId};
+//! use sessionary_sql::SqlStore;
+//!
+//! # let dir = std::env::temp_dir().join(format!("sessionary-sql-doc-{}", std::process::id()));
+//! // Creates the folder, the file and the schema if needed.
+//! let store = SqlStore::open_sqlite(dir.join("sessions.db")).await?;
+//! let manager = SessionManager::builder(Arc::new(store)).build()?;
+//!
+//! let issued = manager.create(NewSession::user(UserId::new("alice")?)).await?;
+//! let session = manager.verify(&issued.token.encode()).await?;
+//! assert_eq!(session.user.as_ref().map(UserId::as_str), Some("alice"));
+//! # drop(manager);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Backends
+//!
+//! | constructor | database | use |
+//! |---|---|---|
+//! | [`SqlStore::open_sqlite`] | a SQLite file (WAL, `synchronous=FULL`), shareable with tools | one `sessionary` process |
+//! | [`SqlStore::open_sqlite_with`] + [`SqliteOptions::with_exclusive_cache`] | the same file, locked for this process, reads of sessions served from an in-process write-through cache | one `sessionary` process that owns its data folder; fastest `verify` |
+//! | [`SqlStore::sqlite_in_memory`] | a private in-memory SQLite database | tests |
+//!
+//! This crate has no cargo features yet; PostgreSQL will come behind one.
+//!
+//! # Schema
+//!
+//! Four tables, created and upgraded by embedded migrations when the store opens:
+//! `sessions` (unique indexes on the session id and the token hash, indexes by
+//! user and by expiry; the sealed data as a BLOB, the other fields as columns,
+//! roles and counters as JSON text), `tombstones` (by token hash, with
+//! `keep_until`), `user_data` (version and sealed blob per user) and
+//! `restorable` (the data of a user's expired session, with `keep_until`).
+//!
+//! # Concurrency
+//!
+//! Every operation of [`SessionStore`] is one transaction. Writes run one at a
+//! time on a single writer connection, each inside `BEGIN IMMEDIATE`, so they
+//! queue (first come, first served) instead of failing with `SQLITE_BUSY`, and a
+//! check (a version, a concurrent-session limit) and the write it guards are one
+//! step. Reads run on separate reader connections, which in WAL mode see the
+//! last commit and never wait for the writer. The hot path, `load` by token
+//! hash, is one indexed query on a prepared statement; a due touch adds one
+//! single-statement compare-and-set on the writer (a full transaction only if
+//! the row changed in between). A busy timeout of 10 s covers other processes
+//! writing the same file. Connections are opened once and kept for the life of
+//! the store.
+//!
+//! # Security model
+//!
+//! The store sees what [`SessionStore`] hands it: token *hashes*, never tokens,
+//! and session and user data already sealed (AES-256-GCM) by the core's key
+//! ring. A copy of the database file therefore gives no usable token and no
+//! plaintext data; it does hold user ids, roles, device details and each
+//! session's CSRF secret (useless without the session token). Commits use
+//! `synchronous=FULL`, so a logout or revocation that returned survives a crash
+//! or power cut: an ended session never comes back.
+//!
+//! # Errors
+//!
+//! Database failures become [`StoreError`]s with the sqlx error kept as the
+//! source: connection, pool, I/O, busy and disk-full errors are
+//! [`StoreError::Unavailable`], undecodable columns and a damaged file
+//! [`StoreError::Corrupt`], anything else [`StoreError::Backend`]. Values this
+//! crate refuses itself carry an [`Error`] as their source.
+
+#![deny(missing_docs)]
+
+mod cache;
+mod codec;
+mod error;
+mod pool;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sessionary_core::record::{Restorable, Tombstone, UserData};
+use sessionary_core::store::{
+    Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
+};
+use sessionary_core::{
+    Sealed, SessionId, SessionRecord, SessionStore, StoreError, Timestamp, TokenHash, UserId,
+};
+
+pub use crate::error::Error;
+use crate::sqlite::SqliteStore;
+
+/// A [`SessionStore`] in a SQL database. Clones share the same database.
+///
+/// See the [crate docs](crate) for the schema and how operations stay atomic.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use sessionary_core::SessionStore;
+/// use sessionary_sql::SqlStore;
+///
+/// let store: Arc<dyn SessionStore> = Arc::new(SqlStore::sqlite_in_memory().await?);
+/// # Ok::<(), sessionary_core::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    backend: Arc<Backend>,
+}
+
+/// The database behind a [`SqlStore`]; one variant per supported database.
+#[derive(Debug)]
+enum Backend {
+    Sqlite(SqliteStore),
+}
+
+impl SqlStore {
+    /// Opens a SQLite database file, creating the file and its parent folders if
+    /// needed, and brings its schema up to date. The database is put in WAL mode.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the folder or file cannot be created or
+    /// opened, [`StoreError::Corrupt`] if the file is not a SQLite database, and
+    /// [`StoreError::Backend`] if a migration fails.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<SqlStore, StoreError> {
+        Self::open_sqlite_with(path, SqliteOptions::new()).await
+    }
+
+    /// Like [`Self::open_sqlite`], with [`SqliteOptions`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use sessionary_sql::{SqlStore, SqliteOptions};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("sessionary-sql-doc-opt-{}", std::process::id()));
+    /// // `sessionary serve` owns its data folder: serve reads from memory.
+    /// let store =
+    ///     SqlStore::open_sqlite_with(dir.join("sessions.db"), SqliteOptions::new().with_exclusive_cache(true))
+    ///         .await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), sessionary_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::open_sqlite`]; with the exclusive cache also
+    /// [`StoreError::Unavailable`] when another process (or another store in
+    /// this one) has the file open, after the busy timeout (10 s).
+    pub async fn open_sqlite_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqlStore, StoreError> {
+        Ok(Self::from_backend(Backend::Sqlite(
+            SqliteStore::open_file(path.as_ref(), options.exclusive_cache).await?,
+        )))
+    }
+
+    /// A private in-memory SQLite database, for tests. It lives as long as the
+    /// store and its clones; one connection serves every operation.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if SQLite cannot open the database or create the schema.
+    pub async fn sqlite_in_memory() -> Result<SqlStore, StoreError> {
+        Ok(Self::from_backend(Backend::Sqlite(
+            SqliteStore::in_memory().await?,
+        )))
+    }
+
+    /// Closes the database: waits for operations in flight, then closes every
+    /// connection (SQLite checkpoints the WAL into the main file when the last
+    /// one closes). Affects all clones; later operations fail with
+    /// [`StoreError::Unavailable`]. Dropping the last clone also closes the
+    /// database, without waiting.
+    pub async fn close(&self) {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+
+    fn from_backend(backend: Backend) -> Self {
+        Self {
+            backend: Arc::new(backend),
+        }
+    }
+}
+
+/// How [`SqlStore::open_sqlite_with`] opens a SQLite file. The default is what
+/// [`SqlStore::open_sqlite`] does.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    exclusive_cache: bool,
+}
+
+impl SqliteOptions {
+    /// The defaults: the file may be shared with other processes (for example a
+    /// backup tool or the `sqlite3` shell), reads go to the database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Owns the file and serves session reads from memory.
+    ///
+    /// The store takes the file for itself (`PRAGMA locking_mode=EXCLUSIVE`:
+    /// no other process can read or write it while the store is open) and keeps
+    /// the session records it reads or writes in an in-process write-through
+    /// cache. Since nothing else can change the file, a cached record is exactly
+    /// the committed row, so `load` and `get` of a cached session answer from
+    /// memory, without a database round trip; a touch that is due, every write
+    /// and every miss still go to SQLite in one transaction, so durability and
+    /// the atomicity of every operation are unchanged.
+    ///
+    /// # Trade-offs
+    ///
+    /// - Every database access of the store runs on one connection (no separate
+    ///   readers), so misses, lists and writes queue behind each other.
+    /// - Memory grows with the sessions used since the store opened (one shared
+    ///   record per session, like `MemoryStore`); ended and swept sessions leave
+    ///   the cache.
+    /// - Tools cannot open the file while the store runs; stop it first (or
+    ///   copy the file for a backup only while it is closed).
+    /// - Sessions are never shared between processes: use it only where one
+    ///   `sessionary` process owns its data folder.
+    pub fn with_exclusive_cache(mut self, on: bool) -> Self {
+        self.exclusive_cache = on;
+        self
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<SessionLimit>,
+    ) -> StoreResult<Create> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.create(record, limit).await,
+        }
+    }
+
+    async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.load(hash, touch).await,
+        }
+    }
+
+    async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.get(id).await,
+        }
+    }
+
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> StoreResult<Update> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.update(record, expected_version).await,
+        }
+    }
+
+    async fn rotate(
+        &self,
+        record: SessionRecord,
+        expected_version: u64,
+        tombstone: Tombstone,
+    ) -> StoreResult<Update> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.rotate(record, expected_version, tombstone).await,
+        }
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Arc<SessionRecord>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.touch(id, now).await,
+        }
+    }
+
+    async fn end(&self, id: &SessionId, ending: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.end(id, ending).await,
+        }
+    }
+
+    async fn end_user(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        ending: Ending,
+    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.end_user(user, except, ending).await,
+        }
+    }
+
+    async fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.list_user(user, now).await,
+        }
+    }
+
+    async fn increment_counter(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: u64,
+        limit: Option<u64>,
+    ) -> StoreResult<Counter> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.increment_counter(id, name, by, limit).await,
+        }
+    }
+
+    async fn sweep(&self, spec: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.sweep(spec, max).await,
+        }
+    }
+
+    async fn take_restorable(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Restorable>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.take_restorable(user, now).await,
+        }
+    }
+
+    async fn user_data(&self, user: &UserId) -> StoreResult<Option<UserData>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.user_data(user).await,
+        }
+    }
+
+    async fn set_user_data(
+        &self,
+        user: &UserId,
+        expected_version: u64,
+        data: Sealed,
+    ) -> StoreResult<Result<UserData, Option<UserData>>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.set_user_data(user, expected_version, data).await,
+        }
+    }
+}
