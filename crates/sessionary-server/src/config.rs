@@ -62,14 +62,27 @@ impl fmt::Display for StoreKind {
 }
 
 /// `[store]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite` or `memory`.
     pub kind: StoreKind,
     /// The SQLite file; default `<data_dir>/sessions.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// This process owns the SQLite file (locked exclusively) and serves session
+    /// reads from memory; `false` lets other processes open the file (slower).
+    pub exclusive: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::default(),
+            path: None,
+            exclusive: true,
+        }
+    }
 }
 
 /// A secret string from configuration; `Debug` prints `REDACTED`.
@@ -323,6 +336,8 @@ pub struct Settings {
     pub store: StoreKind,
     /// The SQLite file (for [`StoreKind::Sqlite`]).
     pub store_path: PathBuf,
+    /// Whether this process owns the SQLite file and caches reads.
+    pub store_exclusive: bool,
     /// Configured API keys (empty: use or generate `<data_dir>/api-key`).
     pub api_keys: Vec<Secret>,
     /// Configured data keys, current first (empty: use or generate `<data_dir>/data-keys`).
@@ -439,6 +454,7 @@ impl Config {
                     .path
                     .clone()
                     .unwrap_or_else(|| self.data_dir.join("sessions.db")),
+                store_exclusive: self.store.exclusive,
                 data_dir: self.data_dir.clone(),
                 store: self.store.kind,
                 api_keys: self.api.keys.clone(),

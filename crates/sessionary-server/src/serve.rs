@@ -245,12 +245,13 @@ pub fn data_keys(settings: &Settings) -> Result<KeyRing, ServeError> {
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn SessionStore>, ServeError> {
     match settings.store {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreKind::Sqlite => open_sqlite(&settings.store_path).await,
+        StoreKind::Sqlite => open_sqlite(&settings.store_path, settings.store_exclusive).await,
     }
 }
 
-async fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>, ServeError> {
-    let store = sessionary_sql::SqlStore::open_sqlite(path)
+async fn open_sqlite(path: &Path, exclusive: bool) -> Result<Arc<dyn SessionStore>, ServeError> {
+    let options = sessionary_sql::SqliteOptions::new().with_exclusive_cache(exclusive);
+    let store = sessionary_sql::SqlStore::open_sqlite_with(path, options)
         .await
         .map_err(|source| ServeError::Store {
             path: path.to_owned(),
@@ -347,7 +348,15 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
     say!("Sessionary listening on {url}");
     say!("  data dir: {}", settings.data_dir.display());
     match settings.store {
-        StoreKind::Sqlite => say!("  store:    sqlite {}", settings.store_path.display()),
+        StoreKind::Sqlite => say!(
+            "  store:    sqlite {}{}",
+            settings.store_path.display(),
+            if settings.store_exclusive {
+                " (exclusive, cached)"
+            } else {
+                " (shared)"
+            }
+        ),
         StoreKind::Memory => say!("  store:    memory (sessions are lost at exit)"),
     }
     match keys {
