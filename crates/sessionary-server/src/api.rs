@@ -102,6 +102,10 @@ impl From<&SessionRecord> for SessionView {
 pub struct SessionResponse {
     /// The session.
     pub session: SessionView,
+    /// The session data, when asked for with `include_data` (verify only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Map<String, Value>>,
 }
 
 /// A session just issued, with the only copy of its token.
@@ -219,6 +223,8 @@ pub struct VerifyRequest {
     /// Record activity (sliding expiry, at most once per touch interval). `false` is a
     /// status check that never extends the session. Default `true`.
     pub touch: Option<bool>,
+    /// Also return the session data (opened from the same store read). Default `false`.
+    pub include_data: Option<bool>,
 }
 
 /// `POST /v1/sessions/{id}/regenerate`.
@@ -443,8 +449,14 @@ pub(crate) async fn verify(
     }
     .map_err(token_err)?;
     record_sid(&rec.id);
+    let data = if req.include_data.unwrap_or(false) {
+        Some(state.manager.data(&rec).map_err(id_err)?)
+    } else {
+        None
+    };
     Ok(Json(SessionResponse {
         session: SessionView::from(&*rec),
+        data,
     }))
 }
 
@@ -465,6 +477,7 @@ pub(crate) async fn extend(
     record_sid(&rec.id);
     Ok(Json(SessionResponse {
         session: SessionView::from(&*rec),
+        data: None,
     }))
 }
 
@@ -505,6 +518,7 @@ pub(crate) async fn get_session(
     let rec = state.manager.session(&id).await.map_err(id_err)?;
     Ok(Json(SessionResponse {
         session: SessionView::from(&*rec),
+        data: None,
     }))
 }
 

@@ -434,6 +434,25 @@ async fn anonymous_sessions_and_bad_create_input() {
 }
 
 #[tokio::test]
+async fn verify_can_return_the_data_in_the_same_call() {
+    let h = Harness::new();
+    let (token, _) = h
+        .create(json!({"user": "alice", "data": {"cart": ["tea"]}}))
+        .await;
+    let plain = h.verify(&token).await;
+    assert!(plain.body.get("data").is_none(), "data sent unasked");
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({"token": token, "include_data": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["data"], json!({"cart": ["tea"]}));
+}
+
+#[tokio::test]
 async fn verify_touch_and_status() {
     let h = Harness::new();
     let (token, id) = h.create(json!({"user": "alice"})).await;

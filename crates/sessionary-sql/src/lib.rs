@@ -28,9 +28,9 @@
 //!
 //! | constructor | database | use |
 //! |---|---|---|
-//! | [`SqlStore::open_sqlite`] | a SQLite file (WAL, `synchronous=FULL`), shareable with tools | one `sessionary` process |
-//! | [`SqlStore::open_sqlite_with`] + [`SqliteOptions::with_exclusive_cache`] | the same file, locked for this process, reads of sessions served from an in-process write-through cache | one `sessionary` process that owns its data folder; fastest `verify` |
-//! | [`SqlStore::sqlite_in_memory`] | a private in-memory SQLite database | tests |
+//! | [`SqlStore::open_sqlite`] | a SQLite file (WAL, `synchronous=FULL`), shareable with tools; every touch written at once | a file other processes may read or write; slower `verify` |
+//! | [`SqlStore::open_sqlite_with`] + [`SqliteOptions::with_exclusive_cache`] | the same file, locked for this process, reads of sessions served from an in-process write-through cache, touches written behind (every second by default) | one `sessionary` process that owns its data folder; fastest `verify` |
+//! | [`SqlStore::sqlite_in_memory`] | a private in-memory SQLite database; every touch written at once | tests |
 //!
 //! This crate has no cargo features yet; PostgreSQL will come behind one.
 //!
@@ -57,6 +57,41 @@
 //! writing the same file. Connections are opened once and kept for the life of
 //! the store.
 //!
+//! # Touches with the exclusive cache (write-behind)
+//!
+//! With [`SqliteOptions::with_exclusive_cache`], a due touch in
+//! [`SessionStore::load`] costs no database access: it moves `last_seen_at`
+//! in the cached record at once (so every later `load`, `get` and
+//! `list_user` of this store sees it) and is recorded as *pending*. A
+//! background task writes all pending touches in one transaction every
+//! [flush interval](SqliteOptions::with_touch_flush_interval) (1 s by
+//! default), and on [`SqlStore::close`]. Every other operation takes pending
+//! touches into account: `update` and `rotate` keep the later `last_seen_at`
+//! of the caller's record, the row and the pending touch; `sweep` writes
+//! pending touches before it looks for expired sessions, so a session kept
+//! alive by a touch is never swept; the concurrent-session limit counts such
+//! a session as live; `end` drops its pending touch, and a flush only ever
+//! moves `last_seen_at` forward on rows that still exist, so an ended session
+//! is never written to or brought back.
+//!
+//! Durability of touches is the one thing this trades. Creates, updates,
+//! rotations, ends and explicit extends ([`SessionStore::touch`]) commit
+//! before they return, with `synchronous=FULL`, as before. Pending touches
+//! live only in memory until their flush: a crash (or a process killed
+//! without [`SqlStore::close`]) loses at most one flush interval of recorded
+//! activity, so the sessions concerned expire up to that much *earlier* than
+//! they would have (back at their previous `last_seen_at`). That is the safe
+//! direction: no session ever outlives its timeouts because of a crash.
+//! Dropping the last clone without `close` asks the background task to flush
+//! and close, which happens only if the tokio runtime keeps running; call
+//! [`SqlStore::close`] on shutdown.
+//!
+//! Without the cache, touches are written at once, as the file may be shared:
+//! another process (a second `sessionary`, a script) must see a session's
+//! activity before it sweeps, lists or limits it, and touches pending in this
+//! process would be invisible to it. That mode is for shared files and is
+//! slower (every `load` is a database read, every due touch a commit).
+//!
 //! # Security model
 //!
 //! The store sees what [`SessionStore`] hands it: token *hashes*, never tokens,
@@ -65,7 +100,8 @@
 //! plaintext data; it does hold user ids, roles, device details and each
 //! session's CSRF secret (useless without the session token). Commits use
 //! `synchronous=FULL`, so a logout or revocation that returned survives a crash
-//! or power cut: an ended session never comes back.
+//! or power cut: an ended session never comes back. (Touches written behind
+//! are the exception, in the safe direction: see above.)
 //!
 //! # Errors
 //!
@@ -82,9 +118,11 @@ mod codec;
 mod error;
 mod pool;
 mod sqlite;
+mod touches;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sessionary_core::record::{Restorable, Tombstone, UserData};
@@ -167,7 +205,12 @@ impl SqlStore {
         options: SqliteOptions,
     ) -> Result<SqlStore, StoreError> {
         Ok(Self::from_backend(Backend::Sqlite(
-            SqliteStore::open_file(path.as_ref(), options.exclusive_cache).await?,
+            SqliteStore::open_file(
+                path.as_ref(),
+                options.exclusive_cache,
+                options.touch_flush_interval,
+            )
+            .await?,
         )))
     }
 
@@ -183,14 +226,35 @@ impl SqlStore {
         )))
     }
 
-    /// Closes the database: waits for operations in flight, then closes every
+    /// Closes the database: waits for operations in flight, writes the
+    /// touches still pending (with the exclusive cache), then closes every
     /// connection (SQLite checkpoints the WAL into the main file when the last
     /// one closes). Affects all clones; later operations fail with
     /// [`StoreError::Unavailable`]. Dropping the last clone also closes the
-    /// database, without waiting.
+    /// database, without waiting; pending touches are then written only if the
+    /// tokio runtime keeps running long enough (see the
+    /// [crate docs](crate#touches-with-the-exclusive-cache-write-behind)).
     pub async fn close(&self) {
         match &*self.backend {
             Backend::Sqlite(s) => s.close().await,
+        }
+    }
+
+    /// Writes the touches recorded in memory and not yet written, now, in one
+    /// transaction, and returns how many sessions had one pending. Nothing to
+    /// do (`Ok(0)`) unless the store uses the exclusive cache.
+    ///
+    /// Not needed in normal use: a background task does this every
+    /// [flush interval](SqliteOptions::with_touch_flush_interval), and
+    /// [`Self::close`] does it last. Useful to tests and benchmarks that
+    /// control time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the transaction fails; the touches then stay pending.
+    pub async fn flush_touches(&self) -> Result<usize, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.flush_touches().await,
         }
     }
 
@@ -203,13 +267,26 @@ impl SqlStore {
 
 /// How [`SqlStore::open_sqlite_with`] opens a SQLite file. The default is what
 /// [`SqlStore::open_sqlite`] does.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SqliteOptions {
     exclusive_cache: bool,
+    touch_flush_interval: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            exclusive_cache: false,
+            touch_flush_interval: Self::DEFAULT_TOUCH_FLUSH_INTERVAL,
+        }
+    }
 }
 
 impl SqliteOptions {
+    /// How often touches are written with the exclusive cache, by default.
+    pub const DEFAULT_TOUCH_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
     /// The defaults: the file may be shared with other processes (for example a
     /// backup tool or the `sqlite3` shell), reads go to the database.
     pub fn new() -> Self {
@@ -223,9 +300,12 @@ impl SqliteOptions {
     /// the session records it reads or writes in an in-process write-through
     /// cache. Since nothing else can change the file, a cached record is exactly
     /// the committed row, so `load` and `get` of a cached session answer from
-    /// memory, without a database round trip; a touch that is due, every write
-    /// and every miss still go to SQLite in one transaction, so durability and
-    /// the atomicity of every operation are unchanged.
+    /// memory, without a database round trip. A touch that is due is applied
+    /// to the cached record at once and written behind, with the other touches
+    /// of the [flush interval](Self::with_touch_flush_interval), in one
+    /// transaction. Every write and every miss still go to SQLite in one
+    /// transaction, so the atomicity of every operation and the durability of
+    /// everything but touches are unchanged.
     ///
     /// # Trade-offs
     ///
@@ -238,8 +318,25 @@ impl SqliteOptions {
     ///   copy the file for a backup only while it is closed).
     /// - Sessions are never shared between processes: use it only where one
     ///   `sessionary` process owns its data folder.
+    /// - A crash loses the touches of at most one flush interval: those
+    ///   sessions may expire up to that much earlier, never later (see the
+    ///   [crate docs](crate#touches-with-the-exclusive-cache-write-behind)).
+    ///   Call [`SqlStore::close`] on shutdown to write them.
+    /// - Touches are written behind only when the store is opened inside a
+    ///   tokio runtime (which runs the flush task); otherwise they are written
+    ///   at once.
     pub fn with_exclusive_cache(mut self, on: bool) -> Self {
         self.exclusive_cache = on;
+        self
+    }
+
+    /// How often touches recorded in memory are written, with the exclusive
+    /// cache (default [`Self::DEFAULT_TOUCH_FLUSH_INTERVAL`], 1 s; at least
+    /// 1 ms). It bounds the activity a crash can lose. Shorter costs more
+    /// transactions (and fsyncs); longer batches more touches per transaction.
+    /// Without the exclusive cache it has no effect: touches are written at once.
+    pub fn with_touch_flush_interval(mut self, every: Duration) -> Self {
+        self.touch_flush_interval = every;
         self
     }
 }

@@ -89,19 +89,39 @@ impl Conns {
         MutexGuard::try_map(guard, Option::as_mut).map_err(|_| closed())
     }
 
+    /// Whether [`Self::take_all`] or [`Self::close`] has run.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Refuses every later [`Self::acquire`], waits for the operations holding
+    /// connections to finish, and hands the connections over (for a last write
+    /// before [`close_conn`]).
+    pub(crate) async fn take_all(&self) -> Vec<SqliteConnection> {
+        self.closed.store(true, Ordering::Release);
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &*self.slots {
+            if let Some(conn) = slot.lock().await.take() {
+                out.push(conn);
+            }
+        }
+        out
+    }
+
     /// Closes every connection, after the operations holding them finish.
     /// Later [`Self::acquire`]s fail.
     pub(crate) async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        for slot in &*self.slots {
-            let conn = slot.lock().await.take();
-            if let Some(conn) = conn {
-                // Closing checkpoints the WAL; a failure leaves the WAL for the
-                // next open to replay, which loses nothing.
-                if let Err(e) = conn.close().await {
-                    tracing::warn!(error = %e, "closing a SQLite connection failed");
-                }
-            }
+        for conn in self.take_all().await {
+            close_conn(conn).await;
         }
+    }
+}
+
+/// Closes a connection taken by [`Conns::take_all`].
+pub(crate) async fn close_conn(conn: SqliteConnection) {
+    // Closing checkpoints the WAL; a failure leaves the WAL for the next open
+    // to replay, which loses nothing.
+    if let Err(e) = conn.close().await {
+        tracing::warn!(error = %e, "closing a SQLite connection failed");
     }
 }

@@ -7,9 +7,11 @@
 //! (`load` without a due touch, `get`, `list_user`, `user_data`) run on a few
 //! reader connections, which in WAL mode see the last committed state without
 //! waiting for the writer. A busy timeout covers other processes that open the
-//! same file. With the exclusive cache there are no readers: see [`crate::cache`].
+//! same file. With the exclusive cache there are no readers: see [`crate::cache`],
+//! and touches are written behind: see [`crate::touches`].
 
 use std::fmt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +36,8 @@ use crate::codec::{
     decode_user, encode_counters, next_version, u64_from_column, version_to_i64,
 };
 use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
-use crate::pool::{Conn, Conns};
+use crate::pool::{Conn, Conns, close_conn};
+use crate::touches::Pending;
 
 /// The migrations of the SQLite schema, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,9 +115,114 @@ const PUT_RESTORABLE: &str = "INSERT INTO restorable \
 
 type Q<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
-/// A [`sessionary_core::SessionStore`] on SQLite (see the module docs for the
-/// concurrency design).
+/// A [`sessionary_core::SessionStore`] on SQLite: the database, and with the
+/// exclusive cache the task that writes touches behind. Dropping it (the last
+/// [`crate::SqlStore`] clone) makes that task write what is pending and close
+/// the database, if the runtime still runs.
 pub(crate) struct SqliteStore {
+    db: Arc<Db>,
+    /// Sends `true` to stop the flusher; dropped, it makes the flusher write
+    /// pending touches and close the database.
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Deref for SqliteStore {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.db.fmt(f)
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn open_file(
+        path: &Path,
+        exclusive_cache: bool,
+        flush_every: Duration,
+    ) -> StoreResult<Self> {
+        let db = Db::open_file(path, exclusive_cache).await?;
+        let Some(cache) = db.cache else {
+            return Ok(Self::plain(db));
+        };
+        // Touches are written behind only if a task can write them.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(Self::plain(Db {
+                cache: Some(cache),
+                ..db
+            }));
+        };
+        let db = Arc::new(Db {
+            cache: Some(cache),
+            pending: Some(Pending::new()),
+            ..db
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        runtime.spawn(flusher(
+            Arc::clone(&db),
+            flush_every.max(Duration::from_millis(1)),
+            stopped,
+        ));
+        Ok(Self {
+            db,
+            stop: Some(stop),
+        })
+    }
+
+    pub(crate) async fn in_memory() -> StoreResult<Self> {
+        Ok(Self::plain(Db::in_memory().await?))
+    }
+
+    fn plain(db: Db) -> Self {
+        Self {
+            db: Arc::new(db),
+            stop: None,
+        }
+    }
+
+    /// Stops the flusher, writes pending touches and closes the database.
+    pub(crate) async fn close(&self) {
+        if let Some(stop) = &self.stop {
+            stop.send_replace(true);
+        }
+        self.db.close().await;
+    }
+}
+
+/// Writes pending touches every `every` until told to stop. When every handle
+/// is gone, writes what is pending and closes the database.
+async fn flusher(db: Arc<Db>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(e) = db.flush_touches().await {
+                    if db.writer.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "writing recorded touches failed; retrying at the next tick");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The store was dropped without `close`.
+                    db.close().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The database: connections, and with the exclusive cache the cached records
+/// and pending touches (see the module docs for the concurrency design).
+pub(crate) struct Db {
     /// Exactly one connection: every write transaction runs here, one at a time.
     writer: Conns,
     /// Connections for reads; `None` when the writer serves reads too (an
@@ -124,14 +232,18 @@ pub(crate) struct SqliteStore {
     path: Option<PathBuf>,
     /// Session records, when the file is this process's alone (see [`crate::cache`]).
     cache: Option<Cache>,
+    /// Touches recorded but not yet written; `Some` only with the cache and a
+    /// flusher (see [`crate::touches`]). `None`: touches are written at once.
+    pending: Option<Pending>,
 }
 
-impl fmt::Debug for SqliteStore {
+impl fmt::Debug for Db {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .field("readers", &self.readers.as_ref().map(Conns::len))
             .field("cached", &self.cache.as_ref().map(Cache::len))
+            .field("pending_touches", &self.pending.as_ref().map(Pending::len))
             .finish_non_exhaustive()
     }
 }
@@ -149,8 +261,8 @@ async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
     })
 }
 
-impl SqliteStore {
-    pub(crate) async fn open_file(path: &Path, exclusive_cache: bool) -> StoreResult<Self> {
+impl Db {
+    async fn open_file(path: &Path, exclusive_cache: bool) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Once per process start; not worth a blocking-task hop.
             std::fs::create_dir_all(dir).map_err(StoreError::unavailable)?;
@@ -192,10 +304,11 @@ impl SqliteStore {
             readers,
             path: Some(path.to_owned()),
             cache,
+            pending: None,
         })
     }
 
-    pub(crate) async fn in_memory() -> StoreResult<Self> {
+    async fn in_memory() -> StoreResult<Self> {
         // A private in-memory database exists in exactly one connection, which
         // therefore serves both reads and writes.
         let options = SqliteConnectOptions::new().in_memory(true);
@@ -206,18 +319,47 @@ impl SqliteStore {
             readers: None,
             path: None,
             cache: None,
+            pending: None,
         })
     }
 
-    pub(crate) async fn close(&self) {
+    /// Closes the database: waits for operations in flight, refuses new ones,
+    /// writes pending touches, closes every connection. Idempotent.
+    async fn close(&self) {
         if let Some(readers) = &self.readers {
             readers.close().await;
         }
-        self.writer.close().await;
-        // Nothing may answer from memory once the database is closed.
+        let writers = self.writer.take_all().await;
+        // Nothing may answer from memory once the database is closed. After
+        // this no touch can be recorded (a touch needs a cached entry), so the
+        // flush below writes every touch that was ever reported.
         if let Some(cache) = &self.cache {
             cache.clear();
         }
+        for mut conn in writers {
+            if let Some(pending) = &self.pending {
+                let n = pending.len();
+                if n > 0 {
+                    if let Err(e) = write_pending(&mut conn, pending).await {
+                        tracing::warn!(error = %e, touches = n, "writing recorded touches at close failed; those sessions may expire early");
+                    }
+                    pending.clear();
+                }
+            }
+            close_conn(conn).await;
+        }
+    }
+
+    /// Writes every pending touch now, in one transaction; returns how many.
+    pub(crate) async fn flush_touches(&self) -> StoreResult<usize> {
+        let Some(pending) = &self.pending else {
+            return Ok(0);
+        };
+        if pending.len() == 0 {
+            return Ok(0);
+        }
+        let mut conn = self.writer().await?;
+        write_pending(&mut conn, pending).await
     }
 
     /// The writer connection. Holding it excludes every other write (and, with
@@ -246,6 +388,36 @@ impl SqliteStore {
     fn remember(&self, rec: &Arc<SessionRecord>) {
         if let Some(cache) = &self.cache {
             cache.remember(rec);
+        }
+    }
+
+    /// Applies the pending touch of a row just read (no-op without write-behind).
+    fn overlay(&self, rec: &mut SessionRecord) {
+        if let Some(seen) = self.pending.as_ref().and_then(|p| p.get(&rec.id)) {
+            rec.last_seen_at = rec.last_seen_at.max(seen);
+        }
+    }
+
+    /// Before a write to a row just read (writer held): drops its cached
+    /// entries, so no touch can land on it any more, then applies its pending
+    /// touch. `rec` is then the session as it stands.
+    fn settle(&self, rec: &mut SessionRecord) {
+        self.forget(rec);
+        self.overlay(rec);
+    }
+
+    /// After a commit that wrote `rec` (with its `last_seen_at`) to the row.
+    fn written(&self, rec: &SessionRecord) {
+        if let Some(pending) = &self.pending {
+            pending.written(&rec.id, rec.last_seen_at);
+        }
+    }
+
+    /// After a commit that ended `id` (or before inserting a new session under
+    /// `id`): its pending touch, if any, must never be written.
+    fn ended(&self, id: &SessionId) {
+        if let Some(pending) = &self.pending {
+            pending.remove(id);
         }
     }
 
@@ -305,9 +477,14 @@ impl SqliteStore {
         if taken {
             return Ok(Create::Duplicate);
         }
+        // No session has this id: a pending touch under it is stale.
+        self.ended(&record.id);
         let mut evicted = Vec::new();
         if let (Some(limit), Some(user)) = (limit, record.user.as_ref()) {
             let mut live = select_many(&mut tx, SELECT_USER_BY_AGE, user).await?;
+            for r in &mut live {
+                self.overlay(r);
+            }
             live.retain(|r| r.is_live(limit.now));
             let max = usize::try_from(limit.max.max(1)).unwrap_or(usize::MAX);
             if live.len() >= max {
@@ -319,7 +496,8 @@ impl SqliteStore {
                     }
                     LimitMode::EvictOldest => {
                         let excess = live.len() + 1 - max;
-                        for r in live.drain(..excess) {
+                        for mut r in live.drain(..excess) {
+                            self.settle(&mut r);
                             self.remove(&mut tx, &r, limit.evict).await?;
                             evicted.push(Arc::new(r));
                         }
@@ -340,6 +518,9 @@ impl SqliteStore {
             Err(e) => return Err(from_sqlx(e)),
         }
         tx.commit().await.map_err(from_sqlx)?;
+        for r in &evicted {
+            self.ended(&r.id);
+        }
         self.remember(&Arc::new(record));
         Ok(Create::Created { evicted })
     }
@@ -369,21 +550,22 @@ impl SqliteStore {
         }
     }
 
-    /// `load` with the cache: a hit whose touch is not due never leaves memory;
-    /// anything else is decided on the (exclusive) connection.
+    /// `load` with the cache: a hit never leaves memory (a due touch is written
+    /// behind); a miss is decided on the (exclusive) connection.
     async fn load_cached(
         &self,
         cache: &Cache,
         hash: &TokenHash,
         touch: Option<Touch>,
     ) -> StoreResult<Lookup> {
-        if let Some(rec) = cache.by_hash(hash) {
-            match touch {
-                Some(t) if rec.touch_due(t.now) => {}
-                _ => return Ok(Lookup::Found(rec)),
-            }
+        if let Some(rec) = self.answer_from_cache(cache, hash, touch) {
+            return Ok(Lookup::Found(rec));
         }
         let mut conn = self.writer().await?;
+        // Another operation may have filled the entry while this one waited.
+        if let Some(rec) = self.answer_from_cache(cache, hash, touch) {
+            return Ok(Lookup::Found(rec));
+        }
         let row = sqlx::query(SELECT_BY_HASH)
             .bind(hash.as_bytes().as_slice())
             .fetch_optional(&mut *conn)
@@ -394,16 +576,53 @@ impl SqliteStore {
         };
         let mut rec = decode_record(&row)?;
         drop(row);
-        if let Some(t) = touch.filter(|t| rec.touch_due(t.now)) {
-            // One statement, atomic on its own; no other access can come between
-            // the read above and this write while the connection is held.
-            cache.forget(&rec);
-            rec.last_seen_at = t.now;
-            set_last_seen(&mut conn, &rec).await?;
+        // Not cached, so no touch can land on it while the writer is held.
+        self.overlay(&mut rec);
+        let Some(t) = touch.filter(|t| rec.touch_due(t.now)) else {
+            let rec = Arc::new(rec);
+            cache.remember(&rec);
+            return Ok(Lookup::Found(rec));
+        };
+        rec.last_seen_at = t.now;
+        if let Some(pending) = &self.pending {
+            let rec = Arc::new(rec);
+            cache.remember(&rec);
+            pending.record(rec.id, t.now);
+            return Ok(Lookup::Found(rec));
         }
+        // No write-behind: one statement, atomic on its own; no other access
+        // can come between the read above and this write while the connection
+        // is held.
+        cache.forget(&rec);
+        set_last_seen(&mut conn, &rec).await?;
         let rec = Arc::new(rec);
         cache.remember(&rec);
         Ok(Lookup::Found(rec))
+    }
+
+    /// Answers `load` from the cache if the session is cached: as it is, or
+    /// touched (in memory, the touch recorded as pending). `None` on a miss,
+    /// or when a due touch must be written at once (no write-behind).
+    fn answer_from_cache(
+        &self,
+        cache: &Cache,
+        hash: &TokenHash,
+        touch: Option<Touch>,
+    ) -> Option<Arc<SessionRecord>> {
+        loop {
+            let rec = cache.by_hash(hash)?;
+            let Some(t) = touch.filter(|t| rec.touch_due(t.now)) else {
+                return Some(rec);
+            };
+            let pending = self.pending.as_ref()?;
+            let mut new = SessionRecord::clone(&rec);
+            new.last_seen_at = t.now;
+            let new = Arc::new(new);
+            if cache.replace(&rec, &new, || pending.record(new.id, t.now)) {
+                return Some(new);
+            }
+            // A write or another touch changed the entry: look again.
+        }
     }
 
     /// Records a due touch of a session just read.
@@ -452,12 +671,19 @@ impl SqliteStore {
             return Ok(Some(rec));
         }
         let mut conn = self.reader().await?;
-        let rec = select_by_id(&mut conn, id).await?.map(Arc::new);
-        if let Some(rec) = &rec {
-            // With the cache, `reader` is the writer: the connection is held here.
-            self.remember(rec);
+        // With the cache, `reader` is the writer: the connection is held here,
+        // so an entry absent now stays absent (no touch can land on it) until
+        // it is filled below. One may have been filled while this one waited.
+        if let Some(rec) = self.cache.as_ref().and_then(|c| c.by_id(id)) {
+            return Ok(Some(rec));
         }
-        Ok(rec)
+        let Some(mut rec) = select_by_id(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        self.overlay(&mut rec);
+        let rec = Arc::new(rec);
+        self.remember(&rec);
+        Ok(Some(rec))
     }
 
     pub(crate) async fn update(
@@ -467,17 +693,20 @@ impl SqliteStore {
     ) -> StoreResult<Update> {
         let mut conn = self.writer().await?;
         let mut tx = begin(&mut conn).await?;
-        let Some(cur) = select_by_id(&mut tx, &record.id).await? else {
+        let Some(mut cur) = select_by_id(&mut tx, &record.id).await? else {
             return Ok(Update::Gone);
         };
         if cur.version != expected_version {
+            self.overlay(&mut cur);
             return Ok(Update::Conflict(Arc::new(cur)));
         }
+        // A pending touch is kept: `last_seen_at` never moves backwards.
+        self.settle(&mut cur);
         let mut new = carry_over(record, &cur, next_version(expected_version)?);
         new.token_hash = cur.token_hash;
-        self.forget(&cur);
         replace(&mut tx, &new).await?;
         tx.commit().await.map_err(from_sqlx)?;
+        self.written(&new);
         let new = Arc::new(new);
         self.remember(&new);
         Ok(Update::Updated(new))
@@ -491,10 +720,11 @@ impl SqliteStore {
     ) -> StoreResult<Update> {
         let mut conn = self.writer().await?;
         let mut tx = begin(&mut conn).await?;
-        let Some(cur) = select_by_id(&mut tx, &record.id).await? else {
+        let Some(mut cur) = select_by_id(&mut tx, &record.id).await? else {
             return Ok(Update::Gone);
         };
         if cur.version != expected_version {
+            self.overlay(&mut cur);
             return Ok(Update::Conflict(Arc::new(cur)));
         }
         let old = cur.token_hash;
@@ -511,11 +741,13 @@ impl SqliteStore {
         if in_use {
             return Err(StoreError::backend(Error::TokenHashInUse));
         }
+        // A pending touch is kept: `last_seen_at` never moves backwards.
+        self.settle(&mut cur);
         let new = carry_over(record, &cur, next_version(expected_version)?);
-        self.forget(&cur);
         replace(&mut tx, &new).await?;
         put_tombstone(&mut tx, &old, &tombstone).await?;
         tx.commit().await.map_err(from_sqlx)?;
+        self.written(&new);
         let new = Arc::new(new);
         self.remember(&new);
         Ok(Update::Updated(new))
@@ -531,18 +763,18 @@ impl SqliteStore {
         let Some(mut cur) = select_by_id(&mut tx, id).await? else {
             return Ok(None);
         };
-        if !cur.is_live(now) {
-            return Ok(None);
-        }
-        if now > cur.last_seen_at {
-            self.forget(&cur);
+        // An explicit extend is written at once, pending touch included.
+        self.settle(&mut cur);
+        let live = cur.is_live(now);
+        if live && now > cur.last_seen_at {
             cur.last_seen_at = now;
             set_last_seen(&mut tx, &cur).await?;
             tx.commit().await.map_err(from_sqlx)?;
+            self.written(&cur);
         }
         let cur = Arc::new(cur);
         self.remember(&cur);
-        Ok(Some(cur))
+        Ok(live.then_some(cur))
     }
 
     pub(crate) async fn end(
@@ -552,11 +784,13 @@ impl SqliteStore {
     ) -> StoreResult<Option<Arc<SessionRecord>>> {
         let mut conn = self.writer().await?;
         let mut tx = begin(&mut conn).await?;
-        let Some(rec) = select_by_id(&mut tx, id).await? else {
+        let Some(mut rec) = select_by_id(&mut tx, id).await? else {
             return Ok(None);
         };
+        self.settle(&mut rec);
         self.remove(&mut tx, &rec, ending).await?;
         tx.commit().await.map_err(from_sqlx)?;
+        self.ended(&rec.id);
         Ok(Some(Arc::new(rec)))
     }
 
@@ -573,10 +807,14 @@ impl SqliteStore {
         if all.is_empty() {
             return Ok(Vec::new());
         }
-        for r in &all {
+        for r in &mut all {
+            self.settle(r);
             self.remove(&mut tx, r, ending).await?;
         }
         tx.commit().await.map_err(from_sqlx)?;
+        for r in &all {
+            self.ended(&r.id);
+        }
         Ok(all.into_iter().map(Arc::new).collect())
     }
 
@@ -586,6 +824,19 @@ impl SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<Arc<SessionRecord>>> {
         let mut conn = self.reader().await?;
+        if self.pending.is_some() {
+            // The `expires_at` column does not know about pending touches: take
+            // the user's sessions and decide with them applied.
+            let mut all = select_many(&mut conn, SELECT_USER_BY_AGE, user).await?;
+            for r in &mut all {
+                self.overlay(r);
+            }
+            return Ok(all
+                .into_iter()
+                .filter(|r| r.is_live(now))
+                .map(Arc::new)
+                .collect());
+        }
         let rows = sqlx::query(SELECT_USER_LIVE)
             .bind(user.as_str())
             .bind(now.0)
@@ -614,7 +865,8 @@ impl SqliteStore {
         if limit.is_some_and(|l| next > l) {
             return Ok(Counter::LimitExceeded(now));
         }
-        self.forget(&cur);
+        // The pending touch stays pending (this does not write `last_seen_at`).
+        self.settle(&mut cur);
         cur.counters.insert(name.to_owned(), next);
         cur.version = next_version(cur.version)?;
         sqlx::query("UPDATE sessions SET counters = ?1, version = ?2 WHERE id = ?3")
@@ -635,6 +887,16 @@ impl SqliteStore {
         }
         let mut conn = self.writer().await?;
         let mut tx = begin(&mut conn).await?;
+        // Pending touches go to the rows first, in this transaction, so the
+        // expiry index sees them; they come back if it does not commit.
+        let touches = match &self.pending {
+            Some(pending) => {
+                let touches = pending.drain();
+                touches.write(&mut tx).await?;
+                Some(touches)
+            }
+            None => None,
+        };
         let rows = sqlx::query(SELECT_EXPIRED)
             .bind(spec.now.0)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
@@ -643,8 +905,11 @@ impl SqliteStore {
             .map_err(from_sqlx)?;
         let mut ended = Vec::with_capacity(rows.len());
         for row in &rows {
-            let rec = decode_record(row)?;
+            let mut rec = decode_record(row)?;
+            // A touch may have landed since the rows were written.
+            self.settle(&mut rec);
             let Some(reason) = rec.expiry_reason(spec.now) else {
+                self.remember(&Arc::new(rec));
                 continue;
             };
             let at = rec.expires_at();
@@ -675,6 +940,12 @@ impl SqliteStore {
             .await
             .map_err(from_sqlx)?;
         tx.commit().await.map_err(from_sqlx)?;
+        if let Some(touches) = touches {
+            touches.done();
+        }
+        for e in &ended {
+            self.ended(&e.record.id);
+        }
         Ok(ended)
     }
 
@@ -740,6 +1011,19 @@ impl SqliteStore {
 }
 
 // ---- statements shared by the operations ----
+
+/// Writes every pending touch in one transaction on `conn` (the writer, held
+/// by the caller); returns how many. On failure they stay pending.
+async fn write_pending(conn: &mut SqliteConnection, pending: &Pending) -> StoreResult<usize> {
+    let touches = pending.drain();
+    if touches.len() == 0 {
+        return Ok(touches.done());
+    }
+    let mut tx = begin(conn).await?;
+    touches.write(&mut tx).await?;
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(touches.done())
+}
 
 /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock at
 /// once, so a transaction that reads and then writes can never be refused with

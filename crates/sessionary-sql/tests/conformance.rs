@@ -1,9 +1,10 @@
 //! The shared store conformance suite, run twice:
 //!
 //! - on a private in-memory database (`make`), the quick form every store runs;
-//! - on a fresh database *file* per case (`file::make`, and `file::cached::make`
-//!   with the exclusive write-through cache), which is what
-//!   `sessionary serve` uses. Only the file form has the real concurrency
+//! - on a fresh database *file* per case (`file::make`, `file::cached::make`
+//!   with the exclusive write-through cache, which is what `sessionary serve`
+//!   uses, and `file::cached_flushing_often::make`, the same with touches
+//!   written behind every millisecond instead of every second). Only the file form has the real concurrency
 //!   design: a writer connection plus a pool of reader connections that see
 //!   commits while writes queue. The in-memory database lives in a single
 //!   connection, so every operation runs one after another there and a race
@@ -61,6 +62,25 @@ mod file {
 
         async fn make() -> Arc<dyn SessionStore> {
             let (store, dir) = cached_store().await;
+            Arc::new(FileStore { store, _dir: dir })
+        }
+
+        sessionary_testkit::store_conformance!(make);
+    }
+
+    /// The same, with touches written behind every millisecond, so flushes
+    /// run in the middle of every case (races included).
+    mod cached_flushing_often {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use sessionary_core::SessionStore;
+
+        use super::FileStore;
+        use crate::common::cached_store_flushing_every;
+
+        async fn make() -> Arc<dyn SessionStore> {
+            let (store, dir) = cached_store_flushing_every(Duration::from_millis(1)).await;
             Arc::new(FileStore { store, _dir: dir })
         }
 

@@ -8,7 +8,11 @@
 
 mod common;
 
-use common::{MINUTE, T0, cached_store, file_store, record, sealed, user};
+use std::time::Duration;
+
+use common::{
+    MINUTE, T0, cached_store, cached_store_flushing_every, file_store, record, sealed, user,
+};
 use sessionary_core::record::{EndReason, Tombstone};
 use sessionary_core::store::{Ending, SessionLimit, StoreResult, SweepSpec, Touch};
 use sessionary_core::{
@@ -350,6 +354,16 @@ async fn database_file_matches_memory_store() {
 async fn cached_database_file_matches_memory_store() {
     for seed in [11, 0xcafe] {
         let (sql, _dir) = cached_store().await;
+        run(seed, 1500, &sql).await;
+    }
+}
+
+/// With touches written behind every millisecond: flushes land between (and
+/// during) operations, and must never change an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_file_flushing_often_matches_memory_store() {
+    for seed in [13, 0xbeef] {
+        let (sql, _dir) = cached_store_flushing_every(Duration::from_millis(1)).await;
         run(seed, 1500, &sql).await;
     }
 }

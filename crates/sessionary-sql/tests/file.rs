@@ -10,8 +10,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::error::Error as _;
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{MINUTE, T0, TempDir, cached_store, file_store, record, sealed, user};
+use common::{
+    MINUTE, T0, TempDir, cached_store, cached_store_flushing_every, file_store, record, sealed,
+    user,
+};
 use sessionary_core::record::{EndReason, Tombstone};
 use sessionary_core::store::{Create, Ending, Lookup, SessionLimit, Touch, Update};
 use sessionary_core::{LimitMode, SessionStore, SessionToken, StoreError, Timestamp};
@@ -517,11 +521,12 @@ async fn the_exclusive_cache_owns_the_file() {
 /// working and, with the cache, the cache equal to the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_operations_leave_a_consistent_store() {
-    for cached in [false, true] {
-        let (store, dir) = if cached {
-            cached_store().await
-        } else {
-            file_store().await
+    // (cached, touches flushed every millisecond: flushes get cancelled too)
+    for (cached, flush_often) in [(false, false), (true, false), (true, true)] {
+        let (store, dir) = match (cached, flush_often) {
+            (false, _) => file_store().await,
+            (true, false) => cached_store().await,
+            (true, true) => cached_store_flushing_every(Duration::from_millis(1)).await,
         };
         let rec = record(Some("alice"), T0);
         store.create(rec.clone(), None).await.unwrap();

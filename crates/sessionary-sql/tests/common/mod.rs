@@ -63,6 +63,17 @@ pub async fn cached_store() -> (SqlStore, TempDir) {
     (store, dir)
 }
 
+/// A store on a fresh database file that it owns, with the write-through cache
+/// and touches written behind every `every`.
+pub async fn cached_store_flushing_every(every: std::time::Duration) -> (SqlStore, TempDir) {
+    let dir = TempDir::new();
+    let options = sessionary_sql::SqliteOptions::new()
+        .with_exclusive_cache(true)
+        .with_touch_flush_interval(every);
+    let store = SqlStore::open_sqlite_with(dir.db(), options).await.unwrap();
+    (store, dir)
+}
+
 pub fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
