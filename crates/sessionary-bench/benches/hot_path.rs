@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,13 @@ const COALESCED_GAP_MS: u64 = 10_000;
 /// Worst case: every session is seen less often than once per touch interval,
 /// so every verify writes.
 const TOUCH_EVERY_GAP_MS: u64 = 100_000;
+/// The measured loops yield to the runtime once every this many requests, as a
+/// server does between requests (it awaits sockets), so that background tasks
+/// (the SQLite store's touch flusher) run as they would in production.
+const YIELD_EVERY: usize = 1024;
+/// Touches per flush in `sqlite_cached_flush_1000_touches`: about one second
+/// of touches for 100k active sessions at the coalesced rate (100k / 90 s).
+const FLUSH_BATCH: usize = 1_000;
 
 /// One core: everything runs on a current-thread runtime.
 fn runtime() -> Runtime {
@@ -288,6 +296,11 @@ impl Sessionary {
         touched as f64 / n as f64
     }
 
+    /// Whether the next request yields to the runtime first (see [`YIELD_EVERY`]).
+    fn yields(&self) -> bool {
+        self.next.get() % YIELD_EVERY == 0
+    }
+
     /// Benchmarks `verify` of the next token in visit order under `pace`, after
     /// `calibrate` unmeasured verifies that report the touch rate.
     fn bench_verify(
@@ -305,10 +318,20 @@ impl Sessionary {
         );
         group.bench_function(name, |b| {
             b.to_async(rt).iter(|| {
+                let yields = self.yields();
                 let token = self.step(pace);
-                async move { self.manager.verify(token).await.expect("live session") }
+                async move {
+                    if yields {
+                        tokio::task::yield_now().await;
+                    }
+                    self.manager.verify(token).await.expect("live session")
+                }
             });
         });
+        let store = format!("{:?}", self.manager.store());
+        if store.starts_with("SqlStore") {
+            eprintln!("{name}: after the run: {store}");
+        }
     }
 }
 
@@ -356,8 +379,14 @@ mod sqlite {
     pub(crate) struct TempDb(PathBuf);
 
     impl TempDb {
+        /// A database file in the system temp folder (a disk: fsync is real).
         pub(crate) fn new(name: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
+            Self::new_in(&std::env::temp_dir(), name)
+        }
+
+        /// A database file in `dir`.
+        pub(crate) fn new_in(dir: &Path, name: &str) -> Self {
+            let path = dir.join(format!(
                 "sessionary-bench-{}-{name}.sqlite3",
                 std::process::id()
             ));
@@ -386,39 +415,117 @@ mod sqlite {
     }
 }
 
-/// Two copies of one SQLite database holding the same 100k sessions: one
-/// opened with the defaults, one with the exclusive in-process cache.
+/// Three copies of one SQLite database holding the same 100k sessions: one
+/// opened with the defaults, one with the exclusive in-process cache (touches
+/// written behind by its own flush task, every second, as `sessionary serve`
+/// runs it), and one like it whose flush task stays idle so that
+/// `sqlite_cached_flush_1000_touches` can time flushes alone.
 struct SqliteFixtures {
     plain: Sessionary,
     cached: Sessionary,
-    _files: [sqlite::TempDb; 2],
+    flushed: Sessionary,
+    flushed_store: SqlStore,
+    _files: [sqlite::TempDb; 3],
 }
 
 async fn sqlite_fixtures() -> SqliteFixtures {
-    let plain_db = sqlite::TempDb::new("plain");
-    let cached_db = sqlite::TempDb::new("cached");
-    let store = SqlStore::open_sqlite(plain_db.path())
+    // The 100k creates run on tmpfs when there is one: each is its own
+    // `synchronous=FULL` commit, and an fsync there costs nothing. The
+    // measured databases are byte-for-byte copies on the temp folder's disk.
+    let shm = Path::new("/dev/shm");
+    let setup_dir = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    let setup_db = sqlite::TempDb::new_in(&setup_dir, "setup");
+    let store = SqlStore::open_sqlite(setup_db.path())
         .await
         .expect("open SQLite");
-    let population = populate(Arc::new(store.clone()), "sessionary SqlStore (SQLite file)").await;
+    let population = populate(
+        Arc::new(store.clone()),
+        &format!(
+            "sessionary SqlStore (SQLite file in {})",
+            setup_dir.display()
+        ),
+    )
+    .await;
     // Closing checkpoints the WAL into the file, which is then copied whole.
     store.close().await;
     drop(store);
-    std::fs::copy(plain_db.path(), cached_db.path()).expect("copy the database");
-    let plain = SqlStore::open_sqlite(plain_db.path())
+    let files = [
+        sqlite::TempDb::new("plain"),
+        sqlite::TempDb::new("cached"),
+        sqlite::TempDb::new("flushed"),
+    ];
+    for f in &files {
+        std::fs::copy(setup_db.path(), f.path()).expect("copy the database");
+    }
+    drop(setup_db);
+    let plain = SqlStore::open_sqlite(files[0].path())
         .await
         .expect("open SQLite");
     let cached = SqlStore::open_sqlite_with(
-        cached_db.path(),
+        files[1].path(),
         SqliteOptions::new().with_exclusive_cache(true),
+    )
+    .await
+    .expect("open SQLite with the exclusive cache");
+    let flushed_store = SqlStore::open_sqlite_with(
+        files[2].path(),
+        SqliteOptions::new()
+            .with_exclusive_cache(true)
+            .with_touch_flush_interval(Duration::from_secs(24 * 3600)),
     )
     .await
     .expect("open SQLite with the exclusive cache");
     SqliteFixtures {
         plain: population.serve(Arc::new(plain)),
         cached: population.serve(Arc::new(cached)),
-        _files: [plain_db, cached_db],
+        flushed: population.serve(Arc::new(flushed_store.clone())),
+        flushed_store,
+        _files: files,
     }
+}
+
+/// `sqlite_cached_flush_1000_touches`: the write-behind cost of touches, which
+/// the verify loops leave to the background: one `flush_touches` transaction
+/// writing [`FLUSH_BATCH`] touches (of as many sessions, each due), timed alone.
+/// The touching verifies before each flush are not timed.
+fn bench_flush(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    f: &SqliteFixtures,
+) {
+    let fixture = &f.flushed;
+    let store = &f.flushed_store;
+    // Fill the cache (misses are not what this measures), then make every
+    // session due at each visit.
+    let rate = rt.block_on(fixture.touch_rate(COALESCED, SESSIONS));
+    rt.block_on(store.flush_touches()).expect("flush");
+    fixture
+        .clock
+        .advance(Duration::from_millis(TOUCH_INTERVAL_MS));
+    eprintln!(
+        "sqlite_cached_flush: cache filled ({:.1}% touched)",
+        rate * 100.0
+    );
+    group.bench_function("sqlite_cached_flush_1000_touches", |b| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..FLUSH_BATCH {
+                    let token = fixture.step(TOUCH_EVERY);
+                    fixture.manager.verify(token).await.expect("live session");
+                }
+                let started = Instant::now();
+                let n = store.flush_touches().await.expect("flush");
+                spent += started.elapsed();
+                assert_eq!(n, FLUSH_BATCH, "every verify touched");
+            }
+            spent
+        });
+    });
 }
 
 fn hot_path(c: &mut Criterion) {
@@ -462,6 +569,9 @@ fn hot_path(c: &mut Criterion) {
             let cookie = tower.cookies.get(i);
             let store = &tower.store;
             async move {
+                if i % YIELD_EVERY == 0 {
+                    tokio::task::yield_now().await;
+                }
                 // What tower-sessions does per request with sliding expiry
                 // (`Expiry::OnInactivity` + `with_always_save(true)`): parse the
                 // cookie, load (a deep clone), push the expiry, save (another clone).
@@ -478,9 +588,13 @@ fn hot_path(c: &mut Criterion) {
     // verify, then open (AES-256-GCM) and parse the session's data.
     group.bench_function("sessionary_memory_read_data", |b| {
         b.to_async(&rt).iter(|| {
+            let yields = memory.yields();
             let token = memory.step(COALESCED);
             let m = &memory.manager;
             async move {
+                if yields {
+                    tokio::task::yield_now().await;
+                }
                 let rec = m.verify(token).await.expect("live session");
                 m.data(&rec).expect("data opens")
             }
@@ -499,6 +613,14 @@ fn hot_path(c: &mut Criterion) {
         SESSIONS,
     );
     if let Some(f) = &sqlite {
+        f.cached.clock.advance(interval);
+        f.cached.bench_verify(
+            &mut group,
+            &rt,
+            "sessionary_sqlite_cached_touch_every",
+            TOUCH_EVERY,
+            SESSIONS,
+        );
         f.plain.clock.advance(interval);
         f.plain.bench_verify(
             &mut group,
@@ -553,6 +675,7 @@ fn hot_path(c: &mut Criterion) {
         });
     });
     if let Some(f) = &sqlite {
+        bench_flush(&mut group, &rt, f);
         for (name, fixture) in [
             ("sqlite_status_no_touch", &f.plain),
             ("sqlite_cached_status_no_touch", &f.cached),

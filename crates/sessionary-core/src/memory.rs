@@ -9,7 +9,7 @@
 //! not await at all), and no two shard locks are ever held at once.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,34 +22,14 @@ use crate::record::{Restorable, SessionRecord, Tombstone, UserData};
 use crate::seal::Sealed;
 use crate::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, SessionStore, StoreResult, SweepSpec,
-    Touch, Update,
+    Touch, Update, apply_update,
 };
-use crate::token::{SessionId, TokenHash, UserId};
+use crate::token::{RandomKeyMap, SessionId, TokenHash, UserId};
 
 const SHARDS: usize = 64;
 const STRIPES: usize = 256;
 
-/// Hasher for keys that are already uniformly random (token hashes, session ids):
-/// their own `Hash` impls write one `u64` taken from the key, which is used as is.
-#[derive(Default, Clone, Copy, Debug)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by our keys; fold anything else FNV-style to stay correct.
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PassThrough>>;
+type FastMap<K, V> = RandomKeyMap<K, V>;
 type Shards<M> = Box<[RwLock<M>]>;
 
 #[derive(Debug, Default)]
@@ -231,15 +211,6 @@ impl Inner {
     }
 }
 
-fn carry_over(mut new: SessionRecord, cur: &SessionRecord, version: u64) -> SessionRecord {
-    new.version = version;
-    new.user.clone_from(&cur.user);
-    new.created_at = cur.created_at;
-    new.counters.clone_from(&cur.counters);
-    new.last_seen_at = new.last_seen_at.max(cur.last_seen_at);
-    new
-}
-
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(
@@ -341,7 +312,7 @@ impl SessionStore for MemoryStore {
             if cur.version != expected_version {
                 return (None, Update::Conflict(Arc::clone(cur)));
             }
-            let mut new = carry_over(record, cur, expected_version + 1);
+            let mut new = apply_update(record, cur, expected_version + 1);
             new.token_hash = cur.token_hash;
             let shown = Arc::new(new.clone());
             (Some(new), Update::Updated(shown))
@@ -373,7 +344,7 @@ impl SessionStore for MemoryStore {
             ));
         }
         let id = record.id;
-        let new = Arc::new(carry_over(record, &cur, expected_version + 1));
+        let new = Arc::new(apply_update(record, &cur, expected_version + 1));
         // New first, then the index, then the old token's tombstone and removal:
         // readers by id never see a gap, readers of the old token see the record
         // or the tombstone.
@@ -510,17 +481,7 @@ impl SessionStore for MemoryStore {
                 let Some(reason) = rec.expiry_reason(spec.now) else {
                     continue;
                 };
-                let at = rec.expires_at();
-                let ending = Ending {
-                    reason,
-                    at,
-                    reason_until: at.add_millis(spec.reason_ttl_ms),
-                    restore_until: rec
-                        .user
-                        .as_ref()
-                        .map(|_| at.add_millis(spec.restore_ttl_ms)),
-                };
-                if let Some(record) = s.remove_locked(&id, ending) {
+                if let Some(record) = s.remove_locked(&id, spec.ending(&rec, reason)) {
                     ended.push(Ended { record, reason });
                 }
             }

@@ -157,6 +157,35 @@ pub struct SweepSpec {
     pub restore_ttl_ms: i64,
 }
 
+impl SweepSpec {
+    /// How a sweep ends `record`, expired for `reason`: the reason is kept
+    /// `reason_ttl_ms` after the expiry, and a user's data `restore_ttl_ms`.
+    pub fn ending(&self, record: &SessionRecord, reason: EndReason) -> Ending {
+        let at = record.expires_at();
+        Ending {
+            reason,
+            at,
+            reason_until: at.add_millis(self.reason_ttl_ms),
+            restore_until: record
+                .user
+                .as_ref()
+                .map(|_| at.add_millis(self.restore_ttl_ms)),
+        }
+    }
+}
+
+/// The record a compare-and-set write stores, the same on every backend: the
+/// writer's fields, except that owner, creation time and counters stay as stored,
+/// `last_seen_at` never moves backwards, and the version is `version`.
+pub fn apply_update(mut new: SessionRecord, stored: &SessionRecord, version: u64) -> SessionRecord {
+    new.version = version;
+    new.user.clone_from(&stored.user);
+    new.created_at = stored.created_at;
+    new.counters.clone_from(&stored.counters);
+    new.last_seen_at = new.last_seen_at.max(stored.last_seen_at);
+    new
+}
+
 /// Storage for sessions, tombstones, restorable data and user data.
 ///
 /// Object-safe; used as `Arc<dyn SessionStore>`. Every method is one atomic

@@ -7,7 +7,7 @@
 //! it is not a credential.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::str::FromStr;
 
 use base64::Engine as _;
@@ -316,6 +316,29 @@ impl fmt::Debug for UserId {
         write!(f, "UserId({:?})", self.0)
     }
 }
+
+/// A hasher for keys that are already uniformly random ([`TokenHash`], [`SessionId`]):
+/// their `Hash` impls write one `u64` taken from the key, which is used as is.
+/// Other input is folded FNV-style so it stays correct, if slower.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct RandomKeyHasher(u64);
+
+impl Hasher for RandomKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed by token hashes or session ids, hashed with [`RandomKeyHasher`].
+pub type RandomKeyMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<RandomKeyHasher>>;
 
 // Token hashes and session ids are uniformly random: hashing their first 8 bytes
 // is as good as hashing all of them, and lets maps use a pass-through hasher.

@@ -237,27 +237,51 @@ pub fn data_keys(settings: &Settings) -> Result<KeyRing, ServeError> {
     })
 }
 
+/// The store the service runs on, with what must be done to close it.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// The store, as the engine uses it.
+    pub store: Arc<dyn SessionStore>,
+    /// The SQL store behind it, closed at shutdown (writes pending touches).
+    sql: Option<sessionary_sql::SqlStore>,
+}
+
+impl OpenedStore {
+    /// Closes the store: pending touches are written, connections closed.
+    pub async fn close(&self) {
+        if let Some(sql) = &self.sql {
+            sql.close().await;
+        }
+    }
+}
+
 /// Opens the configured store.
 ///
 /// # Errors
 ///
 /// [`ServeError::Store`] if the store cannot be opened.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn SessionStore>, ServeError> {
+pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> {
     match settings.store {
-        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreKind::Sqlite => open_sqlite(&settings.store_path, settings.store_exclusive).await,
+        StoreKind::Memory => Ok(OpenedStore {
+            store: Arc::new(MemoryStore::new()),
+            sql: None,
+        }),
+        StoreKind::Sqlite => {
+            let path = &settings.store_path;
+            let options =
+                sessionary_sql::SqliteOptions::new().with_exclusive_cache(settings.store_exclusive);
+            let sql = sessionary_sql::SqlStore::open_sqlite_with(path, options)
+                .await
+                .map_err(|source| ServeError::Store {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            Ok(OpenedStore {
+                store: Arc::new(sql.clone()),
+                sql: Some(sql),
+            })
+        }
     }
-}
-
-async fn open_sqlite(path: &Path, exclusive: bool) -> Result<Arc<dyn SessionStore>, ServeError> {
-    let options = sessionary_sql::SqliteOptions::new().with_exclusive_cache(exclusive);
-    let store = sessionary_sql::SqlStore::open_sqlite_with(path, options)
-        .await
-        .map_err(|source| ServeError::Store {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(Arc::new(store))
 }
 
 /// Installs handlers for SIGINT (Ctrl-C) and SIGTERM now, and returns a future
@@ -306,8 +330,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     ensure_dir(&settings.data_dir)?;
     let (keys, key_source) = api_keys(&settings)?;
     let ring = data_keys(&settings)?;
-    let store = open_store(&settings).await?;
-    let manager = SessionManager::builder(store)
+    let opened = open_store(&settings).await?;
+    let manager = SessionManager::builder(Arc::clone(&opened.store))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
         .build()?;
@@ -337,6 +361,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         }
     };
     sweeper.abort();
+    // Writes the touches still held in memory (write-behind) before exiting.
+    opened.close().await;
     if result.is_ok() {
         say!("Sessionary stopped");
     }

@@ -25,37 +25,15 @@
 //! [`Cache::forget`] empties the map by token hash first, so a touch, which is
 //! gated on the map by token hash, always finds both maps filled.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-use std::hash::Hasher;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use sessionary_core::token::RandomKeyMap;
 use sessionary_core::{SessionId, SessionRecord, TokenHash};
 
 const SHARDS: usize = 64;
 
-/// Hasher for keys that are already uniformly random (token hashes, session ids,
-/// whose `Hash` impls write one `u64` taken from their bytes).
-#[derive(Default, Clone, Copy, Debug)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by our keys; fold anything else FNV-style to stay correct.
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Map<K> = HashMap<K, Arc<SessionRecord>, BuildHasherDefault<PassThrough>>;
+type Map<K> = RandomKeyMap<K, Arc<SessionRecord>>;
 
 /// Session records by token hash and by id.
 #[derive(Debug)]

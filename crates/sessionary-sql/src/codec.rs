@@ -98,19 +98,3 @@ pub(crate) fn decode_csrf(b: &[u8]) -> StoreResult<CsrfSecret> {
 pub(crate) fn decode_aal(v: i64) -> StoreResult<u8> {
     u8::try_from(v).map_err(|e| corrupt("aal", e))
 }
-
-/// The stored fields a compare-and-set write keeps, exactly as `MemoryStore` does:
-/// user, creation time and counters come from the stored record, the version is
-/// the new one, and `last_seen_at` never moves backwards.
-pub(crate) fn carry_over(
-    mut new: SessionRecord,
-    cur: &SessionRecord,
-    version: u64,
-) -> SessionRecord {
-    new.version = version;
-    new.user.clone_from(&cur.user);
-    new.created_at = cur.created_at;
-    new.counters.clone_from(&cur.counters);
-    new.last_seen_at = new.last_seen_at.max(cur.last_seen_at);
-    new
-}

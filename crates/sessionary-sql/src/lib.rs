@@ -63,9 +63,10 @@
 //! [`SessionStore::load`] costs no database access: it moves `last_seen_at`
 //! in the cached record at once (so every later `load`, `get` and
 //! `list_user` of this store sees it) and is recorded as *pending*. A
-//! background task writes all pending touches in one transaction every
+//! background task writes all pending touches every
 //! [flush interval](SqliteOptions::with_touch_flush_interval) (1 s by
-//! default), and on [`SqlStore::close`]. Every other operation takes pending
+//! default), and on [`SqlStore::close`]: one transaction (and one fsync) for
+//! up to 1024 touches, so other writes wait at most that long. Every other operation takes pending
 //! touches into account: `update` and `rotate` keep the later `last_seen_at`
 //! of the caller's record, the row and the pending touch; `sweep` writes
 //! pending touches before it looks for expired sessions, so a session kept
@@ -240,8 +241,8 @@ impl SqlStore {
         }
     }
 
-    /// Writes the touches recorded in memory and not yet written, now, in one
-    /// transaction, and returns how many sessions had one pending. Nothing to
+    /// Writes the touches recorded in memory and not yet written, now (one
+    /// transaction per 1024), and returns how many sessions had one pending. Nothing to
     /// do (`Ok(0)`) unless the store uses the exclusive cache.
     ///
     /// Not needed in normal use: a background task does this every

@@ -19,28 +19,30 @@ use std::time::Duration;
 use sessionary_core::record::{Device, EndReason, Restorable, Tombstone, UserData};
 use sessionary_core::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
+    apply_update,
 };
 use sessionary_core::{
     LimitMode, Sealed, SessionId, SessionRecord, StoreError, Timestamp, TokenHash, UserId,
 };
 use sqlx::query::Query;
+use sqlx::sqlite::SqliteTransactionManager;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteLockingMode,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection as _, Row, Sqlite, Transaction};
+use sqlx::{Connection as _, Row, Sqlite, Transaction, TransactionManager as _};
 
 use crate::cache::Cache;
 use crate::codec::{
-    Encoded, carry_over, decode_aal, decode_counters, decode_csrf, decode_ip, decode_roles,
-    decode_user, encode_counters, next_version, u64_from_column, version_to_i64,
+    Encoded, decode_aal, decode_counters, decode_csrf, decode_ip, decode_roles, decode_user,
+    encode_counters, next_version, u64_from_column, version_to_i64,
 };
 use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
 use crate::pool::{Conn, Conns, close_conn};
-use crate::touches::Pending;
+use crate::touches::{PER_TRANSACTION, Pending};
 
 /// The migrations of the SQLite schema, embedded at build time.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -338,34 +340,51 @@ impl Db {
         }
         for mut conn in writers {
             if let Some(pending) = &self.pending {
-                let n = pending.len();
-                if n > 0 {
-                    if let Err(e) = write_pending(&mut conn, pending).await {
-                        tracing::warn!(error = %e, touches = n, "writing recorded touches at close failed; those sessions may expire early");
+                while pending.len() > 0 {
+                    match write_pending(&mut conn, pending, PER_TRANSACTION).await {
+                        Ok(n) if n > 0 => {}
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, touches = pending.len(), "writing recorded touches at close failed; those sessions may expire early");
+                            break;
+                        }
                     }
-                    pending.clear();
                 }
+                pending.clear();
             }
             close_conn(conn).await;
         }
     }
 
-    /// Writes every pending touch now, in one transaction; returns how many.
+    /// Writes the touches pending now, [`PER_TRANSACTION`] per transaction,
+    /// letting other writes in between; returns how many.
     pub(crate) async fn flush_touches(&self) -> StoreResult<usize> {
         let Some(pending) = &self.pending else {
             return Ok(0);
         };
-        if pending.len() == 0 {
-            return Ok(0);
+        // Touches recorded meanwhile wait for the next flush, so that a flush
+        // ends even when touches come faster than they can be written.
+        let mut left = pending.len();
+        let mut written = 0;
+        while left > 0 {
+            let mut conn = self.writer().await?;
+            let n = write_pending(&mut conn, pending, PER_TRANSACTION.min(left)).await?;
+            drop(conn);
+            if n == 0 {
+                break;
+            }
+            written += n;
+            left = left.saturating_sub(n);
         }
-        let mut conn = self.writer().await?;
-        write_pending(&mut conn, pending).await
+        Ok(written)
     }
 
     /// The writer connection. Holding it excludes every other write (and, with
     /// the cache, every database access) of this process.
     async fn writer(&self) -> StoreResult<Conn<'_>> {
-        self.writer.acquire().await
+        let mut conn = self.writer.acquire().await?;
+        heal(&mut conn).await?;
+        Ok(conn)
     }
 
     /// A connection for reads (the writer when there are no readers).
@@ -702,7 +721,7 @@ impl Db {
         }
         // A pending touch is kept: `last_seen_at` never moves backwards.
         self.settle(&mut cur);
-        let mut new = carry_over(record, &cur, next_version(expected_version)?);
+        let mut new = apply_update(record, &cur, next_version(expected_version)?);
         new.token_hash = cur.token_hash;
         replace(&mut tx, &new).await?;
         tx.commit().await.map_err(from_sqlx)?;
@@ -743,7 +762,7 @@ impl Db {
         }
         // A pending touch is kept: `last_seen_at` never moves backwards.
         self.settle(&mut cur);
-        let new = carry_over(record, &cur, next_version(expected_version)?);
+        let new = apply_update(record, &cur, next_version(expected_version)?);
         replace(&mut tx, &new).await?;
         put_tombstone(&mut tx, &old, &tombstone).await?;
         tx.commit().await.map_err(from_sqlx)?;
@@ -885,13 +904,15 @@ impl Db {
         if max == 0 {
             return Ok(Vec::new());
         }
+        // Pending touches go to the rows first, so the expiry index sees them:
+        // most in transactions of their own, the few recorded since in this
+        // one (they come back if it does not commit).
+        self.flush_touches().await?;
         let mut conn = self.writer().await?;
         let mut tx = begin(&mut conn).await?;
-        // Pending touches go to the rows first, in this transaction, so the
-        // expiry index sees them; they come back if it does not commit.
         let touches = match &self.pending {
             Some(pending) => {
-                let touches = pending.drain();
+                let touches = pending.drain(usize::MAX);
                 touches.write(&mut tx).await?;
                 Some(touches)
             }
@@ -912,17 +933,8 @@ impl Db {
                 self.remember(&Arc::new(rec));
                 continue;
             };
-            let at = rec.expires_at();
-            let ending = Ending {
-                reason,
-                at,
-                reason_until: at.add_millis(spec.reason_ttl_ms),
-                restore_until: rec
-                    .user
-                    .as_ref()
-                    .map(|_| at.add_millis(spec.restore_ttl_ms)),
-            };
-            self.remove(&mut tx, &rec, ending).await?;
+            self.remove(&mut tx, &rec, spec.ending(&rec, reason))
+                .await?;
             ended.push(Ended {
                 record: Arc::new(rec),
                 reason,
@@ -1012,10 +1024,14 @@ impl Db {
 
 // ---- statements shared by the operations ----
 
-/// Writes every pending touch in one transaction on `conn` (the writer, held
-/// by the caller); returns how many. On failure they stay pending.
-async fn write_pending(conn: &mut SqliteConnection, pending: &Pending) -> StoreResult<usize> {
-    let touches = pending.drain();
+/// Writes up to `max` pending touches in one transaction on `conn` (the
+/// writer, held by the caller); returns how many. On failure they stay pending.
+async fn write_pending(
+    conn: &mut SqliteConnection,
+    pending: &Pending,
+    max: usize,
+) -> StoreResult<usize> {
+    let touches = pending.drain(max);
     if touches.len() == 0 {
         return Ok(touches.done());
     }
@@ -1030,7 +1046,28 @@ async fn write_pending(conn: &mut SqliteConnection, pending: &Pending) -> StoreR
 /// `SQLITE_BUSY` half-way (only a `busy_timeout` wait at the start, and only if
 /// another process writes the same file).
 async fn begin(conn: &mut SqliteConnection) -> StoreResult<Transaction<'_, Sqlite>> {
+    heal(conn).await?;
     conn.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)
+}
+
+/// Rolls back a transaction left open on the writer with nothing to end it.
+///
+/// sqlx's `begin_with` awaits once more after SQLite has run a custom `BEGIN`
+/// (to check that it opened a transaction). An operation cancelled right there
+/// (a client gone, a timeout) leaves the connection inside a transaction that
+/// no `Transaction` owns: every later `BEGIN` would fail and every later
+/// statement would run inside it and never commit. Called whenever the writer
+/// is taken, when no `Transaction` on it can be alive (one borrows the
+/// connection), so an open transaction is such a leftover, or one whose queued
+/// rollback has not run yet (this rollback then finds nothing to do).
+async fn heal(conn: &mut SqliteConnection) -> StoreResult<()> {
+    if SqliteTransactionManager::get_transaction_depth(conn) > 0 {
+        tracing::debug!("rolling back a transaction left open by a cancelled operation");
+        SqliteTransactionManager::rollback(conn)
+            .await
+            .map_err(from_sqlx)?;
+    }
+    Ok(())
 }
 
 /// Binds a record as parameters ?1..?20 of [`INSERT_SESSION`] / [`REPLACE_SESSION`].

@@ -3,9 +3,9 @@
 //! A due touch found on a cache hit moves `last_seen_at` in the cached record
 //! at once (see [`crate::cache::Cache::replace`]) and is recorded here as
 //! *pending*: session id → the `last_seen_at` the row should have. A background
-//! task writes every pending touch in one transaction each flush interval (and
-//! on close); so does a sweep, inside its own transaction, before it looks for
-//! expired sessions.
+//! task writes every pending touch each flush interval (and on close), in one
+//! transaction per [`PER_TRANSACTION`] touches; so does a sweep before it looks
+//! for expired sessions (the last few inside its own transaction).
 //!
 //! Invariant, for every cached session: the cached record is the committed row
 //! with `last_seen_at = max(row, pending)`. It holds because
@@ -26,12 +26,11 @@
 //! an older `last_seen_at`: those sessions expire up to one flush interval of
 //! activity *earlier*, never later.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 use sessionary_core::store::StoreResult;
+use sessionary_core::token::RandomKeyMap;
 use sessionary_core::{SessionId, Timestamp};
 use sqlx::sqlite::SqliteConnection;
 
@@ -42,26 +41,12 @@ const SHARDS: usize = 64;
 /// Rows per flush statement, at most (two parameters each).
 const CHUNK: usize = 256;
 
-/// Hasher for session ids, which are already uniformly random (their `Hash`
-/// impl writes one `u64` taken from their bytes).
-#[derive(Default, Clone, Copy, Debug)]
-struct PassThrough(u64);
+/// Touches per flush transaction, at most. A flush of more runs several
+/// transactions and lets other writes (sign-ins, logouts) in between: one such
+/// transaction holds the writer for about 30 ms on a VM disk.
+pub(crate) const PER_TRANSACTION: usize = 1024;
 
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Map = HashMap<SessionId, Timestamp, BuildHasherDefault<PassThrough>>;
+type Map = RandomKeyMap<SessionId, Timestamp>;
 
 fn shard(id: &SessionId) -> usize {
     usize::from(id.0[13]) & (SHARDS - 1)
@@ -111,12 +96,22 @@ impl Pending {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
-    /// Takes every pending touch out, sorted by id (the order of the index the
-    /// flush walks). They come back unless [`Drained::done`] is called.
-    pub(crate) fn drain(&self) -> Drained<'_> {
+    /// Takes up to `max` pending touches out, sorted by id (the order of the
+    /// index the flush walks). They come back unless [`Drained::done`] is called.
+    pub(crate) fn drain(&self, max: usize) -> Drained<'_> {
         let mut items = Vec::new();
         for shard in &*self.shards {
-            items.extend(shard.lock().drain());
+            let room = max - items.len();
+            if room == 0 {
+                break;
+            }
+            let mut shard = shard.lock();
+            if shard.len() <= room {
+                items.extend(shard.drain());
+            } else {
+                let ids: Vec<SessionId> = shard.keys().take(room).copied().collect();
+                items.extend(ids.into_iter().filter_map(|id| shard.remove_entry(&id)));
+            }
         }
         items.sort_unstable_by_key(|(id, _)| id.0);
         Drained {
@@ -227,20 +222,105 @@ mod tests {
         p.record(a, Timestamp(3));
         assert_eq!(p.get(&a), Some(Timestamp(5)));
         {
-            let d = p.drain();
+            let d = p.drain(usize::MAX);
             assert_eq!(d.len(), 1);
             assert_eq!(p.len(), 0);
             p.record(a, Timestamp(4));
             // Abandoned: 5 comes back and beats the 4 recorded meanwhile.
         }
         assert_eq!(p.get(&a), Some(Timestamp(5)));
-        assert_eq!(p.drain().done(), 1);
+        assert_eq!(p.drain(usize::MAX).done(), 1);
         assert_eq!(p.len(), 0);
         p.record(a, Timestamp(7));
         p.written(&a, Timestamp(6));
         assert_eq!(p.get(&a), Some(Timestamp(7)));
         p.written(&a, Timestamp(7));
         assert_eq!(p.get(&a), None);
+    }
+
+    /// The flush statement alone: forward only, capped by the absolute
+    /// expiry, never an insert; more rows than one statement takes.
+    #[tokio::test]
+    async fn the_flush_only_moves_existing_rows_forward() {
+        use sqlx::Connection as _;
+
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        crate::sqlite::MIGRATOR.run(&mut conn).await.unwrap();
+        // 256 plain rows, then three special ones; idle timeout 1000.
+        let plain = |i: u8| {
+            let mut id = [0; 16];
+            id[0] = 1;
+            id[1] = i;
+            SessionId(id)
+        };
+        let rows: Vec<(SessionId, i64, i64)> = (0..=255u8)
+            .map(|i| (plain(i), 0, 1_000_000))
+            .chain([
+                (SessionId([0xf0; 16]), 100, 10_000),
+                (SessionId([0xf1; 16]), 500, 10_000),
+                (SessionId([0xf2; 16]), 100, 1_200),
+            ])
+            .collect();
+        for &(id, seen, absolute) in &rows {
+            sqlx::query(
+                "INSERT INTO sessions (id, token_hash, roles, aal, created_at, last_seen_at, \
+                 idle_timeout_ms, touch_interval_ms, absolute_expires_at, expires_at, remember, \
+                 version, csrf_secret, counters, data) \
+                 VALUES (?1, ?1, '[]', 0, 0, ?2, 1000, 0, ?3, min(?2 + 1000, ?3), 0, 1, \
+                 zeroblob(32), '{}', x'')",
+            )
+            .bind(id.as_bytes().as_slice())
+            .bind(seen)
+            .bind(absolute)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let p = Pending::new();
+        for i in 0..=255u8 {
+            p.record(plain(i), Timestamp(7));
+        }
+        p.record(SessionId([0xf0; 16]), Timestamp(300)); // forward
+        p.record(SessionId([0xf1; 16]), Timestamp(400)); // older than the row
+        p.record(SessionId([0xf2; 16]), Timestamp(900)); // past the absolute expiry
+        for i in 0xf3..=0xffu8 {
+            p.record(SessionId([i; 16]), Timestamp(900)); // no such session
+        }
+        let d = p.drain(usize::MAX);
+        assert_eq!(d.len(), 256 + 3 + 13);
+        d.write(&mut conn).await.unwrap();
+        assert_eq!(d.done(), 272);
+
+        let got: Vec<(Vec<u8>, i64, i64)> =
+            sqlx::query_as("SELECT id, last_seen_at, expires_at FROM sessions ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(got.len(), rows.len(), "nothing inserted");
+        for (id, seen, expires) in got {
+            let want = match id[0] {
+                1 => (7, 1_007),
+                0xf0 => (300, 1_300),
+                0xf1 => (500, 1_500),
+                _ => (900, 1_200),
+            };
+            assert_eq!((seen, expires), want, "row {:#x}", id[0]);
+        }
+    }
+
+    #[test]
+    fn a_drain_takes_at_most_what_it_is_asked() {
+        let p = Pending::new();
+        for i in 0..100u8 {
+            p.record(SessionId([i; 16]), Timestamp(i64::from(i)));
+        }
+        let d = p.drain(30);
+        assert_eq!(d.len(), 30);
+        assert!(d.items.windows(2).all(|w| w[0].0.0 < w[1].0.0), "sorted");
+        assert_eq!(p.len(), 70);
+        assert_eq!(d.done(), 30);
+        assert_eq!(p.drain(usize::MAX).done(), 70);
+        assert_eq!(p.len(), 0);
     }
 
     #[test]

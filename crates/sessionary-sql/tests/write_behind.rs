@@ -138,6 +138,34 @@ async fn a_touch_is_seen_at_once_and_reaches_the_file_with_the_flush() {
     plain.close().await;
 }
 
+/// More touches than one flush transaction takes (1024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_flush_writes_every_touch() {
+    let dir = TempDir::new();
+    let store = open(&dir).await;
+    let mut recs = Vec::new();
+    for _ in 0..1100 {
+        let rec = record(None, T0);
+        store.create(rec.clone(), None).await.unwrap();
+        recs.push(rec);
+    }
+    for rec in &recs {
+        touch(&store, &rec.token_hash, T0 + 5 * MINUTE).await;
+    }
+    assert_eq!(pending(&store), "Some(1100)");
+    assert_eq!(store.flush_touches().await.unwrap(), 1100);
+    store.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.db().display()))
+        .await
+        .unwrap();
+    let touched: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE last_seen_at = ?1")
+        .bind(T0 + 5 * MINUTE)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(touched, 1100);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flush_never_goes_past_the_absolute_expiry() {
     let dir = TempDir::new();
@@ -198,16 +226,18 @@ async fn the_flush_task_writes_touches_by_itself() {
     let rec = record(None, T0);
     store.create(rec.clone(), None).await.unwrap();
     touch(&store, &rec.token_hash, T0 + 5 * MINUTE).await;
+    // Watch the file (the pending count drops as a flush starts, not as it
+    // commits).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pending(&store) != "Some(0)" {
+    loop {
+        let copy = crash_copy(&dir);
+        if row(&copy.db(), &rec.id).await == Some((T0 + 5 * MINUTE, T0 + 5 * MINUTE + IDLE)) {
+            break;
+        }
         assert!(std::time::Instant::now() < deadline, "never flushed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let copy = crash_copy(&dir);
-    assert_eq!(
-        row(&copy.db(), &rec.id).await,
-        Some((T0 + 5 * MINUTE, T0 + 5 * MINUTE + IDLE))
-    );
+    assert_eq!(pending(&store), "Some(0)");
     store.close().await;
 }
 
@@ -387,18 +417,25 @@ async fn writes_racing_a_pending_touch_keep_the_later_last_seen() {
     assert_eq!(now.counters.get("downloads"), Some(&3));
     assert_eq!(pending(&store), "Some(1)");
 
-    // An explicit extend is written at once, and never goes backwards.
+    // An explicit extend never goes backwards (the pending touch is later)...
     let r = store
         .touch(&rec.id, Timestamp(T0 + 9 * MINUTE))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.last_seen_at, Timestamp(T0 + 10 * MINUTE));
+    assert_eq!(r, now);
+    // ...and is written at once, pending touch included.
+    let now = store
+        .touch(&rec.id, Timestamp(T0 + 12 * MINUTE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.last_seen_at, Timestamp(T0 + 12 * MINUTE));
     assert_eq!(pending(&store), "Some(0)");
     let copy = crash_copy(&dir);
     assert_eq!(
         row(&copy.db(), &rec.id).await,
-        Some((T0 + 10 * MINUTE, T0 + 10 * MINUTE + IDLE))
+        Some((T0 + 12 * MINUTE, T0 + 12 * MINUTE + IDLE))
     );
 
     store.close().await;
