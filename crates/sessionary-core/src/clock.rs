@@ -46,17 +46,34 @@ impl Timestamp {
 
     /// RFC 3339 text in UTC with millisecond precision, e.g. `2026-11-26T04:54:43.123Z`.
     pub fn to_rfc3339(self) -> String {
+        let b = self.rfc3339_bytes();
+        // The buffer holds ASCII digits and punctuation only.
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// [`Self::to_rfc3339`] into a fixed buffer, without allocating (for headers
+    /// written on every response). Years outside 0..=9999 wrap to four digits.
+    pub fn rfc3339_bytes(self) -> [u8; 24] {
         let secs = self.0.div_euclid(1000);
-        let ms = self.0.rem_euclid(1000);
-        let days = secs.div_euclid(86_400);
+        let milli = self.0.rem_euclid(1000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                // `v.rem_euclid(10)` is 0..=9, so the conversion cannot fail.
+                out[i] = b'0' + u8::try_from(v.rem_euclid(10)).unwrap_or(0);
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, i64::from(m));
+        put(8, 2, i64::from(d));
+        put(11, 2, sod / 3600);
+        put(14, 2, (sod % 3600) / 60);
+        put(17, 2, sod % 60);
+        put(20, 3, milli);
+        out
     }
 }
 

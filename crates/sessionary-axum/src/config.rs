@@ -1,0 +1,239 @@
+//! Cookie and redirect settings of the [`crate::SessionLayer`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The prefix that binds a cookie to one origin (RFC 6265bis `__Host-`): it
+/// requires `Secure`, `Path=/` and no `Domain`.
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// The default cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
+
+/// The cookie name used by [`DangerousConfig::allow_insecure_http`].
+pub const INSECURE_COOKIE_NAME: &str = "session";
+
+/// The default page HTML requests are sent to when their session ended.
+pub const DEFAULT_EXPIRED_PATH: &str = "/session-expired";
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent on same-site requests and top-level cross-site navigations (the default).
+    #[default]
+    Lax,
+    /// Sent on same-site requests only (admin areas).
+    Strict,
+}
+
+impl SameSite {
+    /// The attribute value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::Strict => "Strict",
+        }
+    }
+}
+
+/// A cookie name that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The name is empty, too long, or has characters outside the RFC 6265 token set.
+    InvalidCookieName,
+}
+
+/// Settings of the session cookie and of expiry redirects.
+///
+/// [`SessionConfig::new`] gives the secure defaults: cookie `__Host-session`,
+/// `Secure`, `HttpOnly`, `Path=/`, no `Domain`, `SameSite=Lax`, expired HTML
+/// requests redirected to `/session-expired`.
+///
+/// # Examples
+///
+/// ```
+/// use sessionary_axum::{SameSite, SessionConfig};
+///
+/// // An admin route group: same cookie, `SameSite=Strict`.
+/// let admin = SessionConfig::new().with_same_site(SameSite::Strict);
+/// assert_eq!(admin.cookie_name(), "__Host-session");
+///
+/// // Plain-HTTP local development only: no `Secure`, so no `__Host-` prefix.
+/// let dev = SessionConfig::new().dangerous().allow_insecure_http();
+/// assert_eq!(dev.cookie_name(), "session");
+/// assert!(!dev.is_secure());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    name: Cow<'static, str>,
+    same_site: SameSite,
+    secure: bool,
+    expired_path: Cow<'static, str>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SessionConfig {
+    /// The secure defaults.
+    pub fn new() -> Self {
+        Self {
+            name: Cow::Borrowed(DEFAULT_COOKIE_NAME),
+            same_site: SameSite::Lax,
+            secure: true,
+            expired_path: Cow::Borrowed(DEFAULT_EXPIRED_PATH),
+        }
+    }
+
+    /// Sets `SameSite` (`Strict` for an admin route group).
+    #[must_use]
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sets the cookie name. The `__Host-` prefix is added when missing (and kept
+    /// unless [`DangerousConfig::allow_insecure_http`] drops `Secure`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidCookieName`] if the name is empty, longer than 64
+    /// bytes, or not an RFC 6265 token.
+    pub fn with_cookie_name(mut self, name: &str) -> Result<Self, ConfigError> {
+        let bare = name.strip_prefix(HOST_PREFIX).unwrap_or(name);
+        if bare.is_empty() || bare.len() > 64 || !bare.bytes().all(is_token_byte) {
+            return Err(ConfigError::InvalidCookieName);
+        }
+        self.name = if self.secure {
+            Cow::Owned(format!("{HOST_PREFIX}{bare}"))
+        } else {
+            Cow::Owned(bare.to_owned())
+        };
+        Ok(self)
+    }
+
+    /// Sets the page HTML requests are redirected to (`303`) when their session
+    /// ended, with `?reason=...&return_to=...`. Must be a local path (`/...`);
+    /// anything else keeps the current path.
+    #[must_use]
+    pub fn with_expired_path(mut self, path: &str) -> Self {
+        if is_local_path(path) && !path.contains(['?', '#']) {
+            self.expired_path = Cow::Owned(path.to_owned());
+        }
+        self
+    }
+
+    /// Risky switches, for local development only.
+    pub fn dangerous(self) -> DangerousConfig {
+        DangerousConfig { config: self }
+    }
+
+    /// The cookie name.
+    pub fn cookie_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `SameSite` attribute.
+    pub fn same_site(&self) -> SameSite {
+        self.same_site
+    }
+
+    /// Whether the cookie carries `Secure` (always, unless made dangerous).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The page expired HTML requests are redirected to.
+    pub fn expired_path(&self) -> &str {
+        &self.expired_path
+    }
+}
+
+/// Switches that weaken the cookie; see [`SessionConfig::dangerous`].
+///
+/// # Security
+///
+/// Never use these in production: without `Secure` the token travels in clear
+/// text over HTTP and the `__Host-` protection against cookie injection is gone.
+#[derive(Debug)]
+pub struct DangerousConfig {
+    config: SessionConfig,
+}
+
+impl DangerousConfig {
+    /// Drops `Secure` so the cookie works over plain `http://localhost`. Since
+    /// `__Host-` requires `Secure`, the prefix is dropped too (`__Host-session`
+    /// becomes `session`).
+    pub fn allow_insecure_http(self) -> SessionConfig {
+        let mut config = self.config;
+        tracing::warn!("session cookie without Secure: for local development only");
+        config.secure = false;
+        config.name = if config.name == DEFAULT_COOKIE_NAME {
+            Cow::Borrowed(INSECURE_COOKIE_NAME)
+        } else {
+            match config.name.strip_prefix(HOST_PREFIX) {
+                Some(bare) => Cow::Owned(bare.to_owned()),
+                None => config.name,
+            }
+        };
+        config
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidCookieName => f.write_str("invalid cookie name"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// RFC 6265 `token` characters (RFC 9110 `tchar`).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `p` is a path on this origin: starts with one `/`, not `//` or `/\`
+/// (which browsers read as another host), and has no control characters.
+pub(crate) fn is_local_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/' | b'\\'))
+        && !b.iter().any(|c| c.is_ascii_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_the_host_prefix() -> Result<(), ConfigError> {
+        let c = SessionConfig::new().with_cookie_name("sid")?;
+        assert_eq!(c.cookie_name(), "__Host-sid");
+        let c = SessionConfig::new().with_cookie_name("__Host-sid")?;
+        assert_eq!(c.cookie_name(), "__Host-sid");
+        assert!(SessionConfig::new().with_cookie_name("a b").is_err());
+        assert!(SessionConfig::new().with_cookie_name("").is_err());
+        let dev = c.dangerous().allow_insecure_http();
+        assert_eq!(dev.cookie_name(), "sid");
+        Ok(())
+    }
+
+    #[test]
+    fn local_paths_only() {
+        assert!(is_local_path("/cart?x=1"));
+        assert!(!is_local_path("//evil.example"));
+        assert!(!is_local_path("/\\evil.example"));
+        assert!(!is_local_path("https://evil.example/"));
+        assert!(!is_local_path("/a\r\nb"));
+        let c = SessionConfig::new().with_expired_path("https://evil.example/");
+        assert_eq!(c.expired_path(), DEFAULT_EXPIRED_PATH);
+    }
+}

@@ -1,0 +1,348 @@
+//! The tower middleware: reads the session cookie, verifies it once, and writes
+//! the cookie back only when the handler changed the session.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
+use tower::{Layer, Service};
+
+use crate::config::{SessionConfig, is_local_path};
+use crate::csrf::CsrfSecretExt;
+use crate::extract::Session;
+use crate::rejection::ExpiredMarker;
+
+/// The response header that says when the session ends (RFC 3339, UTC).
+pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
+
+/// Longest cookie value looked at; session tokens are far shorter.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// Adds sessions to every request of the wrapped service.
+///
+/// Per request: the session cookie is read and, if well formed, verified with one
+/// [`SessionManager::verify`] (one store read; a touch at most once per touch
+/// interval). A malformed value is treated as no cookie and never reaches the
+/// store. Handlers reach the session through the [`Session`],
+/// [`crate::CurrentUser`], [`crate::RequireRole`] and [`crate::RequireAal`]
+/// extractors. Afterwards, `Set-Cookie` is sent only if the handler created,
+/// rotated or ended the session; every response of a live session carries
+/// `Sessionary-Expires`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use sessionary_axum::{SessionConfig, SessionLayer};
+/// use sessionary_core::{MemoryStore, SessionManager};
+///
+/// let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(SessionLayer::new(manager, SessionConfig::new()));
+/// # Ok::<(), sessionary_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionLayer {
+    shared: Arc<LayerShared>,
+}
+
+/// What every request of one layer shares: one reference count to bump per
+/// request instead of one per field.
+#[derive(Debug)]
+pub(crate) struct LayerShared {
+    pub(crate) manager: SessionManager,
+    pub(crate) config: SessionConfig,
+}
+
+impl SessionLayer {
+    /// A layer issuing cookies as `config` says.
+    pub fn new(manager: SessionManager, config: SessionConfig) -> Self {
+        Self {
+            shared: Arc::new(LayerShared { manager, config }),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<LayerShared>,
+}
+
+/// The response future of [`SessionService`].
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<S, B> Service<Request<B>> for SessionService<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let token = read_token(req.headers(), self.shared.config.cookie_name()).map(str::to_owned);
+        // Only kept for HTML requests, which may need a redirect with `return_to`.
+        let html_uri = accepts_html(req.headers()).then(|| req.uri().clone());
+        let session = Session::new(Arc::clone(&self.shared));
+        req.extensions_mut().insert(session.clone());
+        ResponseFuture {
+            inner: Box::pin(async move {
+                if let Some(token) = token {
+                    let verified = session.manager().verify(&token).await;
+                    if let Ok(record) = &verified {
+                        // For `CsrfLayer`, which runs inside this layer.
+                        req.extensions_mut()
+                            .insert(CsrfSecretExt(record.csrf_secret.clone()));
+                    }
+                    session.presented(token, verified);
+                }
+                let mut res = inner.call(req).await?;
+                finish(&session, &mut res, html_uri.as_ref());
+                Ok(res)
+            }),
+        }
+    }
+}
+
+/// What the handler did to the cookie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CookieChange {
+    /// Nothing: no `Set-Cookie`.
+    #[default]
+    Keep,
+    /// A new token was issued (created, signed in, regenerated).
+    Set,
+    /// The session ended (logout).
+    Remove,
+}
+
+/// Writes the session's headers on the way out.
+fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
+    if res.status() == StatusCode::UNAUTHORIZED {
+        if let (Some(marker), Some(uri)) = (res.extensions().get::<ExpiredMarker>(), html_uri) {
+            *res = expired_redirect(session.config(), marker.0, uri);
+        }
+    }
+    let state = session.lock();
+    let config = session.config();
+    let headers = res.headers_mut();
+    match state.change {
+        CookieChange::Keep => {}
+        CookieChange::Set => {
+            if let (Some(token), Some(record)) = (&state.token, &state.record) {
+                let now = session.manager().now();
+                if let Some(v) = set_cookie(config, token, record, now.as_millis()) {
+                    headers.append(header::SET_COOKIE, v);
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+            }
+        }
+        CookieChange::Remove => {
+            if let Some(v) = removal_cookie(config) {
+                headers.append(header::SET_COOKIE, v);
+            }
+            headers.insert(
+                HeaderName::from_static("clear-site-data"),
+                HeaderValue::from_static("\"cookies\""),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    if state.change != CookieChange::Remove {
+        if let Some(record) = &state.record {
+            if let Ok(v) = HeaderValue::from_bytes(&record.expires_at().rfc3339_bytes()) {
+                headers.insert(EXPIRES_HEADER, v);
+            }
+        }
+    }
+}
+
+/// The session cookie's value, if present and shaped like a session token.
+/// Anything else (too long, wrong alphabet, wrong length) counts as no cookie.
+pub(crate) fn read_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((n, v)) = pair.trim_start().split_once('=') else {
+                continue;
+            };
+            if n == name {
+                // The first cookie of that name decides; `__Host-` keeps others from
+                // planting one.
+                return (v.len() <= MAX_TOKEN_LEN && SessionToken::parse(v).is_ok()).then_some(v);
+            }
+        }
+    }
+    None
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
+}
+
+fn attributes(config: &SessionConfig) -> String {
+    format!(
+        "; Path=/{}; HttpOnly; SameSite={}",
+        if config.is_secure() { "; Secure" } else { "" },
+        config.same_site().as_str()
+    )
+}
+
+/// `Set-Cookie` for a freshly issued token: persistent (until the absolute
+/// expiry) for remember-me sessions, a browser-session cookie otherwise. The
+/// cookie's lifetime is only a hint; the server enforces the timeouts.
+fn set_cookie(
+    config: &SessionConfig,
+    token: &str,
+    record: &SessionRecord,
+    now_ms: i64,
+) -> Option<HeaderValue> {
+    let mut s = format!("{}={token}{}", config.cookie_name(), attributes(config));
+    if record.remember {
+        let ms = record
+            .absolute_expires_at
+            .millis_since(sessionary_core::Timestamp(now_ms));
+        let secs = ms.max(0) / 1000;
+        let at = UNIX_EPOCH
+            + Duration::from_millis(
+                u64::try_from(record.absolute_expires_at.0.max(0)).unwrap_or(0),
+            );
+        s.push_str(&format!(
+            "; Max-Age={secs}; Expires={}",
+            httpdate::fmt_http_date(at)
+        ));
+    }
+    HeaderValue::try_from(s).ok()
+}
+
+/// The removal cookie: same name, `Path` and attributes, empty, already expired.
+fn removal_cookie(config: &SessionConfig) -> Option<HeaderValue> {
+    HeaderValue::try_from(format!(
+        "{}={}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        config.cookie_name(),
+        attributes(config)
+    ))
+    .ok()
+}
+
+/// `303` to the expired page with the reason and the local path to return to.
+fn expired_redirect(config: &SessionConfig, reason: EndReason, uri: &Uri) -> Response {
+    let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // Only a path on this origin, never `//host` or an absolute URL.
+    let return_to = if is_local_path(here) { here } else { "/" };
+    let location = format!(
+        "{}?reason={}&return_to={}",
+        config.expired_path(),
+        reason.as_str(),
+        percent_encode(return_to)
+    );
+    let mut res = Response::new(axum::body::Body::empty());
+    *res.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::try_from(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_cookies_are_no_cookie() {
+        let mut h = HeaderMap::new();
+        let big = "A".repeat(10 * 1024);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::try_from(format!("__Host-session={big}"))
+                .unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(read_token(&h, "__Host-session"), None);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-session=$$$$"),
+        );
+        assert_eq!(read_token(&h, "__Host-session"), None);
+    }
+
+    #[test]
+    fn return_to_is_encoded_and_local() {
+        assert_eq!(percent_encode("/a?b=c&d"), "/a%3Fb%3Dc%26d");
+        let c = SessionConfig::new();
+        let uri: Uri = "//evil.example/x".parse().unwrap_or_default();
+        let res = expired_redirect(&c, EndReason::ExpiredIdle, &uri);
+        let loc = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            loc,
+            Some("/session-expired?reason=expired_idle&return_to=/")
+        );
+    }
+}
