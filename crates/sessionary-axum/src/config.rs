@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 /// The prefix that binds a cookie to one origin (RFC 6265bis `__Host-`): it
 /// requires `Secure`, `Path=/` and no `Domain`.
@@ -15,6 +16,15 @@ pub const INSECURE_COOKIE_NAME: &str = "session";
 
 /// The default page HTML requests are sent to when their session ended.
 pub const DEFAULT_EXPIRED_PATH: &str = "/session-expired";
+
+/// The default path of the session status route ([`crate::routes`]).
+pub const DEFAULT_STATUS_PATH: &str = "/session/status";
+
+/// The default path of the session events route ([`crate::routes`]).
+pub const DEFAULT_EVENTS_PATH: &str = "/session/events";
+
+/// The default lead time of the `expiring` event ([`crate::routes`]).
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(60);
 
 /// The `SameSite` attribute of the session cookie.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,7 +59,10 @@ pub enum ConfigError {
 ///
 /// [`SessionConfig::new`] gives the secure defaults: cookie `__Host-session`,
 /// `Secure`, `HttpOnly`, `Path=/`, no `Domain`, `SameSite=Lax`, expired HTML
-/// requests redirected to `/session-expired`.
+/// requests redirected to `/session-expired`, `GET`/`HEAD` requests to
+/// `/session/status` and `/session/events` verified without extending the
+/// session (see [`SessionConfig::with_passive_path`]), `expiring` sent 60 s
+/// before the end.
 ///
 /// # Examples
 ///
@@ -71,6 +84,8 @@ pub struct SessionConfig {
     same_site: SameSite,
     secure: bool,
     expired_path: Cow<'static, str>,
+    passive_paths: Vec<Cow<'static, str>>,
+    expiry_warning: Duration,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +102,11 @@ impl SessionConfig {
             same_site: SameSite::Lax,
             secure: true,
             expired_path: Cow::Borrowed(DEFAULT_EXPIRED_PATH),
+            passive_paths: vec![
+                Cow::Borrowed(DEFAULT_STATUS_PATH),
+                Cow::Borrowed(DEFAULT_EVENTS_PATH),
+            ],
+            expiry_warning: DEFAULT_EXPIRY_WARNING,
         }
     }
 
@@ -128,6 +148,35 @@ impl SessionConfig {
         self
     }
 
+    /// Adds a passive path: `GET` and `HEAD` requests whose path is exactly
+    /// `path` have their session checked with [`SessionManager::status`]
+    /// instead of [`SessionManager::verify`], so they never extend it (status
+    /// polling, event streams). The defaults are `/session/status` and
+    /// `/session/events`; add the full paths here if [`crate::session_routes`]
+    /// is nested under a prefix. Anything but a local path (`/...`) is ignored.
+    ///
+    /// The layer decides before routing, which is why this is a path list and
+    /// not a per-route marker: the route is not known yet when the cookie is
+    /// verified.
+    ///
+    /// [`SessionManager::status`]: sessionary_core::SessionManager::status
+    /// [`SessionManager::verify`]: sessionary_core::SessionManager::verify
+    #[must_use]
+    pub fn with_passive_path(mut self, path: &str) -> Self {
+        if is_local_path(path) && !path.contains(['?', '#']) {
+            self.passive_paths.push(Cow::Owned(path.to_owned()));
+        }
+        self
+    }
+
+    /// Sets how long before the session's end the events stream sends
+    /// `expiring` (default 60 s).
+    #[must_use]
+    pub fn with_expiry_warning(mut self, lead: Duration) -> Self {
+        self.expiry_warning = lead;
+        self
+    }
+
     /// Risky switches, for local development only.
     pub fn dangerous(self) -> DangerousConfig {
         DangerousConfig { config: self }
@@ -151,6 +200,16 @@ impl SessionConfig {
     /// The page expired HTML requests are redirected to.
     pub fn expired_path(&self) -> &str {
         &self.expired_path
+    }
+
+    /// Whether `GET`/`HEAD` requests to `path` must not extend the session.
+    pub fn is_passive_path(&self, path: &str) -> bool {
+        self.passive_paths.iter().any(|p| p == path)
+    }
+
+    /// How long before the session's end the events stream sends `expiring`.
+    pub fn expiry_warning(&self) -> Duration {
+        self.expiry_warning
     }
 }
 
@@ -224,6 +283,20 @@ mod tests {
         let dev = c.dangerous().allow_insecure_http();
         assert_eq!(dev.cookie_name(), "sid");
         Ok(())
+    }
+
+    #[test]
+    fn passive_paths() {
+        let c = SessionConfig::new();
+        assert!(c.is_passive_path("/session/status"));
+        assert!(c.is_passive_path("/session/events"));
+        assert!(!c.is_passive_path("/session/extend"));
+        let c = c
+            .with_passive_path("/api/session/status")
+            .with_passive_path("https://evil.example/");
+        assert!(c.is_passive_path("/api/session/status"));
+        assert!(!c.is_passive_path("https://evil.example/"));
+        assert_eq!(c.expiry_warning(), DEFAULT_EXPIRY_WARNING);
     }
 
     #[test]

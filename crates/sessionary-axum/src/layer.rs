@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::response::Response;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
 use tower::{Layer, Service};
 
@@ -28,7 +28,9 @@ const MAX_TOKEN_LEN: usize = 128;
 ///
 /// Per request: the session cookie is read and, if well formed, verified with one
 /// [`SessionManager::verify`] (one store read; a touch at most once per touch
-/// interval). A malformed value is treated as no cookie and never reaches the
+/// interval), or, for `GET`/`HEAD` requests to a passive path
+/// ([`SessionConfig::with_passive_path`], by default `/session/status` and
+/// `/session/events`), with [`SessionManager::status`], which never extends it. A malformed value is treated as no cookie and never reaches the
 /// store. Handlers reach the session through the [`Session`],
 /// [`crate::CurrentUser`], [`crate::RequireRole`] and [`crate::RequireAal`]
 /// extractors. Afterwards, `Set-Cookie` is sent only if the handler created,
@@ -128,6 +130,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let token = read_token(req.headers(), self.shared.config.cookie_name()).map(str::to_owned);
+        // Status polling and event streams must not count as activity.
+        let passive = matches!(*req.method(), Method::GET | Method::HEAD)
+            && self.shared.config.is_passive_path(req.uri().path());
         // Only kept for HTML requests, which may need a redirect with `return_to`.
         let html_uri = accepts_html(req.headers()).then(|| req.uri().clone());
         let session = Session::new(Arc::clone(&self.shared));
@@ -135,7 +140,11 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 if let Some(token) = token {
-                    let verified = session.manager().verify(&token).await;
+                    let verified = if passive {
+                        session.manager().status(&token).await
+                    } else {
+                        session.manager().verify(&token).await
+                    };
                     if let Ok(record) = &verified {
                         // For `CsrfLayer`, which runs inside this layer.
                         req.extensions_mut()

@@ -52,6 +52,7 @@
 //! | [`extract`] | [`Session`], [`CurrentUser`], [`RequireRole`], [`RequireAal`] |
 //! | [`rejection`] | [`SessionRejection`] |
 //! | [`csrf`] | [`csrf::CsrfLayer`]: session-bound CSRF tokens and origin checks |
+//! | [`routes`] | [`session_routes`]: `/session/status` (never extends), `/session/extend`, SSE `/session/events` |
 //!
 //! # Security model
 //!
@@ -82,8 +83,10 @@ pub mod csrf;
 pub mod extract;
 pub mod layer;
 pub mod rejection;
+pub mod routes;
 
 pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};
 pub use rejection::{PROBLEM_JSON, SessionRejection};
+pub use routes::session_routes;
