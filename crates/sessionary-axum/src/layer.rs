@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
-use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
+use sessionary_core::{EndReason, SessionManager, SessionRecord};
 use tower::{Layer, Service};
 
 use crate::config::{SessionConfig, is_local_path};
@@ -21,8 +21,8 @@ use crate::rejection::ExpiredMarker;
 /// The response header that says when the session ends (RFC 3339, UTC).
 pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
 
-/// Longest cookie value looked at; session tokens are far shorter.
-const MAX_TOKEN_LEN: usize = 128;
+/// The length of a session token's text form (43 base64url characters).
+const TOKEN_LEN: usize = sessionary_core::token::TOKEN_LEN;
 
 /// Adds sessions to every request of the wrapped service.
 ///
@@ -225,11 +225,37 @@ pub(crate) fn read_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
             if n == name {
                 // The first cookie of that name decides; `__Host-` keeps others from
                 // planting one.
-                return (v.len() <= MAX_TOKEN_LEN && SessionToken::parse(v).is_ok()).then_some(v);
+                return is_token_shaped(v).then_some(v);
             }
         }
     }
     None
+}
+
+/// Whether `v` is spelled like a session token: [`TOKEN_LEN`] characters of the
+/// base64url alphabet, the last one carrying no stray bits (32 bytes are 256 of
+/// the 258 bits of 43 characters). This is exactly what
+/// [`SessionToken::parse`](sessionary_core::SessionToken::parse)
+/// accepts, checked without decoding: the manager decodes the token once more
+/// anyway (and refuses it before any store access if it were not a token).
+fn is_token_shaped(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == TOKEN_LEN
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        // The last character's value must be a multiple of 4: `A`, `E`, `I`, ...
+        && b.last().is_some_and(|&c| base64url_value(c) % 4 == 0)
+}
+
+/// The 6-bit value of a base64url character (the caller checked the alphabet).
+fn base64url_value(c: u8) -> u8 {
+    match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    }
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {
@@ -321,6 +347,7 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sessionary_core::SessionToken;
 
     #[test]
     fn malformed_cookies_are_no_cookie() {
@@ -337,6 +364,38 @@ mod tests {
             HeaderValue::from_static("__Host-session=$$$$"),
         );
         assert_eq!(read_token(&h, "__Host-session"), None);
+    }
+
+    #[test]
+    fn token_shape_is_what_parse_accepts() {
+        for _ in 0..64 {
+            let Ok(token) = SessionToken::generate() else {
+                panic!("no randomness");
+            };
+            let text = token.encode();
+            assert!(is_token_shaped(&text));
+            assert!(SessionToken::parse(&text).is_ok());
+            // Every last character: accepted by the shape check exactly when
+            // `parse` accepts it (no stray trailing bits).
+            for c in (b'!'..=b'~').map(char::from) {
+                let mut t = text[..TOKEN_LEN - 1].to_owned();
+                t.push(c);
+                assert_eq!(is_token_shaped(&t), SessionToken::parse(&t).is_ok(), "{t}");
+            }
+        }
+        for bad in [
+            "",
+            "a",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &format!("{}=", "A".repeat(42)),
+        ] {
+            assert!(!is_token_shaped(bad));
+            assert!(SessionToken::parse(bad).is_err());
+        }
+        let mut odd = "A".repeat(TOKEN_LEN - 2);
+        odd.push_str("+A");
+        assert!(!is_token_shaped(&odd));
     }
 
     #[test]

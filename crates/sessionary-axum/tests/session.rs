@@ -20,13 +20,12 @@ use sessionary_axum::{
 use sessionary_core::{MockClock, NewSession, Privilege, SessionManager, UserId};
 use tower::ServiceExt as _;
 
-mod common;
-use common::CountingStore;
+use sessionary_testkit::ProbeStore;
 
 struct TestApp {
     config: SessionConfig,
     manager: SessionManager,
-    store: Arc<CountingStore>,
+    store: Arc<ProbeStore>,
     clock: MockClock,
 }
 
@@ -109,7 +108,7 @@ impl TestApp {
     }
 
     fn with_config(config: SessionConfig) -> Result<Self> {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(ProbeStore::new());
         let clock = MockClock::default();
         let manager = SessionManager::builder(store.clone())
             .with_clock(Arc::new(clock.clone()))

@@ -4,135 +4,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
-use sessionary_core::record::{Restorable, UserData};
-use sessionary_core::store::{
-    Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
-};
 use sessionary_core::{
     Data, Device, EndReason, Error, EventKind, KeyRing, LimitMode, MemoryStore, MergeHook,
-    MergeInto, MockClock, NewSession, Policy, Privilege, RolePolicy, Sealed, SessionId,
-    SessionManager, SessionRecord, SessionStore, SessionToken, Timestamp, TokenHash, Tombstone,
-    UserId,
+    MergeInto, MockClock, NewSession, Policy, Privilege, RolePolicy, SessionManager, SessionStore,
+    SessionToken, UserId,
 };
+use sessionary_testkit::ProbeStore;
 
-/// A store that counts reads and writes, delegating to a `MemoryStore`.
-#[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryStore,
-    reads: AtomicUsize,
-    writes: AtomicUsize,
-    touches: AtomicUsize,
-}
-
-impl Counting {
-    fn read(&self) {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-    }
-    fn write(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-    }
-    fn total(&self) -> usize {
-        self.reads.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    async fn create(&self, r: SessionRecord, l: Option<SessionLimit>) -> StoreResult<Create> {
-        self.write();
-        self.inner.create(r, l).await
-    }
-    async fn load(&self, h: &TokenHash, t: Option<Touch>) -> StoreResult<Lookup> {
-        self.read();
-        let before = match self.inner.load(h, None).await? {
-            Lookup::Found(r) => Some(r.last_seen_at),
-            _ => None,
-        };
-        let out = self.inner.load(h, t).await?;
-        if let (Some(b), Lookup::Found(r)) = (before, &out) {
-            if r.last_seen_at != b {
-                self.touches.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        Ok(out)
-    }
-    async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.read();
-        self.inner.get(id).await
-    }
-    async fn update(&self, r: SessionRecord, v: u64) -> StoreResult<Update> {
-        self.write();
-        self.inner.update(r, v).await
-    }
-    async fn rotate(&self, r: SessionRecord, v: u64, t: Tombstone) -> StoreResult<Update> {
-        self.write();
-        self.inner.rotate(r, v, t).await
-    }
-    async fn touch(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.write();
-        self.inner.touch(id, now).await
-    }
-    async fn end(&self, id: &SessionId, e: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.write();
-        self.inner.end(id, e).await
-    }
-    async fn end_user(
-        &self,
-        u: &UserId,
-        x: Option<&SessionId>,
-        e: Ending,
-    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.write();
-        self.inner.end_user(u, x, e).await
-    }
-    async fn list_user(&self, u: &UserId, now: Timestamp) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.read();
-        self.inner.list_user(u, now).await
-    }
-    async fn increment_counter(
-        &self,
-        id: &SessionId,
-        n: &str,
-        by: u64,
-        l: Option<u64>,
-    ) -> StoreResult<Counter> {
-        self.write();
-        self.inner.increment_counter(id, n, by, l).await
-    }
-    async fn sweep(&self, s: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
-        self.write();
-        self.inner.sweep(s, max).await
-    }
-    async fn take_restorable(&self, u: &UserId, now: Timestamp) -> StoreResult<Option<Restorable>> {
-        self.write();
-        self.inner.take_restorable(u, now).await
-    }
-    async fn user_data(&self, u: &UserId) -> StoreResult<Option<UserData>> {
-        self.read();
-        self.inner.user_data(u).await
-    }
-    async fn set_user_data(
-        &self,
-        u: &UserId,
-        v: u64,
-        d: Sealed,
-    ) -> StoreResult<Result<UserData, Option<UserData>>> {
-        self.write();
-        self.inner.set_user_data(u, v, d).await
-    }
-}
-
-fn setup(policy: Policy) -> (Arc<Counting>, MockClock, SessionManager) {
-    let store = Arc::new(Counting::default());
+fn setup(policy: Policy) -> (Arc<ProbeStore>, MockClock, SessionManager) {
+    let store = Arc::new(ProbeStore::new());
     let clock = MockClock::default();
     let m = SessionManager::builder(store.clone())
         .with_clock(Arc::new(clock.clone()))
@@ -177,7 +60,7 @@ async fn malformed_tokens_are_refused_before_any_store_access() {
         ));
     }
     assert_eq!(
-        store.total(),
+        store.calls(),
         0,
         "the store was asked about malformed input"
     );
@@ -190,7 +73,7 @@ async fn unknown_tokens_never_create_anything() {
     let err = m.verify(&unknown).await.unwrap_err();
     assert!(matches!(err, Error::UnknownSession));
     assert_eq!(err.reason(), Some("unknown"));
-    assert_eq!(store.writes.load(Ordering::SeqCst), 0);
+    assert_eq!(store.writes(), 0);
     assert!(store.inner.is_empty());
     assert_eq!(m.logout(&unknown).await.unwrap(), None);
     assert!(store.inner.is_empty());
@@ -358,18 +241,20 @@ async fn sliding_touch_is_written_at_most_once_per_interval() {
     let issued = m.create(NewSession::user(alice())).await.unwrap();
     let t = issued.token.encode();
     assert_eq!(issued.session.touch_interval_ms, 90_000, "1/20 of 30 min");
-    let writes_before = store.writes.load(Ordering::SeqCst);
-    // 200 requests, one per second: 200 s, so at most 3 touches.
+    let writes_before = store.writes();
+    // 200 requests, one per second: 200 s, so a touch at 90 s and at 180 s only.
+    let mut touches = 0;
+    let mut last_seen = issued.session.last_seen_at;
     for _ in 0..200 {
         clock.advance(Duration::from_secs(1));
-        m.verify(&t).await.unwrap();
+        let rec = m.verify(&t).await.unwrap();
+        if rec.last_seen_at != last_seen {
+            touches += 1;
+            last_seen = rec.last_seen_at;
+        }
     }
-    assert_eq!(store.touches.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        store.writes.load(Ordering::SeqCst),
-        writes_before,
-        "verify wrote"
-    );
+    assert_eq!(touches, 2);
+    assert_eq!(store.writes(), writes_before, "verify used a write call");
     let rec = m.status(&t).await.unwrap();
     assert_eq!(
         rec.version, issued.session.version,

@@ -5,129 +5,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use sessionary_core::record::{Restorable, UserData};
-use sessionary_core::store::{
-    Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
-};
-use sessionary_core::{
-    LimitMode, MemoryStore, MockClock, Policy, RolePolicy, Sealed, SessionId, SessionManager,
-    SessionRecord, SessionStore, StoreError, Timestamp, TokenHash, Tombstone, UserId,
-};
+use sessionary_core::{LimitMode, MockClock, Policy, RolePolicy, SessionManager};
 use sessionary_server::{ApiKeys, AppState, app};
+use sessionary_testkit::ProbeStore;
 
 const KEY: &str = "test-api-key-0123456789-abcdefghijklmnop";
-
-/// A store that counts every call and can be made to fail as unavailable.
-#[derive(Debug, Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    calls: AtomicUsize,
-    down: AtomicBool,
-}
-
-impl CountingStore {
-    fn hit(&self) -> StoreResult<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable(std::io::Error::other("store down")));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl SessionStore for CountingStore {
-    async fn create(&self, r: SessionRecord, l: Option<SessionLimit>) -> StoreResult<Create> {
-        self.hit()?;
-        self.inner.create(r, l).await
-    }
-    async fn load(&self, h: &TokenHash, t: Option<Touch>) -> StoreResult<Lookup> {
-        self.hit()?;
-        self.inner.load(h, t).await
-    }
-    async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.hit()?;
-        self.inner.get(id).await
-    }
-    async fn update(&self, r: SessionRecord, v: u64) -> StoreResult<Update> {
-        self.hit()?;
-        self.inner.update(r, v).await
-    }
-    async fn rotate(&self, r: SessionRecord, v: u64, t: Tombstone) -> StoreResult<Update> {
-        self.hit()?;
-        self.inner.rotate(r, v, t).await
-    }
-    async fn touch(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.hit()?;
-        self.inner.touch(id, now).await
-    }
-    async fn end(&self, id: &SessionId, e: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.hit()?;
-        self.inner.end(id, e).await
-    }
-    async fn end_user(
-        &self,
-        u: &UserId,
-        except: Option<&SessionId>,
-        e: Ending,
-    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.hit()?;
-        self.inner.end_user(u, except, e).await
-    }
-    async fn list_user(&self, u: &UserId, now: Timestamp) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.hit()?;
-        self.inner.list_user(u, now).await
-    }
-    async fn increment_counter(
-        &self,
-        id: &SessionId,
-        name: &str,
-        by: u64,
-        limit: Option<u64>,
-    ) -> StoreResult<Counter> {
-        self.hit()?;
-        self.inner.increment_counter(id, name, by, limit).await
-    }
-    async fn sweep(&self, spec: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
-        self.hit()?;
-        self.inner.sweep(spec, max).await
-    }
-    async fn take_restorable(&self, u: &UserId, now: Timestamp) -> StoreResult<Option<Restorable>> {
-        self.hit()?;
-        self.inner.take_restorable(u, now).await
-    }
-    async fn user_data(&self, u: &UserId) -> StoreResult<Option<UserData>> {
-        self.hit()?;
-        self.inner.user_data(u).await
-    }
-    async fn set_user_data(
-        &self,
-        u: &UserId,
-        v: u64,
-        d: Sealed,
-    ) -> StoreResult<Result<UserData, Option<UserData>>> {
-        self.hit()?;
-        self.inner.set_user_data(u, v, d).await
-    }
-}
 
 struct Harness {
     app: Router,
     clock: MockClock,
-    store: Arc<CountingStore>,
+    store: Arc<ProbeStore>,
 }
 
 struct Res {
@@ -189,7 +83,7 @@ fn policy() -> Policy {
 impl Harness {
     fn new() -> Self {
         let clock = MockClock::default();
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(ProbeStore::new());
         let manager = SessionManager::builder(store.clone())
             .with_clock(Arc::new(clock.clone()))
             .with_policy(policy())
@@ -200,7 +94,7 @@ impl Harness {
     }
 
     fn calls(&self) -> usize {
-        self.store.calls.load(Ordering::SeqCst)
+        self.store.calls()
     }
 
     async fn raw(&self, req: Request<Body>) -> Res {
@@ -277,7 +171,7 @@ async fn healthz_needs_no_key_and_checks_the_store() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"status": "ok", "store": "ok"}));
-    h.store.down.store(true, Ordering::SeqCst);
+    h.store.set_down(true);
     let r = h
         .raw(Request::get("/healthz").body(Body::empty()).unwrap())
         .await;
@@ -1020,7 +914,7 @@ async fn session_limits() {
 async fn store_outage_is_503_without_internals() {
     let h = Harness::new();
     let (token, id) = h.create(json!({"user": "alice"})).await;
-    h.store.down.store(true, Ordering::SeqCst);
+    h.store.set_down(true);
     let r = h.verify(&token).await;
     r.problem(503, "store-unavailable");
     assert!(!r.body["detail"].as_str().unwrap().contains("store down"));
@@ -1031,7 +925,7 @@ async fn store_outage_is_503_without_internals() {
         .await
         .problem(503, "store-unavailable");
     // Recovery without a restart.
-    h.store.down.store(false, Ordering::SeqCst);
+    h.store.set_down(false);
     assert_eq!(h.verify(&token).await.status, StatusCode::OK);
 }
 

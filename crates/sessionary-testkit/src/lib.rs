@@ -17,6 +17,9 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cases;
+pub mod probe;
+
+pub use probe::ProbeStore;
 
 use std::sync::Arc;
 
