@@ -13,10 +13,10 @@ use axum::http::{StatusCode, uri::Scheme};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Router, routing::get, routing::post};
 use serde::Deserialize;
-use sessionary_axum::csrf::{CsrfConfig, CsrfLayer, token_for};
+use sessionary_axum::csrf::{CsrfConfig, CsrfLayer};
 use sessionary_axum::{Admin, CurrentUser, RequireRole, Session, SessionConfig, SessionLayer};
 use sessionary_axum::{SessionRejection, session_routes};
-use sessionary_core::{Error, MemoryStore, NewSession, SessionManager, UserId};
+use sessionary_core::{MemoryStore, NewSession, SessionManager, UserId};
 use subtle::ConstantTimeEq as _;
 
 /// DEMO ONLY: name, password, role. A real app stores a slow password hash per user
@@ -33,21 +33,6 @@ fn check_password(name: &str, password: &str) -> Option<&'static str> {
         .find(|(n, _, _)| *n == name)
         .filter(|(_, p, _)| bool::from(p.as_bytes().ct_eq(password.as_bytes())))
         .map(|(_, _, role)| *role)
-}
-
-/// A fresh CSRF token for the visitor's session.
-///
-/// Tokens are bound to a session, so a page with a form needs one, even for an
-/// anonymous visitor (the sign-in form too, against login CSRF). Without a session
-/// this creates one by storing an empty cart: one store write per new visitor
-/// (crawlers included), so render forms only on pages that need them.
-async fn csrf_token(session: &Session) -> Result<String, SessionRejection> {
-    if session.record().is_none() {
-        session.insert("cart", Vec::<String>::new()).await?;
-    }
-    // There is a record after a successful insert; the `ok_or` only avoids a panic.
-    let record = session.record().ok_or(SessionRejection::StoreUnavailable)?;
-    token_for(&record.csrf_secret).map_err(|_| Error::Random.into())
 }
 
 /// The hidden field `CsrfLayer` looks for in url-encoded form posts.
@@ -79,7 +64,7 @@ async fn home(session: Session) -> Result<Html<String>, SessionRejection> {
 
 /// The shop page, with `message` (HTML) on top.
 async fn render_home(session: &Session, message: &str) -> Result<Html<String>, SessionRejection> {
-    let token = csrf_token(session).await?;
+    let token = session.csrf_token().await?;
     let field = csrf_field(&token); // One token serves every form of the page.
     let buttons: String = CATALOGUE
         .iter()
@@ -166,7 +151,7 @@ for (const e of ["expired", "revoked"]) events.addEventListener(e, () => locatio
 
 /// `GET /account`: signed-in users only (anyone else gets a `401` problem).
 async fn account(user: CurrentUser) -> Result<Html<String>, SessionRejection> {
-    let token = csrf_token(&user.session).await?;
+    let token = user.session.csrf_token().await?;
     let r = &user.record;
     let body = format!(
         r#"<p>{} (roles: {}, remember-me: {}); the session ends at {} unless you stay active.</p>

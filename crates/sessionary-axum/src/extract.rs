@@ -249,6 +249,48 @@ impl Session {
         Ok(())
     }
 
+    /// The session, created (anonymous, empty) if there is none yet: for a page
+    /// that must render a CSRF token before the visitor has stored anything.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionRejection::StoreUnavailable`], [`SessionRejection::Operation`].
+    pub async fn ensure(&self) -> Result<Arc<SessionRecord>, SessionRejection> {
+        let _writing = self.shared.writes.lock().await;
+        let (record, store_failed) = {
+            let state = self.lock();
+            (state.record.clone(), state.store_failed)
+        };
+        if store_failed {
+            // The cookie may name a live session we could not read: never replace it.
+            return Err(SessionRejection::StoreUnavailable);
+        }
+        if let Some(record) = record {
+            return Ok(record);
+        }
+        let issued = self
+            .shared
+            .layer
+            .manager
+            .create(NewSession::anonymous())
+            .await?;
+        let record = Arc::clone(&issued.session);
+        self.issued(issued);
+        Ok(record)
+    }
+
+    /// A CSRF token for this session, masked afresh (render one per form or page),
+    /// creating an anonymous session first if there is none (see [`Self::ensure`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::ensure`]; [`SessionRejection::Operation`] if no randomness is available.
+    pub async fn csrf_token(&self) -> Result<String, SessionRejection> {
+        let record = self.ensure().await?;
+        crate::csrf::token_for(&record.csrf_secret)
+            .map_err(|_| SessionRejection::Operation(Error::Random))
+    }
+
     /// Signs a user in: a new session with a new token (the presented session, if
     /// any, ends with reason `regenerated` and its data is carried over by the
     /// manager's merge hook). With `new.remember` (and a policy that allows it)

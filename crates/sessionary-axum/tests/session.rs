@@ -90,6 +90,10 @@ async fn extend(session: Session) -> Result<&'static str, SessionRejection> {
     Ok("extended")
 }
 
+async fn form(session: Session) -> Result<String, SessionRejection> {
+    session.csrf_token().await
+}
+
 async fn me(user: CurrentUser) -> String {
     user.user.to_string()
 }
@@ -129,6 +133,7 @@ impl TestApp {
             .route("/logout", post(logout))
             .route("/step-up", post(step_up))
             .route("/me", get(me))
+            .route("/form", get(form))
             .route("/greet", get(greet))
             .route("/extend", post(extend))
             .route("/admin", get(admin))
@@ -247,6 +252,26 @@ async fn a_visitor_who_only_reads_gets_no_session() -> Result<()> {
     assert!(res.headers().get("cache-control").is_none());
     assert_eq!(body(res).await?, "n=None reason=none");
     assert_eq!(app.store.inner.len(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_form_page_gets_a_session_and_a_csrf_token_bound_to_it() -> Result<()> {
+    let app = TestApp::new()?;
+    let res = app.send("GET", "/form", None, None).await?;
+    assert_eq!(app.store.inner.len(), 1, "ensure() created the session");
+    let cookie = cookie_pair(&res)?;
+    let first = body(res).await?;
+    let res = app.send("GET", "/form", Some(&cookie), None).await?;
+    assert!(set_cookies(&res).is_empty(), "same session, no new cookie");
+    let second = body(res).await?;
+    assert_ne!(first, second, "tokens are masked afresh per render");
+    assert_eq!(app.store.inner.len(), 1);
+    let token = cookie.split_once('=').map(|(_, v)| v).unwrap_or_default();
+    let record = app.manager.status(token).await?;
+    for t in [&first, &second] {
+        assert!(sessionary_axum::csrf::verify_token(&record.csrf_secret, t));
+    }
     Ok(())
 }
 
