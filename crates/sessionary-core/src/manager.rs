@@ -662,9 +662,10 @@ impl SessionManager {
                 self.emit(Some(r.id), r.user.clone(), EventKind::Extended);
                 Ok(r)
             }
-            None => Err(match rec.expiry_reason(now) {
-                Some(reason) => Error::Ended(reason),
-                None => Error::UnknownSession,
+            // Expired or ended meanwhile: look again so the caller learns why.
+            None => Err(match self.lookup(token, false).await {
+                Err(e) => e,
+                Ok(_) => Error::UnknownSession,
             }),
         }
     }
@@ -704,8 +705,7 @@ impl SessionManager {
     {
         for _ in 0..MAX_ATTEMPTS {
             let rec = self.session(id).await?;
-            if let Some(v) = expected_version.filter(|v| *v != rec.version) {
-                let _ = v;
+            if expected_version.is_some_and(|v| v != rec.version) {
                 return Err(Error::VersionConflict {
                     current: rec.version,
                 });

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use sessionary_core::record::CsrfSecret;
 use sessionary_core::{
-    Clock, Device, MockClock, Policy, SessionId, SessionManager, SessionRecord, SessionStore,
+    Device, MockClock, Policy, SessionId, SessionManager, SessionRecord, SessionStore,
     SessionToken, Timestamp, UserId,
 };
 
@@ -83,9 +83,7 @@ pub fn manager_with(
 
 /// The mock clock's start.
 pub fn start() -> MockClock {
-    let c = MockClock::default();
-    let _ = c.now();
-    c
+    MockClock::default()
 }
 
 /// Runs every conformance case against stores made by `$make` (an `async fn() ->
