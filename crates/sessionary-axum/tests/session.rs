@@ -617,7 +617,9 @@ async fn html_requests_without_a_session_go_to_the_sign_in_page_when_configured(
     // An ended session still goes to the expired page, not the sign-in page.
     let cookie = app.signed_in("user=alice").await?;
     app.clock.advance(Duration::from_secs(31 * 60));
-    let res = app.send("GET", "/me", Some(&cookie), Some("text/html")).await?;
+    let res = app
+        .send("GET", "/me", Some(&cookie), Some("text/html"))
+        .await?;
     assert!(
         header_str(&res, "location").is_some_and(|l| l.starts_with("/session-expired?")),
         "{:?}",
@@ -638,7 +640,8 @@ async fn a_strict_route_group_ignores_the_cookie_on_cross_site_requests() -> Res
         if let Some(s) = site {
             req = req.header("sec-fetch-site", s);
         }
-        app.router().oneshot(req.body(Body::empty()).unwrap_or_default())
+        app.router()
+            .oneshot(req.body(Body::empty()).unwrap_or_default())
     };
     // Same site, or a browser that does not say: the session is there.
     for site in [Some("same-origin"), Some("same-site"), Some("none"), None] {

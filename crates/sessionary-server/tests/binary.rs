@@ -644,12 +644,24 @@ async fn demo_users_are_printed_once_and_can_sign_in() {
             .lines()
             .find(|l| l.contains(&format!("demo user: {name} ")))
             .unwrap_or_else(|| panic!("no demo user {name} in {banner}"));
-        line.split("password ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
+        line.split("password ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
     };
     let (alice, admin) = (password_of("alice"), password_of("admin"));
-    assert!(banner.contains(&format!("demo:     {}/", server.url)), "{banner}");
+    assert!(
+        banner.contains(&format!("demo:     {}/", server.url)),
+        "{banner}"
+    );
     let page = demo_sign_in(&server.url, "alice", &alice).await;
-    assert!(page.contains("<strong id=\"whoami\">alice</strong>"), "{page}");
+    assert!(
+        page.contains("<strong id=\"whoami\">alice</strong>"),
+        "{page}"
+    );
     let page = demo_sign_in(&server.url, "admin", &admin).await;
     assert!(page.contains("id=\"nav-admin\""));
     let (status, _) = server.stop();
@@ -661,8 +673,14 @@ async fn demo_users_are_printed_once_and_can_sign_in() {
     let server = Server::start(dir.path());
     wait_healthy(&server.url).await;
     let banner = server.banner.join("\n");
-    assert!(!banner.contains(&alice) && !banner.contains(&admin), "{banner}");
-    assert!(banner.contains("demo users: alice (user), admin (admin)"), "{banner}");
+    assert!(
+        !banner.contains(&alice) && !banner.contains(&admin),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("demo users: alice (user), admin (admin)"),
+        "{banner}"
+    );
     let page = demo_sign_in(&server.url, "alice", &alice).await;
     assert!(page.contains("<strong id=\"whoami\">alice</strong>"));
     let (status, _) = server.stop();
