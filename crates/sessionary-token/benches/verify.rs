@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -139,5 +139,62 @@ fn main() -> anyhow::Result<()> {
         g.finish();
     }
     c.final_summary();
+    // The machine is shared, so the two sides may see different load during
+    // criterion's back-to-back groups. Interleaving them round by round gives a
+    // ratio that load moves much less.
+    println!("\npaired (interleaved rounds, medians):");
+    println!("| alg | sessionary-token ns/op | jsonwebtoken ns/op | ratio |");
+    println!("|---|---:|---:|---:|");
+    for case in &cases {
+        paired(case);
+    }
     Ok(())
+}
+
+/// 41 rounds of timing each side for ~20 ms, alternating which goes first.
+fn paired(case: &Case) {
+    let ours = || {
+        let _ = black_box(case.tokens.verify(black_box(&case.token)));
+    };
+    let raw = || {
+        let _ = black_box(jsonwebtoken::decode::<RawClaims>(
+            black_box(&case.token),
+            &case.key,
+            &case.validation,
+        ));
+    };
+    let time = |f: &dyn Fn(), n: u32| {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+    };
+    // Calibrate: iterations for ~20 ms.
+    let per = time(&raw, 50).max(1.0);
+    let n = ((20e6 / per) as u32).clamp(10, 1_000_000);
+    let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..41 {
+        let (x, y) = if round % 2 == 0 {
+            let x = time(&ours, n);
+            (x, time(&raw, n))
+        } else {
+            let y = time(&raw, n);
+            (time(&ours, n), y)
+        };
+        a.push(x);
+        b.push(y);
+        r.push(x / y);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| {} | {:.0} | {:.0} | {:.2} |",
+        case.name,
+        median(&mut a),
+        median(&mut b),
+        median(&mut r)
+    );
 }
