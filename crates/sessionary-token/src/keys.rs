@@ -457,3 +457,43 @@ impl FromStr for KeyRing {
         Ok(Self { current, retired })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names_are_exact() {
+        assert_eq!(SigningAlg::parse("EdDSA"), Some(SigningAlg::EdDsa));
+        assert_eq!(SigningAlg::parse("ES256"), Some(SigningAlg::Es256));
+        assert_eq!(SigningAlg::parse("HS256"), Some(SigningAlg::Hs256));
+        for bad in ["none", "eddsa", "EDDSA", "es256", "HS384", "RS256", ""] {
+            assert_eq!(SigningAlg::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn kids_are_short_and_plain() {
+        assert!(valid_kid("k-1_a.B"));
+        assert!(valid_kid(&"a".repeat(KID_MAX)));
+        for bad in [
+            "",
+            "a:b",
+            "../x",
+            "a b",
+            "a'b",
+            "é",
+            &"a".repeat(KID_MAX + 1),
+        ] {
+            assert!(!valid_kid(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_kids_differ() {
+        let a = SigningKey::generate(SigningAlg::EdDsa).expect("key");
+        let b = SigningKey::generate(SigningAlg::EdDsa).expect("key");
+        assert_ne!(a.kid(), b.kid());
+        assert_eq!(a.kid().len(), 16);
+    }
+}

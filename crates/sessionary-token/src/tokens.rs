@@ -530,3 +530,43 @@ fn decode_part(part: &str) -> Result<Vec<u8>, AccessTokenError> {
         .decode(part)
         .map_err(|_| AccessTokenError::Malformed("a part is not base64url"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_token_type_matches_both_spellings_in_any_case() {
+        for ok in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
+            assert!(is_access_token_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "jwt",
+            "JWT",
+            "application/",
+            "application/jwt",
+            "at+jwt ",
+            "xapplication/at+jwt",
+        ] {
+            assert!(!is_access_token_type(bad), "{bad}");
+        }
+        // Multi-byte text around the prefix boundary does not panic.
+        assert!(!is_access_token_type("applicatio\u{e9}at+jwt"));
+    }
+
+    #[test]
+    fn debug_of_an_issued_token_is_redacted() {
+        let t = IssuedAccessToken {
+            token: "secret.token.value".into(),
+            expires_at: Timestamp(0),
+            jti: "j".into(),
+        };
+        assert!(!format!("{t:?}").contains("secret"));
+    }
+}
