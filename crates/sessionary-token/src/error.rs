@@ -66,6 +66,9 @@ pub enum AccessTokenError {
     /// A key could not be made, loaded or parsed.
     #[error("invalid key: {0}")]
     Key(&'static str),
+    /// A key file could not be read or written.
+    #[error("key file: {0}")]
+    Io(#[source] std::io::Error),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
@@ -96,7 +99,9 @@ impl AccessTokenError {
             Self::Expired | Self::NotYetValid | Self::RevocationUnknown => "token-expired",
             Self::Revoked | Self::SessionNotLive => "session-expired",
             Self::Anonymous => "invalid-request",
-            Self::Key(_) | Self::Config(_) | Self::Signing(_) | Self::Random => "internal",
+            Self::Key(_) | Self::Io(_) | Self::Config(_) | Self::Signing(_) | Self::Random => {
+                "internal"
+            }
         }
     }
 
@@ -120,7 +125,9 @@ impl AccessTokenError {
             Self::RevocationUnknown => "revocation_unknown",
             Self::Anonymous => "anonymous",
             Self::SessionNotLive => "session_not_live",
-            Self::Key(_) | Self::Config(_) | Self::Signing(_) | Self::Random => return None,
+            Self::Key(_) | Self::Io(_) | Self::Config(_) | Self::Signing(_) | Self::Random => {
+                return None;
+            }
         })
     }
 }

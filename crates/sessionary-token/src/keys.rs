@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine as _;
@@ -393,6 +395,69 @@ impl KeyRing {
             out.push('\n');
         }
         out
+    }
+}
+
+impl KeyRing {
+    /// Reads the ring kept at `path`; if there is no such file, generates a ring
+    /// with one new `alg` key and saves it there (0600).
+    ///
+    /// # Errors
+    ///
+    /// [`AccessTokenError::Io`] if the file cannot be read or written,
+    /// [`AccessTokenError::Key`] if it does not parse, [`AccessTokenError::Random`].
+    pub fn load_or_generate(path: &Path, alg: SigningAlg) -> Result<Self, AccessTokenError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                #[cfg(unix)]
+                if let Ok(md) = std::fs::metadata(path) {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    if md.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(
+                            target: "sessionary::token",
+                            file = %path.display(),
+                            "signing key file is readable by others; chmod 600 it"
+                        );
+                    }
+                }
+                text.parse()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ring = Self::new(SigningKey::generate(alg)?);
+                ring.save(path)?;
+                Ok(ring)
+            }
+            Err(e) => Err(AccessTokenError::Io(e)),
+        }
+    }
+
+    /// Writes the text form to `path`, replacing it atomically: a new owner-only
+    /// (0600 on Unix) file beside it, synced, then renamed over it.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessTokenError::Io`].
+    pub fn save(&self, path: &Path) -> Result<(), AccessTokenError> {
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(
+            ".{}.tmp",
+            URL_SAFE_NO_PAD.encode(random_bytes::<6>()?)
+        ));
+        let tmp = std::path::PathBuf::from(tmp_name);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let written = o.open(&tmp).and_then(|mut f| {
+            f.write_all(self.to_text().as_bytes())?;
+            f.sync_all()
+        });
+        let done = written.and_then(|()| std::fs::rename(&tmp, path));
+        if done.is_err() {
+            // Best effort: the temporary file may not even exist.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done.map_err(AccessTokenError::Io)
     }
 }
 

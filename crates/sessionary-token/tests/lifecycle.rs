@@ -478,3 +478,37 @@ fn errors_have_problem_types_and_reasons() {
     );
     assert_eq!(AccessTokenError::Random.reason(), None);
 }
+
+#[test]
+fn key_file_is_created_owner_only_and_loaded_again() {
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-token-test-{}",
+        SessionId::generate().expect("id")
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("access-token-keys");
+    let created = KeyRing::load_or_generate(&path, SigningAlg::EdDsa).expect("create");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let loaded = KeyRing::load_or_generate(&path, SigningAlg::EdDsa).expect("load");
+    assert_eq!(loaded.current().kid(), created.current().kid());
+    // Rotate and save over it: atomically replaced, still 0600, nothing left beside it.
+    let mut ring = loaded;
+    ring.rotate(
+        SigningKey::generate(SigningAlg::Es256).expect("key"),
+        Timestamp(5),
+    )
+    .expect("rotate");
+    ring.save(&path).expect("save");
+    let again = KeyRing::load_or_generate(&path, SigningAlg::EdDsa).expect("load");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again.to_text(), ring.to_text());
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 1);
+    std::fs::write(&path, "garbage").expect("write");
+    assert!(KeyRing::load_or_generate(&path, SigningAlg::EdDsa).is_err());
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
