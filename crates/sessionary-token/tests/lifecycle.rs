@@ -512,3 +512,60 @@ fn key_file_is_created_owner_only_and_loaded_again() {
     assert!(KeyRing::load_or_generate(&path, SigningAlg::EdDsa).is_err());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[tokio::test]
+async fn shared_across_threads_and_debug_is_redacted() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<AccessTokens>();
+    assert_send_sync::<Revocations>();
+    assert_send_sync::<KeyRing>();
+
+    let f = fixture(SigningAlg::Hs256);
+    let s = session(&f.manager, &[]).await;
+    let tokens = Arc::new(f.tokens);
+    let at = tokens.issue(&s).expect("issue");
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let tokens = Arc::clone(&tokens);
+            let token = at.token.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    assert!(tokens.verify(&token).is_ok());
+                }
+                if i == 0 {
+                    tokens
+                        .rotate(SigningKey::generate(SigningAlg::EdDsa).expect("key"))
+                        .expect("rotate");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    assert_eq!(reason(tokens.verify(&at.token)), "accepted");
+    let dbg = format!("{tokens:?}");
+    assert!(!dbg.contains(&common::b64(f.key.secret_bytes())));
+    assert!(!dbg.contains(&format!("{:?}", f.key.secret_bytes())));
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_revokes_every_session() {
+    let f = fixture(SigningAlg::EdDsa);
+    let a = session(&f.manager, &[]).await;
+    let b = session(&f.manager, &[]).await;
+    let (ta, tb) = (
+        f.tokens.issue(&a).expect("issue"),
+        f.tokens.issue(&b).expect("issue"),
+    );
+    f.manager
+        .end_user_sessions(
+            &UserId::new("alice").expect("user"),
+            None,
+            EndReason::LoggedOut,
+        )
+        .await
+        .expect("end");
+    assert_eq!(reason(f.tokens.verify(&ta.token)), "revoked");
+    assert_eq!(reason(f.tokens.verify(&tb.token)), "revoked");
+}
