@@ -78,6 +78,7 @@
 
 #![deny(missing_docs)]
 
+mod bearer;
 pub mod config;
 pub mod csrf;
 mod device;
@@ -87,6 +88,7 @@ pub mod rejection;
 pub mod routes;
 
 pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
+pub use bearer::{Bearer, BearerRejection, Caller, CallerRejection};
 pub use device::ClientDevice;
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};

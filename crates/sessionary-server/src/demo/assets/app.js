@@ -67,6 +67,11 @@
 
   if (root.dataset.signedIn === "true") {
     const events = new EventSource("/session/events");
+    // Signing out here ends the session too: the form's own redirect decides
+    // where the page goes, not the `revoked` event it causes.
+    for (const form of document.querySelectorAll('form[action="/logout"], form[action="/account/sessions/end-all"]')) {
+      form.addEventListener("submit", () => events.close());
+    }
     events.onopen = () => { root.dataset.sse = "open"; };
     events.onerror = () => { root.dataset.sse = "reconnecting"; };
     events.addEventListener("expiring", (e) => showWarning(JSON.parse(e.data)));
