@@ -85,6 +85,8 @@ pub struct SessionConfig {
     secure: bool,
     expired_path: Cow<'static, str>,
     passive_paths: Vec<Cow<'static, str>>,
+    strict_prefixes: Vec<Cow<'static, str>>,
+    sign_in_path: Option<Cow<'static, str>>,
     expiry_warning: Duration,
 }
 
@@ -106,6 +108,8 @@ impl SessionConfig {
                 Cow::Borrowed(DEFAULT_STATUS_PATH),
                 Cow::Borrowed(DEFAULT_EVENTS_PATH),
             ],
+            strict_prefixes: Vec::new(),
+            sign_in_path: None,
             expiry_warning: DEFAULT_EXPIRY_WARNING,
         }
     }
@@ -167,6 +171,53 @@ impl SessionConfig {
             self.passive_paths.push(Cow::Owned(path.to_owned()));
         }
         self
+    }
+
+    /// Makes a route group `SameSite=Strict`: requests whose path is `prefix` or
+    /// lies under it (`/admin` covers `/admin` and `/admin/...`) ignore the
+    /// session cookie when the browser says they come from another site
+    /// (`Sec-Fetch-Site: cross-site`), exactly as it would not have sent a
+    /// `Strict` cookie. A link from another site into the group then arrives
+    /// signed out, while the rest of the site keeps `Lax` (links from other
+    /// sites to the shop stay signed in). The cookie itself keeps the
+    /// configured attribute: one cookie serves every route group. Anything but
+    /// a local path is ignored.
+    #[must_use]
+    pub fn with_strict_prefix(mut self, prefix: &str) -> Self {
+        if is_local_path(prefix) && !prefix.contains(['?', '#']) {
+            let p = prefix.trim_end_matches('/');
+            self.strict_prefixes
+                .push(Cow::Owned(if p.is_empty() { "/".into() } else { p.into() }));
+        }
+        self
+    }
+
+    /// Sets the sign-in page: a [`crate::SessionRejection::NotSignedIn`]
+    /// answered to an HTML request (`Accept: text/html`) becomes a `303` to
+    /// `path?return_to=<the requested local path>` instead of a `401` problem.
+    /// Must be a local path (`/...`) without query; anything else is ignored.
+    #[must_use]
+    pub fn with_sign_in_path(mut self, path: &str) -> Self {
+        if is_local_path(path) && !path.contains(['?', '#']) {
+            self.sign_in_path = Some(Cow::Owned(path.to_owned()));
+        }
+        self
+    }
+
+    /// The sign-in page HTML requests without a session are sent to, if set.
+    pub fn sign_in_path(&self) -> Option<&str> {
+        self.sign_in_path.as_deref()
+    }
+
+    /// Whether `path` belongs to a `SameSite=Strict` route group
+    /// ([`SessionConfig::with_strict_prefix`]).
+    pub fn is_strict_path(&self, path: &str) -> bool {
+        self.strict_prefixes.iter().any(|p| {
+            p == "/"
+                || path
+                    .strip_prefix(p.as_ref())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     /// Sets how long before the session's end the events stream sends

@@ -387,7 +387,9 @@ impl CsrfRejection {
         }
     }
 
-    fn reason(self) -> &'static str {
+    /// The reason code (`missing_token`, `invalid_token`, `foreign_origin`, ...),
+    /// as in the problem document's `reason`.
+    pub fn reason(self) -> &'static str {
         match self {
             Self::CrossSiteRequest => "cross_site_request",
             Self::NullOrigin => "null_origin",
@@ -402,9 +404,14 @@ impl CsrfRejection {
 
     /// The problem+json response, or an HTML page when the request's `Accept` header asks
     /// for `text/html` (a browser form submission).
+    ///
+    /// Either response carries the rejection as a response extension, so an
+    /// outer middleware can render its own page for it.
     pub fn into_response_for(self, request_headers: &HeaderMap) -> Response {
         if wants_html(request_headers) {
-            self.html_response()
+            let mut res = self.html_response();
+            res.extensions_mut().insert(self);
+            res
         } else {
             self.into_response()
         }
@@ -450,7 +457,7 @@ impl IntoResponse for CsrfRejection {
             "detail": self.detail(),
             "reason": self.reason(),
         });
-        (
+        let mut res = (
             StatusCode::FORBIDDEN,
             [
                 (header::CONTENT_TYPE, PROBLEM_JSON),
@@ -458,7 +465,9 @@ impl IntoResponse for CsrfRejection {
             ],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        res.extensions_mut().insert(self);
+        res
     }
 }
 

@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use crate::config::{SessionConfig, is_local_path};
 use crate::csrf::CsrfSecretExt;
 use crate::extract::Session;
-use crate::rejection::ExpiredMarker;
+use crate::rejection::{ExpiredMarker, NotSignedInMarker};
 
 /// The response header that says when the session ends (RFC 3339, UTC).
 pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
@@ -129,7 +129,20 @@ where
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let token = read_token(req.headers(), self.shared.config.cookie_name()).map(str::to_owned);
+        let mut token =
+            read_token(req.headers(), self.shared.config.cookie_name()).map(str::to_owned);
+        // A `SameSite=Strict` route group: a cross-site request would not have
+        // carried a strict cookie, so it is served without the session.
+        if token.is_some()
+            && req
+                .headers()
+                .get("sec-fetch-site")
+                .map(HeaderValue::as_bytes)
+                == Some(b"cross-site")
+            && self.shared.config.is_strict_path(req.uri().path())
+        {
+            token = None;
+        }
         // Status polling and event streams must not count as activity.
         let passive = matches!(*req.method(), Method::GET | Method::HEAD)
             && self.shared.config.is_passive_path(req.uri().path());
@@ -175,8 +188,16 @@ pub(crate) enum CookieChange {
 /// Writes the session's headers on the way out.
 fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
     if res.status() == StatusCode::UNAUTHORIZED {
-        if let (Some(marker), Some(uri)) = (res.extensions().get::<ExpiredMarker>(), html_uri) {
-            *res = expired_redirect(session.config(), marker.0, uri);
+        if let Some(uri) = html_uri {
+            let config = session.config();
+            if let Some(marker) = res.extensions().get::<ExpiredMarker>() {
+                *res = expired_redirect(config, marker.0, uri);
+            } else if let (Some(path), Some(_)) = (
+                config.sign_in_path(),
+                res.extensions().get::<NotSignedInMarker>(),
+            ) {
+                *res = see_other(format!("{path}?return_to={}", return_to(uri)));
+            }
         }
     }
     let state = session.lock();
@@ -312,15 +333,23 @@ fn removal_cookie(config: &SessionConfig) -> Option<HeaderValue> {
 
 /// `303` to the expired page with the reason and the local path to return to.
 fn expired_redirect(config: &SessionConfig, reason: EndReason, uri: &Uri) -> Response {
-    let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    // Only a path on this origin, never `//host` or an absolute URL.
-    let return_to = if is_local_path(here) { here } else { "/" };
-    let location = format!(
+    see_other(format!(
         "{}?reason={}&return_to={}",
         config.expired_path(),
         reason.as_str(),
-        percent_encode(return_to)
-    );
+        return_to(uri)
+    ))
+}
+
+/// The request's path and query, percent-encoded for a `return_to` parameter;
+/// only a path on this origin, never `//host` or an absolute URL.
+fn return_to(uri: &Uri) -> String {
+    let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    percent_encode(if is_local_path(here) { here } else { "/" })
+}
+
+/// A `303` to `location`, not to be cached.
+fn see_other(location: String) -> Response {
     let mut res = Response::new(axum::body::Body::empty());
     *res.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::try_from(location) {

@@ -80,12 +80,14 @@
 
 pub mod config;
 pub mod csrf;
+mod device;
 pub mod extract;
 pub mod layer;
 pub mod rejection;
 pub mod routes;
 
 pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
+pub use device::ClientDevice;
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};
 pub use rejection::{PROBLEM_JSON, SessionRejection};

@@ -16,7 +16,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// `type` is `/problems/<name>` ([`SessionRejection::problem_type`]). Behind a
 /// [`crate::SessionLayer`], a [`SessionRejection::SessionExpired`] answered to
 /// an HTML request (`Accept: text/html`) becomes a `303` redirect to the
-/// configured expired page instead.
+/// configured expired page instead, and a [`SessionRejection::NotSignedIn`] a
+/// `303` to the sign-in page if one is configured
+/// ([`crate::SessionConfig::with_sign_in_path`]).
 ///
 /// # Examples
 ///
@@ -65,6 +67,11 @@ pub enum SessionRejection {
 /// turn it into a redirect for HTML requests.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ExpiredMarker(pub(crate) EndReason);
+
+/// Put on a response by [`SessionRejection::NotSignedIn`] so the layer can
+/// send HTML requests to the sign-in page, if one is configured.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotSignedInMarker;
 
 impl SessionRejection {
     /// The problem type name (`/problems/<name>`).
@@ -189,8 +196,14 @@ impl IntoResponse for SessionRejection {
             res.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
-        if let Self::SessionExpired { reason } = self {
-            res.extensions_mut().insert(ExpiredMarker(reason));
+        match self {
+            Self::SessionExpired { reason } => {
+                res.extensions_mut().insert(ExpiredMarker(reason));
+            }
+            Self::NotSignedIn => {
+                res.extensions_mut().insert(NotSignedInMarker);
+            }
+            _ => {}
         }
         res
     }

@@ -173,7 +173,9 @@ async fn events(
     let manager = session.manager().clone();
     // Subscribed before the response leaves, so nothing after it is missed.
     let rx = manager.subscribe();
+    let jumps = manager.clock_jumps();
     let watch = Watch {
+        jumps,
         lead_ms: i64::try_from(session.config().expiry_warning().as_millis()).unwrap_or(i64::MAX),
         manager,
         token,
@@ -198,6 +200,8 @@ struct Watch {
     id: SessionId,
     user: Option<UserId>,
     rx: broadcast::Receiver<Arc<Event>>,
+    /// Jumps of a test clock: deadlines are re-checked after each.
+    jumps: Option<tokio::sync::watch::Receiver<Timestamp>>,
     /// The session's end as last seen.
     expires_at: Timestamp,
     /// The `expiring` lead time.
@@ -243,6 +247,7 @@ impl Watch {
                     Err(RecvError::Closed) => Outcome::Finish(None),
                 },
                 () = tokio::time::sleep_until(deadline) => self.recheck().await,
+                () = clock_jumped(self.jumps.as_mut()) => self.recheck().await,
             };
             match outcome {
                 Outcome::Send(e) => return Some(e),
@@ -301,6 +306,16 @@ impl Watch {
             }
         }
     }
+}
+
+/// Completes when a jumping clock moved; never for real clocks.
+async fn clock_jumped(jumps: Option<&mut tokio::sync::watch::Receiver<Timestamp>>) {
+    if let Some(rx) = jumps {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 fn end_outcome(reason: EndReason) -> Outcome {

@@ -109,6 +109,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
     fn now(&self) -> Timestamp;
+
+    /// For clocks that jump (a [`MockClock`] moved by a test): a receiver that
+    /// is notified with the new time after each jump, so that code waiting for
+    /// an instant by this clock (the session events stream) can look again.
+    /// Clocks that move on their own return `None` (the default).
+    fn jumps(&self) -> Option<tokio::sync::watch::Receiver<Timestamp>> {
+        None
+    }
 }
 
 /// The real wall clock.
@@ -138,22 +146,32 @@ impl Clock for SystemClock {
 /// assert_eq!(clock.now().as_millis(), 61_000);
 /// ```
 #[derive(Clone, Debug)]
-pub struct MockClock(Arc<AtomicI64>);
+pub struct MockClock {
+    now: Arc<AtomicI64>,
+    /// Tells [`Clock::jumps`] receivers about each move.
+    jumps: Arc<tokio::sync::watch::Sender<Timestamp>>,
+}
 
 impl MockClock {
     /// A clock standing at `millis` since the epoch.
     pub fn new(millis: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(millis)))
+        Self {
+            now: Arc::new(AtomicI64::new(millis)),
+            jumps: Arc::new(tokio::sync::watch::Sender::new(Timestamp(millis))),
+        }
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(duration_millis(d), Ordering::SeqCst);
+        let d = duration_millis(d);
+        let now = self.now.fetch_add(d, Ordering::SeqCst).saturating_add(d);
+        self.jumps.send_replace(Timestamp(now));
     }
 
     /// Sets the clock to an absolute instant.
     pub fn set(&self, at: Timestamp) {
-        self.0.store(at.0, Ordering::SeqCst);
+        self.now.store(at.0, Ordering::SeqCst);
+        self.jumps.send_replace(at);
     }
 }
 
@@ -166,7 +184,11 @@ impl Default for MockClock {
 
 impl Clock for MockClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp(self.now.load(Ordering::SeqCst))
+    }
+
+    fn jumps(&self) -> Option<tokio::sync::watch::Receiver<Timestamp>> {
+        Some(self.jumps.subscribe())
     }
 }
 

@@ -393,6 +393,12 @@ impl SessionManager {
             .for_session(record.user.is_some(), &record.roles)
     }
 
+    /// Notified when the manager's clock jumps (a test's [`crate::MockClock`]);
+    /// `None` for real clocks. See [`Clock::jumps`].
+    pub fn clock_jumps(&self) -> Option<tokio::sync::watch::Receiver<Timestamp>> {
+        self.inner.clock.jumps()
+    }
+
     /// Subscribes to events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()

@@ -118,6 +118,21 @@ pub struct ApiConfig {
     pub keys: Vec<Secret>,
 }
 
+/// `[demo]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Serve the demo shop at `/` (accounts `alice` and `admin` are created on
+    /// first start and kept in `<data_dir>/demo-users`).
+    pub enabled: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// The merged configuration, before validation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +155,9 @@ pub struct Config {
     pub sweep_interval: String,
     /// Log filter (`tracing` env-filter syntax, e.g. `info` or `info,sessionary=debug`).
     pub log: String,
+    /// The demo shop.
+    #[serde(default)]
+    pub demo: DemoConfig,
 }
 
 impl Default for Config {
@@ -153,6 +171,7 @@ impl Default for Config {
             policy: Policy::default(),
             sweep_interval: "60s".into(),
             log: "info".into(),
+            demo: DemoConfig::default(),
         }
     }
 }
@@ -348,6 +367,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Log filter.
     pub log: String,
+    /// Whether the demo shop is served at `/`.
+    pub demo: bool,
 }
 
 impl Config {
@@ -462,6 +483,7 @@ impl Config {
                 policy: self.policy.clone(),
                 sweep_interval,
                 log: self.log.clone(),
+                demo: self.demo.enabled,
             }),
             _ => Err(ConfigErrors(errs)),
         }

@@ -56,6 +56,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod extract;
 pub mod problem;
 pub mod serve;
@@ -122,6 +123,20 @@ async fn method_not_allowed() -> Problem {
 
 /// The service's router: `/healthz`, `/v1/openapi.json` and the API v1.
 pub fn app(state: AppState) -> Router {
+    outer_layers(api(state, true))
+}
+
+/// The API ([`app`]) and the demo shop ([`demo::router`]) at `/`, as
+/// `sessionary serve` runs them, over the same session manager. Unknown paths
+/// under `/v1/` get problem documents, others the demo's error page.
+pub fn app_with_demo(state: AppState, options: demo::DemoOptions) -> Router {
+    let manager = state.manager.clone();
+    outer_layers(api(state, false).merge(demo::router(manager, options)))
+}
+
+/// The API routes, each answering with private problem documents; with
+/// `fallback`, unknown paths too.
+fn api(state: AppState, fallback: bool) -> Router {
     let v1 = Router::new()
         .route("/v1/sessions", post(api::create_session))
         .route("/v1/sessions/verify", post(api::verify))
@@ -148,14 +163,25 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_api_key,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/v1/openapi.json", get(api::openapi_json))
-        .merge(v1)
-        .fallback(not_found)
+        .merge(v1);
+    let router = if fallback {
+        router.fallback(not_found)
+    } else {
+        router.route("/v1/{*rest}", axum::routing::any(not_found))
+    };
+    router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(private_responses))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Tracing (method, route and session id only) and panics as `500` problems.
+fn outer_layers(router: Router) -> Router {
+    router
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Never the URI's query or any header: only method, route and the
             // session id once a handler knows it.
@@ -173,5 +199,4 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             Problem::internal().into_response()
         }))
-        .with_state(state)
 }

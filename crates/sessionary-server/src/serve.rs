@@ -73,6 +73,9 @@ pub enum ServeError {
         #[source]
         source: sessionary_core::StoreError,
     },
+    /// The demo accounts could not be loaded or created.
+    #[error(transparent)]
+    DemoUsers(#[from] crate::demo::DemoUsersError),
     /// The engine refused its configuration.
     #[error(transparent)]
     Engine(#[from] sessionary_core::Error),
@@ -335,19 +338,40 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .with_policy(settings.policy.clone())
         .with_keys(ring)
         .build()?;
+    let demo = if settings.demo {
+        Some(crate::demo::DemoUsers::load_or_create(&settings.data_dir)?)
+    } else {
+        None
+    };
     let sweeper = manager.spawn_sweeper(settings.sweep_interval);
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
+    let state = AppState::new(manager, keys);
+    let app = match demo {
+        Some((users, fresh)) => {
+            print_demo(&settings, addr, &fresh);
+            let mut options = crate::demo::DemoOptions::new(users);
+            if !addr.ip().is_loopback() {
+                // Plain-HTTP cookies only on loopback; elsewhere the demo
+                // expects HTTPS in front (a TLS-terminating proxy).
+                options = options.with_https();
+            }
+            crate::app_with_demo(state, options)
+        }
+        None => app(state),
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(AppState::new(manager, keys))).with_graceful_shutdown(
-        async move {
-            signal.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            let _ = stop_tx.send(true);
-        },
-    );
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        signal.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
     let mut stop_rx = stop_rx;
     let deadline = async move {
         let _ = stop_rx.wait_for(|stopped| *stopped).await;
@@ -367,6 +391,32 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         say!("Sessionary stopped");
     }
     result
+}
+
+fn print_demo(settings: &Settings, addr: SocketAddr, fresh: &[crate::demo::NewAccount]) {
+    say!("  demo:     http://{addr}/  (the shop; sign in as a user or an admin)");
+    if fresh.is_empty() {
+        say!(
+            "  demo users: alice (user), admin (admin); their passwords were shown at the first \
+             start (delete {} for new ones)",
+            settings
+                .data_dir
+                .join(crate::demo::DEMO_USERS_FILE)
+                .display()
+        );
+    } else {
+        for a in fresh {
+            say!(
+                "  demo user: {:<6} password {}  (role {}; shown once)",
+                a.name,
+                a.password,
+                a.role
+            );
+        }
+    }
+    if !addr.ip().is_loopback() {
+        say!("  demo cookies are Secure: put HTTPS in front, or listen on 127.0.0.1");
+    }
 }
 
 fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {

@@ -1,0 +1,259 @@
+//! The demo's two languages. One table serves the server-rendered pages and,
+//! as JSON embedded in each page, the script that switches language live.
+
+use std::sync::LazyLock;
+
+/// A language of the demo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// French.
+    Fr,
+}
+
+impl Lang {
+    /// From the stored code; anything unknown is English.
+    pub fn from_code(code: &str) -> Self {
+        if code == "fr" { Self::Fr } else { Self::En }
+    }
+
+    /// The BCP 47 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Fr => "fr",
+        }
+    }
+}
+
+/// `(key, English, French)`.
+const TABLE: &[(&str, &str, &str)] = &[
+    (
+        "site.name",
+        "Sessionary Tea Shop",
+        "Boutique de thé Sessionary",
+    ),
+    ("nav.shop", "Shop", "Boutique"),
+    ("nav.signin", "Sign in", "Se connecter"),
+    ("nav.sessions", "Manage sessions", "Gérer les sessions"),
+    ("nav.admin", "Admin", "Administration"),
+    ("nav.signout", "Sign out", "Se déconnecter"),
+    ("nav.signed_in_as", "Signed in as", "Connecté en tant que"),
+    ("theme.label", "Theme", "Thème"),
+    ("theme.light", "Light", "Clair"),
+    ("theme.dark", "Dark", "Sombre"),
+    ("lang.label", "Language", "Langue"),
+    ("shop.title", "Products", "Produits"),
+    ("shop.add", "Add to cart", "Ajouter au panier"),
+    ("product.tea", "Green tea", "Thé vert"),
+    ("product.coffee", "Coffee beans", "Grains de café"),
+    ("product.mug", "Mug", "Tasse"),
+    ("cart.title", "Your cart", "Votre panier"),
+    (
+        "cart.empty",
+        "Your cart is empty.",
+        "Votre panier est vide.",
+    ),
+    ("cart.items", "items", "articles"),
+    ("cart.clear", "Empty the cart", "Vider le panier"),
+    (
+        "cart.kept",
+        "Your cart stays with you when you sign in.",
+        "Votre panier vous suit quand vous vous connectez.",
+    ),
+    ("login.title", "Sign in", "Connexion"),
+    ("login.username", "User name", "Nom d'utilisateur"),
+    ("login.password", "Password", "Mot de passe"),
+    (
+        "login.remember",
+        "Remember me on this device",
+        "Se souvenir de moi sur cet appareil",
+    ),
+    ("login.submit", "Sign in", "Se connecter"),
+    (
+        "login.error",
+        "Unknown user or wrong password.",
+        "Utilisateur inconnu ou mot de passe incorrect.",
+    ),
+    (
+        "login.demo",
+        "The demo accounts (alice and admin) were printed by sessionary serve when it first started.",
+        "Les comptes de démonstration (alice et admin) ont été affichés par sessionary serve à son premier démarrage.",
+    ),
+    (
+        "expiry.one",
+        "Your session will expire in 1 minute",
+        "Votre session expirera dans 1 minute",
+    ),
+    (
+        "expiry.many",
+        "Your session will expire in {n} minutes",
+        "Votre session expirera dans {n} minutes",
+    ),
+    ("expiry.stay", "Stay signed in", "Rester connecté"),
+    (
+        "expired.title",
+        "Your session has ended",
+        "Votre session est terminée",
+    ),
+    (
+        "expired.reconnect",
+        "Sign in again to continue where you left off.",
+        "Reconnectez-vous pour reprendre là où vous en étiez.",
+    ),
+    ("expired.submit", "Sign in again", "Se reconnecter"),
+    (
+        "reason.expired_idle",
+        "You were inactive for a while, so we signed you out to protect your account. Your cart is kept for a day.",
+        "Vous étiez inactif depuis un moment : nous vous avons déconnecté pour protéger votre compte. Votre panier est conservé un jour.",
+    ),
+    (
+        "reason.expired_absolute",
+        "Sessions last a limited time and this one reached its limit. Your cart is kept for a day.",
+        "Les sessions ont une durée limitée et celle-ci l'a atteinte. Votre panier est conservé un jour.",
+    ),
+    (
+        "reason.revoked_by_user",
+        "This session was ended from another of your devices.",
+        "Cette session a été terminée depuis un autre de vos appareils.",
+    ),
+    (
+        "reason.revoked_by_admin",
+        "An administrator ended this session.",
+        "Un administrateur a terminé cette session.",
+    ),
+    (
+        "reason.logged_out",
+        "You signed out.",
+        "Vous vous êtes déconnecté.",
+    ),
+    (
+        "reason.evicted_by_limit",
+        "You signed in on more devices than allowed, so this, the oldest session, was ended.",
+        "Vous vous êtes connecté sur trop d'appareils : cette session, la plus ancienne, a été terminée.",
+    ),
+    (
+        "reason.other",
+        "Your session ended.",
+        "Votre session est terminée.",
+    ),
+    ("sessions.title", "Manage sessions", "Gérer les sessions"),
+    (
+        "sessions.intro",
+        "These devices are signed in to your account. End any you do not recognise.",
+        "Ces appareils sont connectés à votre compte. Terminez ceux que vous ne reconnaissez pas.",
+    ),
+    ("sessions.device", "Device", "Appareil"),
+    ("sessions.ip", "IP address", "Adresse IP"),
+    ("sessions.started", "Signed in", "Connexion"),
+    ("sessions.last_seen", "Last seen", "Dernière activité"),
+    ("sessions.remembered", "Remembered", "Mémorisé"),
+    ("sessions.this", "This device", "Cet appareil"),
+    ("sessions.end", "End", "Terminer"),
+    (
+        "sessions.end_others",
+        "Sign out all other devices",
+        "Déconnecter les autres appareils",
+    ),
+    (
+        "sessions.end_all",
+        "Sign out everywhere",
+        "Se déconnecter partout",
+    ),
+    ("sessions.yes", "yes", "oui"),
+    ("sessions.no", "no", "non"),
+    ("admin.title", "Admin", "Administration"),
+    (
+        "admin.policy",
+        "Administrator sessions are stricter: they end after {idle} without activity and after {absolute} in any case, and cannot be remembered.",
+        "Les sessions d'administrateur sont plus strictes : elles se terminent après {idle} sans activité et après {absolute} dans tous les cas, et ne peuvent pas être mémorisées.",
+    ),
+    ("admin.sessions", "Live sessions", "Sessions actives"),
+    ("admin.user", "User", "Utilisateur"),
+    ("admin.revoke", "Revoke", "Révoquer"),
+    (
+        "error.title",
+        "Something went wrong",
+        "Un problème est survenu",
+    ),
+    (
+        "error.not_found",
+        "This page does not exist.",
+        "Cette page n'existe pas.",
+    ),
+    (
+        "error.csrf",
+        "This form has expired or did not come from this site, so nothing was done. Reload the page and try again.",
+        "Ce formulaire a expiré ou ne provient pas de ce site : rien n'a été fait. Rechargez la page et réessayez.",
+    ),
+    (
+        "error.forbidden",
+        "Your account does not have access to this page.",
+        "Votre compte n'a pas accès à cette page.",
+    ),
+    (
+        "error.limit",
+        "You are signed in on too many devices. Sign out somewhere else first.",
+        "Vous êtes connecté sur trop d'appareils. Déconnectez-vous ailleurs d'abord.",
+    ),
+    (
+        "error.unavailable",
+        "The service is briefly unavailable. Please try again in a moment.",
+        "Le service est momentanément indisponible. Réessayez dans un instant.",
+    ),
+    (
+        "error.bad_request",
+        "The request was not understood.",
+        "La requête n'a pas été comprise.",
+    ),
+    (
+        "error.internal",
+        "Something went wrong on our side. Please try again.",
+        "Une erreur s'est produite de notre côté. Réessayez.",
+    ),
+    ("error.back", "Back to the shop", "Retour à la boutique"),
+];
+
+/// The text of `key` in `lang` (the key itself if unknown, which tests catch).
+pub(super) fn t(lang: Lang, key: &str) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or("?", |(_, en, fr)| match lang {
+            Lang::En => en,
+            Lang::Fr => fr,
+        })
+}
+
+/// `{"en": {...}, "fr": {...}}`, embedded in pages for the language switch.
+pub(super) fn table_json() -> &'static str {
+    static JSON: LazyLock<String> = LazyLock::new(|| {
+        let mut en = serde_json::Map::new();
+        let mut fr = serde_json::Map::new();
+        for (k, e, f) in TABLE {
+            en.insert((*k).into(), (*e).into());
+            fr.insert((*k).into(), (*f).into());
+        }
+        serde_json::json!({ "en": en, "fr": fr }).to_string()
+    });
+    &JSON
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_both_languages_filled() {
+        let mut keys: Vec<&str> = TABLE.iter().map(|(k, _, _)| *k).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "duplicate keys");
+        assert!(TABLE.iter().all(|(_, e, f)| !e.is_empty() && !f.is_empty()));
+        assert_eq!(t(Lang::Fr, "nav.shop"), "Boutique");
+        assert_eq!(t(Lang::En, "no.such.key"), "?");
+    }
+}

@@ -1,0 +1,695 @@
+//! The demo shop served by `sessionary serve` at `/`: every capability of the
+//! web layer ([`sessionary_axum`]) shown to a person.
+//!
+//! | Path | What |
+//! |---|---|
+//! | `GET /` | products and the cart (anonymous until signed in) |
+//! | `POST /cart/add`, `POST /cart/clear` | change the cart |
+//! | `GET`/`POST /login` | sign in (remember-me); the cart moves along, the token changes |
+//! | `POST /logout` | sign out |
+//! | `GET`/`POST /preferences` | theme and language; a signed-in user's follow them to every device live |
+//! | `GET /account/sessions` | "manage sessions": end one, all others, all |
+//! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
+//! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
+//! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
+//!
+//! Pages are server-rendered ([`maud`]); the one script, `/assets/app.js`,
+//! listens to the session events and switches theme and language without a
+//! reload. The content security policy allows no inline script.
+//!
+//! Tests build the demo over a manager with a [`sessionary_core::MockClock`]:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sessionary_core::{MemoryStore, MockClock, SessionManager};
+//! use sessionary_server::demo::{DemoOptions, DemoUsers, router};
+//!
+//! let clock = MockClock::default();
+//! let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+//!     .with_clock(Arc::new(clock.clone()))
+//!     .build()?;
+//! let app = router(manager, DemoOptions::new(DemoUsers::from_passwords("a", "b")?));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+
+mod i18n;
+mod users;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, uri::Scheme};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use maud::Markup;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sessionary_axum::csrf::{CsrfConfig, CsrfLayer, CsrfRejection};
+use sessionary_axum::{
+    Admin, ClientDevice, CurrentUser, RequireRole, Session, SessionConfig, SessionLayer,
+    SessionRejection, session_routes,
+};
+use sessionary_core::policy::format_duration;
+use sessionary_core::{EndReason, NewSession, SessionId, SessionManager};
+
+pub use i18n::Lang;
+pub use users::{ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME};
+use view::Ctx;
+
+/// A product of the shop.
+#[derive(Debug)]
+struct Product {
+    slug: &'static str,
+    name_key: &'static str,
+    emoji: &'static str,
+    cents: u32,
+}
+
+/// What the shop sells; the cart takes nothing else.
+const PRODUCTS: &[Product] = &[
+    Product {
+        slug: "tea",
+        name_key: "product.tea",
+        emoji: "🍵",
+        cents: 650,
+    },
+    Product {
+        slug: "coffee",
+        name_key: "product.coffee",
+        emoji: "☕",
+        cents: 900,
+    },
+    Product {
+        slug: "mug",
+        name_key: "product.mug",
+        emoji: "🫖",
+        cents: 1200,
+    },
+];
+
+/// Most items a cart holds.
+const MAX_CART: usize = 50;
+
+/// How the demo is served.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    users: Arc<DemoUsers>,
+    expiry_warning: Duration,
+    insecure_http: bool,
+}
+
+impl DemoOptions {
+    /// The demo with these accounts, served over plain HTTP on loopback
+    /// (cookie `session` without `Secure`), with a 60 s expiry warning.
+    pub fn new(users: DemoUsers) -> Self {
+        Self {
+            users: Arc::new(users),
+            expiry_warning: sessionary_axum::config::DEFAULT_EXPIRY_WARNING,
+            insecure_http: true,
+        }
+    }
+
+    /// How long before the session's end the page warns.
+    #[must_use]
+    pub fn with_expiry_warning(mut self, lead: Duration) -> Self {
+        self.expiry_warning = lead;
+        self
+    }
+
+    /// Serve behind HTTPS: `__Host-session` with `Secure`, HTTPS origins for
+    /// the CSRF check. `sessionary serve` does this unless it listens on a
+    /// loopback address.
+    #[must_use]
+    pub fn with_https(mut self) -> Self {
+        self.insecure_http = false;
+        self
+    }
+}
+
+#[derive(Clone)]
+struct Demo {
+    manager: SessionManager,
+    users: Arc<DemoUsers>,
+}
+
+/// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
+/// security headers. Serve it with connect info (the client IP is shown in
+/// "manage sessions").
+pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
+    let mut config = SessionConfig::new()
+        .with_expiry_warning(options.expiry_warning)
+        .with_sign_in_path("/login")
+        .with_strict_prefix("/admin");
+    let mut csrf = CsrfConfig::new();
+    if options.insecure_http {
+        // Loopback only (see `DemoOptions::new`): browsers treat it as secure
+        // enough, but plain HTTP cannot carry a `Secure` cookie everywhere.
+        config = config.dangerous().allow_insecure_http();
+        csrf = csrf.with_scheme(Scheme::HTTP);
+    }
+    let demo = Demo {
+        manager: manager.clone(),
+        users: options.users,
+    };
+    Router::new()
+        .route("/", get(shop))
+        .route("/cart/add", post(cart_add))
+        .route("/cart/clear", post(cart_clear))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/preferences", get(get_prefs).post(set_prefs))
+        .route("/account/sessions", get(sessions_page))
+        .route("/account/sessions/end", post(end_one))
+        .route("/account/sessions/end-others", post(end_others))
+        .route("/account/sessions/end-all", post(end_all))
+        .route("/admin", get(admin_page))
+        .route("/admin/sessions/end", post(admin_end))
+        .route("/session-expired", get(expired_page))
+        .route("/assets/app.js", get(script))
+        .route("/assets/app.css", get(style))
+        .route("/assets/i18n.json", get(texts))
+        .merge(session_routes())
+        .fallback(not_found)
+        .layer(CsrfLayer::new(csrf))
+        .layer(middleware::from_fn_with_state(demo.clone(), error_pages))
+        .layer(SessionLayer::new(manager, config))
+        .layer(middleware::map_response(security_headers))
+        .with_state(demo)
+}
+
+/// Why a demo handler could not answer normally.
+#[derive(Debug)]
+enum DemoError {
+    /// A session rejection: `401`s become redirects in the layer (expired
+    /// page, sign-in page); the rest become error pages.
+    Session(SessionRejection),
+    /// An error page: status, problem type, message key.
+    Page(StatusCode, &'static str, &'static str),
+}
+
+impl From<SessionRejection> for DemoError {
+    fn from(r: SessionRejection) -> Self {
+        Self::Session(r)
+    }
+}
+
+impl From<sessionary_core::Error> for DemoError {
+    fn from(e: sessionary_core::Error) -> Self {
+        Self::Session(e.into())
+    }
+}
+
+/// Put on a response for [`error_pages`] to render.
+#[derive(Clone, Copy, Debug)]
+struct ErrorPage {
+    problem: &'static str,
+    key: &'static str,
+}
+
+impl IntoResponse for DemoError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Session(r) => r.into_response(),
+            Self::Page(status, problem, key) => {
+                let mut res = (status, problem).into_response();
+                res.extensions_mut().insert(ErrorPage { problem, key });
+                res
+            }
+        }
+    }
+}
+
+fn bad_request() -> DemoError {
+    DemoError::Page(
+        StatusCode::BAD_REQUEST,
+        "invalid-request",
+        "error.bad_request",
+    )
+}
+
+fn internal() -> DemoError {
+    DemoError::Page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "error.internal",
+    )
+}
+
+impl Demo {
+    /// The page context: preferences (the user's, else the session's), the
+    /// user, and a CSRF token when the page has forms (which needs a session:
+    /// an anonymous one is created then).
+    async fn ctx(&self, session: &Session, forms: bool) -> Result<Ctx, DemoError> {
+        let record = session.record();
+        let user = record.as_ref().and_then(|r| r.user.clone());
+        let mut prefs = session.get::<Value>("prefs")?.unwrap_or(Value::Null);
+        if let Some(user) = &user {
+            let (_, data) = self.manager.user_data(user).await?;
+            if let Some(p) = data.get("prefs") {
+                prefs = p.clone();
+            }
+        }
+        let csrf = if forms || record.is_some() {
+            Some(session.csrf_token().await?)
+        } else {
+            None
+        };
+        Ok(Ctx {
+            lang: Lang::from_code(prefs["lang"].as_str().unwrap_or("en")),
+            dark: prefs["theme"] == "dark",
+            user: user.map(|u| {
+                let admin = record
+                    .as_ref()
+                    .is_some_and(|r| r.roles.iter().any(|x| x == "admin"));
+                (u.as_str().to_owned(), admin)
+            }),
+            csrf,
+        })
+    }
+}
+
+fn page(markup: Markup) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// Only a path on this site: `/x`, never `//host`, `/\host` or a URL.
+fn local_path(p: Option<&str>) -> &str {
+    match p {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && !p.chars().any(char::is_control) =>
+        {
+            p
+        }
+        _ => "/",
+    }
+}
+
+async fn shop(State(demo): State<Demo>, session: Session) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&session, true).await?;
+    let cart: Vec<String> = session.get("cart")?.unwrap_or_default();
+    Ok(page(view::shop(&ctx, &cart)))
+}
+
+#[derive(Deserialize)]
+struct AddForm {
+    product: String,
+}
+
+async fn cart_add(session: Session, Form(form): Form<AddForm>) -> Result<Response, DemoError> {
+    let Some(p) = PRODUCTS.iter().find(|p| p.slug == form.product) else {
+        return Err(bad_request());
+    };
+    // Compare-and-set with retry: two tabs adding at once lose nothing.
+    session
+        .update(|data| {
+            let cart = data.entry("cart").or_insert_with(|| json!([]));
+            if let Some(items) = cart.as_array_mut() {
+                if items.len() < MAX_CART {
+                    items.push(p.slug.into());
+                }
+            }
+        })
+        .await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn cart_clear(session: Session) -> Result<Response, DemoError> {
+    session.remove("cart").await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+#[derive(Deserialize)]
+struct ReturnTo {
+    return_to: Option<String>,
+}
+
+async fn login_page(
+    State(demo): State<Demo>,
+    session: Session,
+    Query(q): Query<ReturnTo>,
+) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&session, true).await?;
+    Ok(page(view::login(
+        &ctx,
+        local_path(q.return_to.as_deref()),
+        false,
+    )))
+}
+
+/// The sign-in form. No `Debug`: a password must never reach a log.
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    remember: Option<String>,
+    return_to: Option<String>,
+}
+
+async fn login(
+    State(demo): State<Demo>,
+    session: Session,
+    ClientDevice(device): ClientDevice,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, DemoError> {
+    let return_to = local_path(form.return_to.as_deref()).to_owned();
+    let users = Arc::clone(&demo.users);
+    let (name, password) = (form.username, form.password);
+    // Argon2id takes tens of milliseconds of CPU: off the async threads.
+    let checked = tokio::task::spawn_blocking(move || users.check(&name, &password))
+        .await
+        .map_err(|_| internal())?;
+    let Some((user, role)) = checked else {
+        tracing::info!("demo sign-in refused");
+        let ctx = demo.ctx(&session, true).await?;
+        let mut res = page(view::login(&ctx, &return_to, true));
+        *res.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(res);
+    };
+    let new = NewSession::user(user)
+        .with_roles([role])
+        .with_aal(1)
+        .with_remember(form.remember.is_some())
+        .with_device(device);
+    match session.login(new).await {
+        Ok(_) => Ok(Redirect::to(&return_to).into_response()),
+        Err(SessionRejection::Operation(sessionary_core::Error::LimitReached { .. })) => {
+            Err(DemoError::Page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "session-limit",
+                "error.limit",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn logout(session: Session) -> Result<Response, DemoError> {
+    session.logout().await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn get_prefs(State(demo): State<Demo>, session: Session) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&session, false).await?;
+    let doc = json!({
+        "theme": if ctx.dark { "dark" } else { "light" },
+        "lang": ctx.lang.code(),
+    });
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(doc)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefsChange {
+    theme: Option<String>,
+    lang: Option<String>,
+}
+
+/// Saves theme and language: to the user (every device follows live through
+/// the `data-changed` event), or to the anonymous session.
+async fn set_prefs(
+    State(demo): State<Demo>,
+    session: Session,
+    Json(change): Json<PrefsChange>,
+) -> Result<Response, DemoError> {
+    let mut patch = serde_json::Map::new();
+    match change.theme.as_deref() {
+        Some(t @ ("light" | "dark")) => {
+            patch.insert("theme".into(), t.into());
+        }
+        Some(_) => return Err(bad_request()),
+        None => {}
+    }
+    match change.lang.as_deref() {
+        Some(l @ ("en" | "fr")) => {
+            patch.insert("lang".into(), l.into());
+        }
+        Some(_) => return Err(bad_request()),
+        None => {}
+    }
+    let apply = |data: &mut sessionary_core::Data| {
+        let prefs = data.entry("prefs").or_insert_with(|| json!({}));
+        if !prefs.is_object() {
+            *prefs = json!({});
+        }
+        if let Some(obj) = prefs.as_object_mut() {
+            for (k, v) in &patch {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+    };
+    match session.user() {
+        Some(user) => {
+            demo.manager.update_user_data(&user, None, apply).await?;
+        }
+        None => session.update(apply).await?,
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn sessions_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&user.session, true).await?;
+    let list = demo.manager.list(&user.user).await?;
+    let current = user.record.id.to_string();
+    Ok(page(view::sessions(
+        &ctx,
+        &list,
+        &current,
+        demo.manager.now(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct IdForm {
+    id: String,
+}
+
+async fn end_one(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<IdForm>,
+) -> Result<Response, DemoError> {
+    let id = SessionId::parse(&form.id).map_err(|_| bad_request())?;
+    if id == user.record.id {
+        user.session.logout().await?;
+        return Ok(Redirect::to("/").into_response());
+    }
+    match demo
+        .manager
+        .end_own_session(&user.user, &id, EndReason::RevokedByUser)
+        .await
+    {
+        // Already gone (ended meanwhile, or not this user's): the list shows the truth.
+        Ok(_) | Err(sessionary_core::Error::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to("/account/sessions").into_response())
+}
+
+async fn end_others(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+    demo.manager
+        .end_user_sessions(&user.user, Some(&user.record.id), EndReason::RevokedByUser)
+        .await?;
+    Ok(Redirect::to("/account/sessions").into_response())
+}
+
+async fn end_all(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+    demo.manager
+        .end_user_sessions(&user.user, Some(&user.record.id), EndReason::RevokedByUser)
+        .await?;
+    // This device signs out properly: removal cookie and Clear-Site-Data.
+    user.session.logout().await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn admin_page(
+    State(demo): State<Demo>,
+    RequireRole(admin, ..): RequireRole<Admin>,
+) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&admin.session, true).await?;
+    let mut rows = Vec::new();
+    for name in demo.users.names() {
+        for r in demo.manager.list(name).await? {
+            rows.push((name.as_str().to_owned(), r));
+        }
+    }
+    let policy = demo.manager.policy_for(&admin.record);
+    let idle = format_duration(policy.idle_timeout);
+    let absolute = format_duration(policy.absolute_timeout);
+    let current = admin.record.id.to_string();
+    Ok(page(view::admin(
+        &ctx,
+        (&idle, &absolute),
+        &rows,
+        &current,
+        demo.manager.now(),
+    )))
+}
+
+async fn admin_end(
+    State(demo): State<Demo>,
+    RequireRole(_admin, ..): RequireRole<Admin>,
+    Form(form): Form<IdForm>,
+) -> Result<Response, DemoError> {
+    let id = SessionId::parse(&form.id).map_err(|_| bad_request())?;
+    match demo
+        .manager
+        .end_session(&id, EndReason::RevokedByAdmin)
+        .await
+    {
+        Ok(_) | Err(sessionary_core::Error::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to("/admin").into_response())
+}
+
+#[derive(Deserialize)]
+struct ExpiredQuery {
+    reason: Option<String>,
+    return_to: Option<String>,
+}
+
+async fn expired_page(
+    State(demo): State<Demo>,
+    session: Session,
+    Query(q): Query<ExpiredQuery>,
+) -> Result<Response, DemoError> {
+    // Only known reasons are shown by name; anything else reads "other".
+    let reason = q
+        .reason
+        .as_deref()
+        .filter(|r| r.len() <= 32 && r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .unwrap_or("other");
+    let ctx = demo.ctx(&session, true).await?;
+    let mut res = page(view::expired(
+        &ctx,
+        reason,
+        local_path(q.return_to.as_deref()),
+    ));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+async fn not_found() -> DemoError {
+    DemoError::Page(StatusCode::NOT_FOUND, "not-found", "error.not_found")
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    )
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/app.css"))
+}
+
+async fn texts() -> Response {
+    asset("application/json", i18n::table_json())
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn wants_html(req: &Request) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
+}
+
+/// Turns failures answered to a browser into pages a person understands:
+/// CSRF refusals, missing roles, unknown pages, bad forms, store trouble.
+/// `401`s are left to the session layer, which redirects them to the expired
+/// or sign-in page; JSON callers keep their problem documents.
+async fn error_pages(State(demo): State<Demo>, req: Request, next: Next) -> Response {
+    let html = wants_html(&req);
+    let session = req.extensions().get::<Session>().cloned();
+    let res = next.run(req).await;
+    let status = res.status();
+    if !html
+        || !(status.is_client_error() || status.is_server_error())
+        || status == StatusCode::UNAUTHORIZED
+    {
+        return res;
+    }
+    let is_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let (problem, key) = if let Some(p) = res.extensions().get::<ErrorPage>() {
+        (p.problem, p.key)
+    } else if res.extensions().get::<CsrfRejection>().is_some() {
+        ("csrf-failed", "error.csrf")
+    } else if is_html {
+        return res;
+    } else {
+        match status {
+            StatusCode::FORBIDDEN => ("forbidden", "error.forbidden"),
+            StatusCode::NOT_FOUND => ("not-found", "error.not_found"),
+            StatusCode::TOO_MANY_REQUESTS => ("session-limit", "error.limit"),
+            StatusCode::SERVICE_UNAVAILABLE => ("store-unavailable", "error.unavailable"),
+            s if s.is_server_error() => ("internal", "error.internal"),
+            _ => ("invalid-request", "error.bad_request"),
+        }
+    };
+    let ctx = match &session {
+        // A page with the visitor's language; without forms it creates nothing.
+        Some(s) => demo.ctx(s, false).await.unwrap_or_default(),
+        None => Ctx::default(),
+    };
+    let mut page = page(view::error(&ctx, status.as_u16(), problem, key));
+    *page.status_mut() = status;
+    page.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    page
+}
+
+/// Headers every demo response carries: a strict content security policy (no
+/// inline script), no framing, no sniffing, same-origin referrers, and no
+/// caching of personal pages.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}

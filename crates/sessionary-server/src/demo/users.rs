@@ -1,0 +1,297 @@
+//! The demo's two accounts: a user and an administrator, with Argon2id
+//! password hashes kept in the data folder.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sessionary_core::UserId;
+
+/// File in the data folder holding the demo accounts (`name role hash`, one a line).
+pub const DEMO_USERS_FILE: &str = "demo-users";
+
+/// The plain user's name.
+pub const USER_NAME: &str = "alice";
+/// The administrator's name.
+pub const ADMIN_NAME: &str = "admin";
+
+/// One demo account.
+#[derive(Clone)]
+struct Account {
+    name: UserId,
+    role: String,
+    /// PHC string (`$argon2id$...`).
+    hash: String,
+}
+
+/// The demo accounts. Passwords are only ever held as Argon2id hashes.
+#[derive(Clone)]
+pub struct DemoUsers {
+    accounts: Vec<Account>,
+    /// Verified against for unknown names, so both answers take as long.
+    dummy: String,
+}
+
+impl fmt::Debug for DemoUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+        f.debug_struct("DemoUsers")
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly generated account, to show once.
+#[derive(Clone)]
+pub struct NewAccount {
+    /// The user name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// The password, shown once at the first start.
+    pub password: String,
+}
+
+impl fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the demo accounts could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoUsersError {
+    /// The file could not be read or written.
+    #[error("{what} {}", path.display())]
+    File {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file holds something else than demo accounts.
+    #[error("{}: {message}; delete it to have new demo users generated", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// No randomness for passwords or salts.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+fn hash(password: &str) -> Result<String, DemoUsersError> {
+    let mut salt = [0u8; 16];
+    sessionary_core::token::fill_random(&mut salt).map_err(|_| DemoUsersError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| DemoUsersError::Random)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| DemoUsersError::Random)
+}
+
+/// A password of 3 groups of 4 characters from an alphabet without look-alikes
+/// (about 60 bits).
+fn new_password() -> Result<String, DemoUsersError> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 12];
+    sessionary_core::token::fill_random(&mut bytes).map_err(|_| DemoUsersError::Random)?;
+    let mut out = String::with_capacity(14);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        // 256 % 31 leaves a bias below 1 %: fine for a demo password.
+        out.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
+    }
+    Ok(out)
+}
+
+impl DemoUsers {
+    /// `alice` (role `user`) and `admin` (role `admin`) with these passwords.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Random`] if no salt can be drawn.
+    pub fn from_passwords(user: &str, admin: &str) -> Result<Self, DemoUsersError> {
+        Self::from_accounts(&[
+            (USER_NAME, "user", &hash(user)?),
+            (ADMIN_NAME, "admin", &hash(admin)?),
+        ])
+    }
+
+    fn from_accounts(accounts: &[(&str, &str, &str)]) -> Result<Self, DemoUsersError> {
+        let accounts = accounts
+            .iter()
+            .map(|(name, role, hash)| {
+                Ok(Account {
+                    name: UserId::new(*name).map_err(|_| DemoUsersError::Random)?,
+                    role: (*role).to_owned(),
+                    hash: (*hash).to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, DemoUsersError>>()?;
+        Ok(Self {
+            accounts,
+            dummy: hash("not a password")?,
+        })
+    }
+
+    /// The accounts kept in `<dir>/demo-users`, or new ones with random
+    /// passwords written there (mode 0600), returned once to be shown.
+    ///
+    /// # Errors
+    ///
+    /// Unreadable, unwritable or malformed files.
+    pub fn load_or_create(dir: &Path) -> Result<(Self, Vec<NewAccount>), DemoUsersError> {
+        let path = dir.join(DEMO_USERS_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok((Self::parse(&path, &text)?, Vec::new())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let fresh = vec![
+                    NewAccount {
+                        name: USER_NAME.into(),
+                        role: "user".into(),
+                        password: new_password()?,
+                    },
+                    NewAccount {
+                        name: ADMIN_NAME.into(),
+                        role: "admin".into(),
+                        password: new_password()?,
+                    },
+                ];
+                let mut text = String::from(
+                    "# Sessionary demo accounts: name role argon2id-hash. Delete this file \
+                     for new passwords.\n",
+                );
+                let mut rows = Vec::new();
+                for a in &fresh {
+                    let h = hash(&a.password)?;
+                    text.push_str(&format!("{} {} {h}\n", a.name, a.role));
+                    rows.push((a.name.clone(), a.role.clone(), h));
+                }
+                write_new(&path, &text)?;
+                let refs: Vec<(&str, &str, &str)> = rows
+                    .iter()
+                    .map(|(n, r, h)| (n.as_str(), r.as_str(), h.as_str()))
+                    .collect();
+                Ok((Self::from_accounts(&refs)?, fresh))
+            }
+            Err(source) => Err(DemoUsersError::File {
+                what: "cannot read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, DemoUsersError> {
+        let malformed = |message: String| DemoUsersError::Malformed {
+            path: path.to_owned(),
+            message,
+        };
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(name), Some(role), Some(h), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed(format!("line {} is not `name role hash`", i + 1)));
+            };
+            if UserId::new(name).is_err() || PasswordHash::new(h).is_err() {
+                return Err(malformed(format!("line {} is not a valid account", i + 1)));
+            }
+            rows.push((name, role, h));
+        }
+        if rows.is_empty() {
+            return Err(malformed("no accounts".into()));
+        }
+        Self::from_accounts(&rows)
+    }
+
+    /// The account's name and role if `password` is right. Slow on purpose
+    /// (Argon2id): call it off the async threads ([`tokio::task::spawn_blocking`]).
+    /// An unknown name costs as much as a wrong password.
+    pub fn check(&self, name: &str, password: &str) -> Option<(UserId, String)> {
+        let account = self.accounts.iter().find(|a| a.name.as_str() == name);
+        let phc = account.map_or(self.dummy.as_str(), |a| a.hash.as_str());
+        let ok = PasswordHash::new(phc).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        account
+            .filter(|_| ok)
+            .map(|a| (a.name.clone(), a.role.clone()))
+    }
+
+    /// The account names, for the admin page.
+    pub fn names(&self) -> impl Iterator<Item = &UserId> {
+        self.accounts.iter().map(|a| &a.name)
+    }
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), DemoUsersError> {
+    let err = |what| {
+        let path = path.to_owned();
+        move |source| DemoUsersError::File { what, path, source }
+    };
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).map_err(err("cannot create"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err("cannot write"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_check_and_files_round_trip() -> Result<(), Box<dyn std::error::Error>> {
+        let dir =
+            std::env::temp_dir().join(format!("sessionary-demo-users-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let (users, fresh) = DemoUsers::load_or_create(&dir)?;
+        assert_eq!(fresh.len(), 2);
+        let alice = &fresh[0];
+        assert_eq!(
+            users.check("alice", &alice.password).map(|(_, r)| r),
+            Some("user".to_owned())
+        );
+        assert!(users.check("alice", "wrong").is_none());
+        assert!(users.check("nobody", &alice.password).is_none());
+        // The second start reads the file and shows no passwords.
+        let (again, none) = DemoUsers::load_or_create(&dir)?;
+        assert!(none.is_empty());
+        assert!(again.check("admin", &fresh[1].password).is_some());
+        let text = fs::read_to_string(dir.join(DEMO_USERS_FILE))?;
+        assert!(!text.contains(&alice.password), "only hashes are kept");
+        fs::write(dir.join(DEMO_USERS_FILE), "alice user nothash\n")?;
+        assert!(matches!(
+            DemoUsers::load_or_create(&dir),
+            Err(DemoUsersError::Malformed { .. })
+        ));
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

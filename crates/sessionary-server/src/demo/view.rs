@@ -1,0 +1,351 @@
+//! The demo's pages, rendered with maud (which escapes every interpolated value).
+
+use maud::{DOCTYPE, Markup, html};
+use sessionary_core::{SessionRecord, Timestamp};
+
+use super::i18n::{Lang, t};
+use super::{PRODUCTS, Product};
+
+/// What every page needs to know about the visitor.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Ctx {
+    /// The language pages are rendered in.
+    pub(super) lang: Lang,
+    /// `light` or `dark`.
+    pub(super) dark: bool,
+    /// The signed-in user and whether they are an administrator.
+    pub(super) user: Option<(String, bool)>,
+    /// The CSRF token for this page's forms and `fetch` calls.
+    pub(super) csrf: Option<String>,
+}
+
+impl Ctx {
+    fn t(&self, key: &str) -> &'static str {
+        t(self.lang, key)
+    }
+}
+
+/// An element whose text the language switch replaces.
+fn tr(ctx: &Ctx, key: &str) -> Markup {
+    html! { span data-i18n=(key) { (ctx.t(key)) } }
+}
+
+fn csrf_field(ctx: &Ctx) -> Markup {
+    html! {
+        @if let Some(token) = &ctx.csrf {
+            input type="hidden" name="csrf_token" value=(token);
+        }
+    }
+}
+
+/// The page frame: header with navigation and preferences, the expiry banner, `main`.
+pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(ctx.lang.code()) data-theme=(if ctx.dark { "dark" } else { "light" })
+            data-signed-in=[ctx.user.as_ref().map(|_| "true")] {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (ctx.t(title_key)) " · " (ctx.t("site.name")) }
+                @if let Some(token) = &ctx.csrf {
+                    meta name="csrf-token" content=(token);
+                }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header {
+                    a.brand href="/" { (tr(ctx, "site.name")) }
+                    nav {
+                        a #nav-shop href="/" { (tr(ctx, "nav.shop")) }
+                        @if let Some((name, admin)) = &ctx.user {
+                            a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
+                            @if *admin {
+                                a #nav-admin href="/admin" { (tr(ctx, "nav.admin")) }
+                            }
+                            span.who { (tr(ctx, "nav.signed_in_as")) " " strong #whoami { (name) } }
+                            form #signout-form method="post" action="/logout" {
+                                (csrf_field(ctx))
+                                button #signout type="submit" { (tr(ctx, "nav.signout")) }
+                            }
+                        } @else {
+                            a #nav-signin href="/login" { (tr(ctx, "nav.signin")) }
+                        }
+                    }
+                    div.prefs {
+                        label {
+                            (tr(ctx, "theme.label")) " "
+                            select #theme name="theme" {
+                                option value="light" selected[!ctx.dark] data-i18n="theme.light" { (ctx.t("theme.light")) }
+                                option value="dark" selected[ctx.dark] data-i18n="theme.dark" { (ctx.t("theme.dark")) }
+                            }
+                        }
+                        label {
+                            (tr(ctx, "lang.label")) " "
+                            select #lang name="lang" {
+                                option value="en" selected[ctx.lang == Lang::En] { "English" }
+                                option value="fr" selected[ctx.lang == Lang::Fr] { "Français" }
+                            }
+                        }
+                    }
+                }
+                div #expiry-warning.banner role="alert" hidden {
+                    span #expiry-text { (ctx.t("expiry.one")) }
+                    " "
+                    button #stay-signed-in type="button" { (tr(ctx, "expiry.stay")) }
+                }
+                (main)
+            }
+        }
+    }
+}
+
+/// The product list and the cart.
+pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
+    let main = html! {
+        main #shop {
+            section {
+                h1 { (tr(ctx, "shop.title")) }
+                ul #products {
+                    @for p in PRODUCTS {
+                        li.product {
+                            span.emoji { (p.emoji) }
+                            span.name { (tr(ctx, p.name_key)) }
+                            span.price { (price(p.cents)) }
+                            form method="post" action="/cart/add" {
+                                (csrf_field(ctx))
+                                input type="hidden" name="product" value=(p.slug);
+                                button.add-to-cart type="submit" data-product=(p.slug) {
+                                    (tr(ctx, "shop.add"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            aside #cart-box {
+                h2 { (tr(ctx, "cart.title")) " (" span #cart-count { (cart.len()) } " " (tr(ctx, "cart.items")) ")" }
+                @if cart.is_empty() {
+                    p { (tr(ctx, "cart.empty")) }
+                }
+                ul #cart {
+                    @for slug in cart {
+                        @if let Some(p) = product(slug) {
+                            li data-product=(p.slug) { (p.emoji) " " (tr(ctx, p.name_key)) " " span.price { (price(p.cents)) } }
+                        }
+                    }
+                }
+                @if !cart.is_empty() {
+                    p.total { strong { (price(cart.iter().filter_map(|s| product(s)).map(|p| p.cents).sum())) } }
+                    form method="post" action="/cart/clear" {
+                        (csrf_field(ctx))
+                        button #clear-cart type="submit" { (tr(ctx, "cart.clear")) }
+                    }
+                }
+                @if ctx.user.is_none() {
+                    p.hint { (tr(ctx, "cart.kept")) }
+                }
+            }
+        }
+    };
+    layout(ctx, "shop.title", &main)
+}
+
+fn product(slug: &str) -> Option<&'static Product> {
+    PRODUCTS.iter().find(|p| p.slug == slug)
+}
+
+fn price(cents: u32) -> String {
+    format!("€{}.{:02}", cents / 100, cents % 100)
+}
+
+/// The sign-in form, shared by the sign-in and the session-expired pages.
+fn sign_in_form(ctx: &Ctx, id: &str, return_to: &str, submit_id: &str, submit_key: &str) -> Markup {
+    html! {
+        form id=(id) method="post" action="/login" {
+            (csrf_field(ctx))
+            input type="hidden" name="return_to" value=(return_to);
+            label { (tr(ctx, "login.username")) input #username name="username" autocomplete="username" required; }
+            label { (tr(ctx, "login.password")) input #password type="password" name="password" autocomplete="current-password" required; }
+            label.check { input #remember type="checkbox" name="remember"; " " (tr(ctx, "login.remember")) }
+            button id=(submit_id) type="submit" { (tr(ctx, submit_key)) }
+        }
+    }
+}
+
+/// The sign-in page; `failed` after a wrong name or password.
+pub(super) fn login(ctx: &Ctx, return_to: &str, failed: bool) -> Markup {
+    let main = html! {
+        main #login {
+            h1 { (tr(ctx, "login.title")) }
+            @if failed {
+                p #login-error.error role="alert" { (tr(ctx, "login.error")) }
+            }
+            (sign_in_form(ctx, "login-form", return_to, "login-submit", "login.submit"))
+            p.hint { (tr(ctx, "login.demo")) }
+        }
+    };
+    layout(ctx, "login.title", &main)
+}
+
+/// The page a session that ended leads to, with a sign-in form that returns
+/// to where the user was.
+pub(super) fn expired(ctx: &Ctx, reason: &str, return_to: &str) -> Markup {
+    let key = match reason {
+        "expired_idle" | "expired_absolute" | "revoked_by_user" | "revoked_by_admin"
+        | "logged_out" | "evicted_by_limit" => format!("reason.{reason}"),
+        _ => "reason.other".to_owned(),
+    };
+    let main = html! {
+        main #expired data-reason=(reason) {
+            h1 { (tr(ctx, "expired.title")) }
+            p #expired-reason { (tr(ctx, &key)) }
+            p { (tr(ctx, "expired.reconnect")) }
+            (sign_in_form(ctx, "reconnect-form", return_to, "reconnect-submit", "expired.submit"))
+        }
+    };
+    layout(ctx, "expired.title", &main)
+}
+
+/// "3 min ago" and the like.
+fn ago(now: Timestamp, then: Timestamp) -> String {
+    let s = now.millis_since(then).max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// `2026-11-26 07:40 UTC`.
+fn when(at: Timestamp) -> String {
+    let s = at.to_rfc3339();
+    format!("{} UTC", s.get(..16).unwrap_or(&s).replace('T', " "))
+}
+
+fn device_cells(record: &SessionRecord, now: Timestamp) -> Markup {
+    let d = &record.device;
+    html! {
+        td.device { (d.label.as_deref().unwrap_or("?")) }
+        td.ip { (d.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "?".into())) }
+        td.started { (when(record.created_at)) }
+        td.last-seen title=(when(record.last_seen_at)) { (ago(now, record.last_seen_at)) }
+    }
+}
+
+/// "Manage sessions": the user's devices, this one marked.
+pub(super) fn sessions(
+    ctx: &Ctx,
+    list: &[std::sync::Arc<SessionRecord>],
+    current: &str,
+    now: Timestamp,
+) -> Markup {
+    let main = html! {
+        main #manage-sessions {
+            h1 { (tr(ctx, "sessions.title")) }
+            p { (tr(ctx, "sessions.intro")) }
+            table #sessions {
+                thead { tr {
+                    th { (tr(ctx, "sessions.device")) } th { (tr(ctx, "sessions.ip")) }
+                    th { (tr(ctx, "sessions.started")) } th { (tr(ctx, "sessions.last_seen")) }
+                    th { (tr(ctx, "sessions.remembered")) } th {}
+                } }
+                tbody {
+                    @for r in list {
+                        @let id = r.id.to_string();
+                        @let mine = id == current;
+                        tr.session.current[mine] data-session-id=(id) {
+                            (device_cells(r, now))
+                            td { (tr(ctx, if r.remember { "sessions.yes" } else { "sessions.no" })) }
+                            td {
+                                @if mine {
+                                    strong.this-device { (tr(ctx, "sessions.this")) }
+                                } @else {
+                                    form method="post" action="/account/sessions/end" {
+                                        (csrf_field(ctx))
+                                        input type="hidden" name="id" value=(id);
+                                        button.end-session type="submit" { (tr(ctx, "sessions.end")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            div.actions {
+                form method="post" action="/account/sessions/end-others" {
+                    (csrf_field(ctx))
+                    button #end-others type="submit" { (tr(ctx, "sessions.end_others")) }
+                }
+                form method="post" action="/account/sessions/end-all" {
+                    (csrf_field(ctx))
+                    button #end-all.danger type="submit" { (tr(ctx, "sessions.end_all")) }
+                }
+            }
+        }
+    };
+    layout(ctx, "sessions.title", &main)
+}
+
+/// The admin area: its stricter policy and every demo user's live sessions.
+pub(super) fn admin(
+    ctx: &Ctx,
+    policy: (&str, &str),
+    rows: &[(String, std::sync::Arc<SessionRecord>)],
+    current: &str,
+    now: Timestamp,
+) -> Markup {
+    let text = ctx
+        .t("admin.policy")
+        .replace("{idle}", policy.0)
+        .replace("{absolute}", policy.1);
+    let main = html! {
+        main #admin {
+            h1 { (tr(ctx, "admin.title")) }
+            p #admin-policy { (text) }
+            h2 { (tr(ctx, "admin.sessions")) }
+            table #all-sessions {
+                thead { tr {
+                    th { (tr(ctx, "admin.user")) } th { (tr(ctx, "sessions.device")) }
+                    th { (tr(ctx, "sessions.ip")) } th { (tr(ctx, "sessions.started")) }
+                    th { (tr(ctx, "sessions.last_seen")) } th {}
+                } }
+                tbody {
+                    @for (user, r) in rows {
+                        @let id = r.id.to_string();
+                        tr.session.current[id == current] data-session-id=(id) {
+                            td { (user) }
+                            (device_cells(r, now))
+                            td {
+                                @if id == current {
+                                    strong.this-device { (tr(ctx, "sessions.this")) }
+                                } @else {
+                                    form method="post" action="/admin/sessions/end" {
+                                        (csrf_field(ctx))
+                                        input type="hidden" name="id" value=(id);
+                                        button.revoke type="submit" { (tr(ctx, "admin.revoke")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(ctx, "admin.title", &main)
+}
+
+/// An error page a person understands; `problem` is the machine-readable type.
+pub(super) fn error(ctx: &Ctx, status: u16, problem: &str, message_key: &str) -> Markup {
+    let main = html! {
+        main #error data-status=(status) data-problem=(problem) {
+            h1 { (tr(ctx, "error.title")) }
+            p.message { (tr(ctx, message_key)) }
+            p { a href="/" { (tr(ctx, "error.back")) } }
+        }
+    };
+    layout(ctx, "error.title", &main)
+}

@@ -1,0 +1,643 @@
+//! The demo shop through `app_with_demo(...).oneshot(...)`: each "device" keeps
+//! its own cookie; time is moved by a `MockClock`. The browser suite
+//! (`tests/browser.rs`) drives the same pages in Chromium.
+
+// Test helpers outside #[test] fns: a panic is how they report a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use parking_lot::Mutex;
+use sessionary_core::{MemoryStore, MockClock, SessionManager, UserId};
+use sessionary_server::demo::{DemoOptions, DemoUsers};
+use sessionary_server::{ApiKeys, AppState, app_with_demo};
+use tower::ServiceExt as _;
+
+const ALICE_PW: &str = "alice-password";
+const ADMIN_PW: &str = "admin-password";
+
+/// Hashing is slow on purpose: once per test binary.
+fn users() -> DemoUsers {
+    static USERS: OnceLock<DemoUsers> = OnceLock::new();
+    USERS
+        .get_or_init(|| DemoUsers::from_passwords(ALICE_PW, ADMIN_PW).unwrap())
+        .clone()
+}
+
+struct Shop {
+    app: Router,
+    clock: MockClock,
+    manager: SessionManager,
+}
+
+fn shop() -> Shop {
+    let clock = MockClock::default();
+    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)]));
+    Shop {
+        app: app_with_demo(state, DemoOptions::new(users())),
+        clock,
+        manager,
+    }
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The first `name="csrf_token" value="..."` of the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf_token\" value=\"")
+            .expect("a CSRF field")
+            + 25;
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+
+    fn cart_count(&self) -> usize {
+        let at = self.body.find("id=\"cart-count\">").expect("a cart count") + 16;
+        self.body[at..].split('<').next().unwrap().parse().unwrap()
+    }
+
+    #[track_caller]
+    fn error_page(&self, status: u16, problem: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        let tag = format!(r#"<main id="error" data-status="{status}" data-problem="{problem}">"#);
+        assert!(self.body.contains(&tag), "{tag} in {}", self.body);
+        assert!(
+            self.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+    }
+}
+
+/// A browser: one cookie jar (the session cookie), sends `Accept: text/html`.
+#[derive(Default)]
+struct Device {
+    cookie: Mutex<Option<String>>,
+}
+
+impl Device {
+    fn cookie(&self) -> Option<String> {
+        self.cookie.lock().clone()
+    }
+
+    async fn send(&self, shop: &Shop, req: http::request::Builder, body: Body) -> Page {
+        let mut req = req
+            .header(header::ACCEPT, "text/html")
+            .header(
+                header::USER_AGENT,
+                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0",
+            )
+            .header("sec-fetch-site", "same-origin");
+        if let Some(c) = self.cookie() {
+            req = req.header(header::COOKIE, format!("session={c}"));
+        }
+        let res = shop
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        for v in headers.get_all(header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let value = v
+                .split(';')
+                .next()
+                .unwrap()
+                .strip_prefix("session=")
+                .unwrap();
+            *self.cookie.lock() = (!value.is_empty()).then(|| value.to_owned());
+        }
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, shop: &Shop, path: &str) -> Page {
+        self.send(shop, Request::get(path), Body::empty()).await
+    }
+
+    async fn post(&self, shop: &Shop, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(shop, req, Body::from(body)).await
+    }
+
+    /// Posts a form with the CSRF token of a fresh render of `/`.
+    async fn post_with_token(&self, shop: &Shop, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.get(shop, "/").await.csrf();
+        let mut form = form.to_vec();
+        form.push(("csrf_token", &token));
+        self.post(shop, path, &form).await
+    }
+
+    async fn sign_in(&self, shop: &Shop, user: &str, password: &str, remember: bool) -> Page {
+        let token = self.get(shop, "/login").await.csrf();
+        let mut form = vec![
+            ("username", user),
+            ("password", password),
+            ("csrf_token", token.as_str()),
+            ("return_to", "/"),
+        ];
+        if remember {
+            form.push(("remember", "on"));
+        }
+        self.post(shop, "/login", &form).await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn anonymous_cart_survives_sign_in_and_the_token_changes() {
+    let shop = shop();
+    let d = Device::default();
+    let home = d.get(&shop, "/").await;
+    assert_eq!(home.status, 200);
+    assert_eq!(home.cart_count(), 0);
+    let anonymous = d.cookie().expect("a form page issues an anonymous session");
+    for product in ["tea", "mug"] {
+        let r = d
+            .post_with_token(&shop, "/cart/add", &[("product", product)])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    assert_eq!(d.get(&shop, "/").await.cart_count(), 2);
+    assert_eq!(
+        d.cookie().as_deref(),
+        Some(anonymous.as_str()),
+        "adding keeps the token"
+    );
+
+    let r = d.sign_in(&shop, "alice", "wrong", false).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("id=\"login-error\""));
+    assert_eq!(
+        d.cookie().as_deref(),
+        Some(anonymous.as_str()),
+        "a refused sign-in changes nothing"
+    );
+
+    let r = d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/");
+    let signed_in = d.cookie().unwrap();
+    assert_ne!(signed_in, anonymous, "sign-in issues a new token");
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        !cookie.contains("Max-Age"),
+        "no remember-me: a browser-session cookie: {cookie}"
+    );
+    let home = d.get(&shop, "/").await;
+    assert_eq!(home.cart_count(), 2, "the cart moved along");
+    assert!(home.body.contains("<strong id=\"whoami\">alice</strong>"));
+
+    // The anonymous token is dead.
+    let old = Device::default();
+    *old.cookie.lock() = Some(anonymous);
+    let r = old.get(&shop, "/account/sessions").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.location()
+            .starts_with("/session-expired?reason=regenerated"),
+        "{}",
+        r.location()
+    );
+}
+
+#[tokio::test]
+async fn remember_me_gives_a_persistent_cookie_and_admins_cannot_have_one() {
+    let shop = shop();
+    let d = Device::default();
+    let r = d.sign_in(&shop, "alice", ALICE_PW, true).await;
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("Max-Age="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let a = Device::default();
+    let r = a.sign_in(&shop, "admin", ADMIN_PW, true).await;
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        !cookie.contains("Max-Age="),
+        "the admin policy refuses remember-me: {cookie}"
+    );
+}
+
+#[tokio::test]
+async fn forms_without_their_csrf_token_get_an_error_page_and_change_nothing() {
+    let shop = shop();
+    let d = Device::default();
+    d.post_with_token(&shop, "/cart/add", &[("product", "tea")])
+        .await;
+    let r = d.post(&shop, "/cart/add", &[("product", "coffee")]).await;
+    r.error_page(403, "csrf-failed");
+    let r = d
+        .post(
+            &shop,
+            "/cart/add",
+            &[("product", "coffee"), ("csrf_token", "forged")],
+        )
+        .await;
+    r.error_page(403, "csrf-failed");
+    assert_eq!(d.get(&shop, "/").await.cart_count(), 1);
+    // Cross-site, even with a valid token.
+    let token = d.get(&shop, "/").await.csrf();
+    let req = Request::post("/cart/add")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header(header::COOKIE, format!("session={}", d.cookie().unwrap()));
+    let res = shop
+        .app
+        .clone()
+        .oneshot(
+            req.body(Body::from(format!("product=mug&csrf_token={token}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(d.get(&shop, "/").await.cart_count(), 1);
+    // Unknown products are a bad request page.
+    d.post_with_token(&shop, "/cart/add", &[("product", "caviar")])
+        .await
+        .error_page(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn the_admin_area_refuses_users_and_admits_admins() {
+    let shop = shop();
+    let anon = Device::default();
+    let r = anon.get(&shop, "/admin").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/login?return_to=/admin");
+
+    let alice = Device::default();
+    alice.sign_in(&shop, "alice", ALICE_PW, false).await;
+    alice
+        .get(&shop, "/admin")
+        .await
+        .error_page(403, "forbidden");
+    assert!(
+        !alice
+            .get(&shop, "/")
+            .await
+            .body
+            .contains("id=\"nav-admin\"")
+    );
+
+    let admin = Device::default();
+    admin.sign_in(&shop, "admin", ADMIN_PW, false).await;
+    let r = admin.get(&shop, "/admin").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<main id=\"admin\">"));
+    assert!(
+        r.body.contains("10m without activity"),
+        "the admin policy is shown"
+    );
+    assert!(
+        r.body.contains("<td>alice</td>"),
+        "alice's session is listed"
+    );
+
+    // The admin area is a SameSite=Strict group: a cross-site link arrives signed out.
+    let req = Request::get("/admin")
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header(
+            header::COOKIE,
+            format!("session={}", admin.cookie().unwrap()),
+        );
+    let res = shop
+        .app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/login?return_to=/admin");
+    // ... while the shop stays Lax: the same link to `/` is signed in.
+    let req = Request::get("/")
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header(
+            header::COOKIE,
+            format!("session={}", admin.cookie().unwrap()),
+        );
+    let res = shop
+        .app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("id=\"whoami\">admin<"));
+
+    // The admin revokes alice's session.
+    let id = shop
+        .manager
+        .list(&UserId::new("alice").unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    let r = admin
+        .post_with_token(&shop, "/admin/sessions/end", &[("id", &id)])
+        .await;
+    assert_eq!(r.location(), "/admin");
+    let r = alice.get(&shop, "/account/sessions").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.location()
+            .starts_with("/session-expired?reason=revoked_by_admin")
+    );
+}
+
+#[tokio::test]
+async fn manage_sessions_lists_devices_and_ends_them() {
+    let shop = shop();
+    let (a, b, c) = (Device::default(), Device::default(), Device::default());
+    for d in [&a, &b, &c] {
+        d.sign_in(&shop, "alice", ALICE_PW, false).await;
+        // Oldest first in the list: A, B, C.
+        shop.clock.advance(Duration::from_secs(1));
+    }
+    let page = b.get(&shop, "/account/sessions").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body.matches("<tr class=\"session").count(), 3);
+    assert_eq!(
+        page.body.matches("<tr class=\"session current\"").count(),
+        1
+    );
+    assert!(page.body.contains("Chrome on Linux"));
+    assert!(page.body.contains("This device"));
+
+    // B ends A.
+    let a_id = shop
+        .manager
+        .list(&UserId::new("alice").unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    let r = b
+        .post_with_token(&shop, "/account/sessions/end", &[("id", &a_id)])
+        .await;
+    assert_eq!(r.location(), "/account/sessions");
+    let r = a.get(&shop, "/account/sessions").await;
+    assert_eq!(
+        r.location(),
+        "/session-expired?reason=revoked_by_user&return_to=/account/sessions"
+    );
+    // B ends the others (C); B stays.
+    b.post_with_token(&shop, "/account/sessions/end-others", &[])
+        .await;
+    assert!(
+        c.get(&shop, "/account/sessions")
+            .await
+            .location()
+            .contains("revoked_by_user")
+    );
+    let page = b.get(&shop, "/account/sessions").await;
+    assert_eq!(page.body.matches("<tr class=\"session").count(), 1);
+    // Sign out everywhere: B's cookie goes too.
+    let r = b
+        .post_with_token(&shop, "/account/sessions/end-all", &[])
+        .await;
+    assert_eq!(r.location(), "/");
+    assert!(r.headers.contains_key("clear-site-data"));
+    assert!(
+        shop.manager
+            .list(&UserId::new("alice").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Anonymous visitors are sent to sign in.
+    let r = Device::default().get(&shop, "/account/sessions").await;
+    assert_eq!(r.location(), "/login?return_to=/account/sessions");
+}
+
+#[tokio::test]
+async fn idle_expiry_leads_to_the_expired_page_and_reconnecting_restores_the_cart() {
+    let shop = shop();
+    let d = Device::default();
+    d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    d.post_with_token(&shop, "/cart/add", &[("product", "coffee")])
+        .await;
+    shop.clock.advance(Duration::from_secs(31 * 60));
+    let r = d.get(&shop, "/account/sessions").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.location(),
+        "/session-expired?reason=expired_idle&return_to=/account/sessions"
+    );
+    let page = d.get(&shop, r.location()).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains(r#"<main id="expired" data-reason="expired_idle">"#)
+    );
+    assert!(page.body.contains("You were inactive"));
+    assert!(
+        page.body
+            .contains(r#"name="return_to" value="/account/sessions""#)
+    );
+    let token = page.csrf();
+    let r = d
+        .post(
+            &shop,
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", ALICE_PW),
+                ("csrf_token", &token),
+                ("return_to", "/account/sessions"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/account/sessions", "back where the user was");
+    assert_eq!(
+        d.get(&shop, "/").await.cart_count(),
+        1,
+        "the cart came back"
+    );
+}
+
+#[tokio::test]
+async fn return_to_only_ever_names_a_local_path() {
+    let shop = shop();
+    for evil in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let d = Device::default();
+        let token = d.get(&shop, "/login").await.csrf();
+        let r = d
+            .post(
+                &shop,
+                "/login",
+                &[
+                    ("username", "alice"),
+                    ("password", ALICE_PW),
+                    ("csrf_token", &token),
+                    ("return_to", evil),
+                ],
+            )
+            .await;
+        assert_eq!(r.location(), "/", "{evil}");
+        let page = Device::default()
+            .get(
+                &shop,
+                &format!(
+                    "/session-expired?reason=expired_idle&return_to={}",
+                    urlencode(evil)
+                ),
+            )
+            .await;
+        assert!(
+            page.body.contains(r#"name="return_to" value="/""#),
+            "{evil}"
+        );
+    }
+    // Unknown reasons read as "other"; markup in the query is never echoed.
+    let page = Device::default()
+        .get(&shop, "/session-expired?reason=%3Cscript%3E")
+        .await;
+    assert!(page.body.contains(r#"data-reason="other""#));
+    assert!(!page.body.contains("<script>"));
+}
+
+#[tokio::test]
+async fn preferences_follow_the_user_to_other_devices() {
+    let shop = shop();
+    let (a, b) = (Device::default(), Device::default());
+    a.sign_in(&shop, "alice", ALICE_PW, false).await;
+    b.sign_in(&shop, "alice", ALICE_PW, false).await;
+    let mut events = shop.manager.subscribe();
+    let token = a.get(&shop, "/").await.csrf();
+    let json_post = |body: &'static str, token: Option<&str>| {
+        let mut req = Request::post("/preferences")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .header(header::COOKIE, format!("session={}", a.cookie().unwrap()));
+        if let Some(t) = token {
+            req = req.header("x-csrf-token", t);
+        }
+        shop.app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+    };
+    let res = json_post(r#"{"theme":"dark"}"#, None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no CSRF header");
+    let res = json_post(r#"{"theme":"purple"}"#, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = json_post(r#"{"theme":"dark","lang":"fr"}"#, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // Every device of the user hears of it (the pages' event streams listen).
+    let e = events.recv().await.unwrap();
+    assert!(matches!(
+        e.kind,
+        sessionary_core::EventKind::UserDataChanged
+    ));
+    let page = b.get(&shop, "/").await;
+    assert!(
+        page.body
+            .starts_with(r#"<!DOCTYPE html><html lang="fr" data-theme="dark""#),
+        "{}",
+        &page.body[..120]
+    );
+    assert!(page.body.contains("Boutique"));
+    let req = Request::get("/preferences")
+        .header(header::COOKIE, format!("session={}", b.cookie().unwrap()));
+    let res = shop
+        .app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"lang":"fr","theme":"dark"}"#);
+}
+
+#[tokio::test]
+async fn unknown_pages_are_pages_and_the_api_keeps_problems() {
+    let shop = shop();
+    Device::default()
+        .get(&shop, "/no/such/page")
+        .await
+        .error_page(404, "not-found");
+    let res = shop
+        .app
+        .clone()
+        .oneshot(Request::get("/v1/nothing").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    // Security headers on every page.
+    let page = Device::default().get(&shop, "/").await;
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(!page.body.contains("<script>"), "no inline script");
+}
