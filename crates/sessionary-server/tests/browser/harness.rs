@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
@@ -398,16 +399,22 @@ impl Device {
             .unwrap_or_else(|e| format!("<no url: {e}>"))
     }
 
-    /// The value of the cookie `name`, if the browser holds one.
-    pub(crate) async fn cookie(&self, name: &str) -> Option<String> {
+    /// The cookie `name`, if the browser holds one for the current page.
+    pub(crate) async fn cookie(&self, name: &str) -> Option<Cookie<'static>> {
         let all = self
             .client()
             .get_all_cookies()
             .await
             .unwrap_or_else(|e| panic!("{}: read cookies: {e}", self.name));
-        all.into_iter()
-            .find(|c| c.name() == name)
-            .map(|c| c.value().to_owned())
+        all.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The HTTP status of the current document (Navigation Timing).
+    pub(crate) async fn page_status(&self) -> u64 {
+        self.js("return performance.getEntriesByType('navigation')[0].responseStatus;")
+            .await
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no navigation status", self.name))
     }
 
     /// Saves a PNG of the viewport as `target/browser-screenshots/<test>-<device>-<what>.png`.
