@@ -337,3 +337,24 @@ async fn extension_rearms_the_warning() -> Result<()> {
     assert_eq!(data["seconds_left"], 30);
     Ok(())
 }
+
+/// A test clock that jumps wakes the stream at once: no tokio time is paused
+/// or advanced here, so only the jump can trigger `expiring` and `expired`
+/// (browser tests rely on it: the server runs on real time while the session
+/// runs on the mock clock).
+#[tokio::test]
+async fn clock_jumps_wake_the_stream() -> Result<()> {
+    let app = TestApp::new()?;
+    let cookie = app.signed_in().await?;
+    let mut body = app.events(&cookie).await?;
+    // 29 min 30 s in: within the 60 s warning window.
+    app.advance(Duration::from_secs(29 * 60 + 30));
+    let (name, data) = next_event(&mut body, SOON).await?.context("stream ended")?;
+    assert_eq!(name, "expiring");
+    assert_eq!(data["seconds_left"], 30);
+    app.advance(Duration::from_secs(31));
+    let (name, data) = next_event(&mut body, SOON).await?.context("stream ended")?;
+    assert_eq!(name, "expired");
+    assert_eq!(data["reason"], "expired_idle");
+    Ok(())
+}

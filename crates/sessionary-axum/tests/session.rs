@@ -587,3 +587,81 @@ async fn extend_moves_the_announced_end_without_a_new_cookie() -> Result<()> {
     assert_eq!(res.status(), StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test]
+async fn html_requests_without_a_session_go_to_the_sign_in_page_when_configured() -> Result<()> {
+    // Not configured: a 401 problem, also for browsers.
+    let app = TestApp::new()?;
+    let res = app.send("GET", "/me", None, Some("text/html")).await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let app = TestApp::with_config(SessionConfig::new().with_sign_in_path("/login"))?;
+    let res = app
+        .send("GET", "/me?tab=2", None, Some("text/html,*/*"))
+        .await?;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        header_str(&res, "location"),
+        Some("/login?return_to=/me%3Ftab%3D2")
+    );
+    assert_eq!(header_str(&res, "cache-control"), Some("no-store"));
+    // API clients keep the problem document.
+    let res = app
+        .send("GET", "/me", None, Some("application/json"))
+        .await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header_str(&res, "content-type"),
+        Some("application/problem+json")
+    );
+    // An ended session still goes to the expired page, not the sign-in page.
+    let cookie = app.signed_in("user=alice").await?;
+    app.clock.advance(Duration::from_secs(31 * 60));
+    let res = app
+        .send("GET", "/me", Some(&cookie), Some("text/html"))
+        .await?;
+    assert!(
+        header_str(&res, "location").is_some_and(|l| l.starts_with("/session-expired?")),
+        "{:?}",
+        header_str(&res, "location")
+    );
+    // Only local paths are taken.
+    let c = SessionConfig::new().with_sign_in_path("https://evil.example/login");
+    assert_eq!(c.sign_in_path(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_strict_route_group_ignores_the_cookie_on_cross_site_requests() -> Result<()> {
+    let app = TestApp::with_config(SessionConfig::new().with_strict_prefix("/admin"))?;
+    let cookie = app.signed_in("user=alice&role=admin").await?;
+    let send = |path: &str, site: Option<&str>| {
+        let mut req = Request::get(path).header(header::COOKIE, &cookie);
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        app.router()
+            .oneshot(req.body(Body::empty()).unwrap_or_default())
+    };
+    // Same site, or a browser that does not say: the session is there.
+    for site in [Some("same-origin"), Some("same-site"), Some("none"), None] {
+        let res = send("/admin", site).await?;
+        assert_eq!(res.status(), StatusCode::OK, "{site:?}");
+    }
+    // Cross-site into the strict group: as if no cookie had been sent.
+    let res = send("/admin", Some("cross-site")).await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header_str(&res, "sessionary-expires"),
+        None,
+        "no session was seen"
+    );
+    // Cross-site elsewhere (Lax): signed in.
+    let res = send("/me", Some("cross-site")).await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The prefix matches whole segments only.
+    let c = SessionConfig::new().with_strict_prefix("/admin/");
+    assert!(c.is_strict_path("/admin") && c.is_strict_path("/admin/users"));
+    assert!(!c.is_strict_path("/administrator") && !c.is_strict_path("/"));
+    Ok(())
+}

@@ -586,3 +586,103 @@ fn openapi_subcommand_prints_the_document() {
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert!(doc["paths"]["/v1/sessions/verify"].is_object());
 }
+
+/// Signs in to the demo shop with `password`; the signed-in page of `/`.
+async fn demo_sign_in(url: &str, user: &str, password: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie_of = |res: &reqwest::Response| {
+        let v = res.headers()["set-cookie"].to_str().unwrap();
+        v.split(';').next().unwrap().to_owned()
+    };
+    let res = http
+        .get(format!("{url}/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let anonymous = cookie_of(&res);
+    let page = res.text().await.unwrap();
+    let at = page.find("name=\"csrf_token\" value=\"").unwrap() + 25;
+    let token = page[at..].split('"').next().unwrap();
+    let res = http
+        .post(format!("{url}/login"))
+        .header("accept", "text/html")
+        .header("cookie", &anonymous)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "username={user}&password={password}&csrf_token={token}&return_to=/"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "sign-in as {user}");
+    let signed_in = cookie_of(&res);
+    assert_ne!(signed_in, anonymous);
+    http.get(format!("{url}/"))
+        .header("accept", "text/html")
+        .header("cookie", &signed_in)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn demo_users_are_printed_once_and_can_sign_in() {
+    let dir = TempDir::new("demo");
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let banner = server.banner.join("\n");
+    let password_of = |name: &str| {
+        let line = banner
+            .lines()
+            .find(|l| l.contains(&format!("demo user: {name} ")))
+            .unwrap_or_else(|| panic!("no demo user {name} in {banner}"));
+        line.split("password ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (alice, admin) = (password_of("alice"), password_of("admin"));
+    assert!(
+        banner.contains(&format!("demo:     {}/", server.url)),
+        "{banner}"
+    );
+    let page = demo_sign_in(&server.url, "alice", &alice).await;
+    assert!(
+        page.contains("<strong id=\"whoami\">alice</strong>"),
+        "{page}"
+    );
+    let page = demo_sign_in(&server.url, "admin", &admin).await;
+    assert!(page.contains("id=\"nav-admin\""));
+    let (status, _) = server.stop();
+    assert!(status.success());
+    let kept = std::fs::read_to_string(dir.path().join("demo-users")).unwrap();
+    assert!(!kept.contains(&alice), "only hashes are kept");
+
+    // The second start shows no password; the same one still works.
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let banner = server.banner.join("\n");
+    assert!(
+        !banner.contains(&alice) && !banner.contains(&admin),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("demo users: alice (user), admin (admin)"),
+        "{banner}"
+    );
+    let page = demo_sign_in(&server.url, "alice", &alice).await;
+    assert!(page.contains("<strong id=\"whoami\">alice</strong>"));
+    let (status, _) = server.stop();
+    assert!(status.success());
+}

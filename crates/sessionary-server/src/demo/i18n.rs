@@ -106,13 +106,13 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("expired.submit", "Sign in again", "Se reconnecter"),
     (
         "reason.expired_idle",
-        "You were inactive for a while, so we signed you out to protect your account. Your cart is kept for a day.",
-        "Vous étiez inactif depuis un moment : nous vous avons déconnecté pour protéger votre compte. Votre panier est conservé un jour.",
+        "You were inactive for a while, so we signed you out to protect your account. Sign in again soon and your cart comes back.",
+        "Vous étiez inactif depuis un moment : nous vous avons déconnecté pour protéger votre compte. Reconnectez-vous bientôt et votre panier reviendra.",
     ),
     (
         "reason.expired_absolute",
-        "Sessions last a limited time and this one reached its limit. Your cart is kept for a day.",
-        "Les sessions ont une durée limitée et celle-ci l'a atteinte. Votre panier est conservé un jour.",
+        "Sessions last a limited time and this one reached its limit. Sign in again soon and your cart comes back.",
+        "Les sessions ont une durée limitée et celle-ci l'a atteinte. Reconnectez-vous bientôt et votre panier reviendra.",
     ),
     (
         "reason.revoked_by_user",

@@ -68,7 +68,8 @@ use view::Ctx;
 struct Product {
     slug: &'static str,
     name_key: &'static str,
-    emoji: &'static str,
+    /// The letter on the product's badge (no emoji: not every machine has the font).
+    badge: &'static str,
     cents: u32,
 }
 
@@ -77,19 +78,19 @@ const PRODUCTS: &[Product] = &[
     Product {
         slug: "tea",
         name_key: "product.tea",
-        emoji: "🍵",
+        badge: "T",
         cents: 650,
     },
     Product {
         slug: "coffee",
         name_key: "product.coffee",
-        emoji: "☕",
+        badge: "C",
         cents: 900,
     },
     Product {
         slug: "mug",
         name_key: "product.mug",
-        emoji: "🫖",
+        badge: "M",
         cents: 1200,
     },
 ];

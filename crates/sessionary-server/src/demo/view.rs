@@ -110,7 +110,7 @@ pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
                 ul #products {
                     @for p in PRODUCTS {
                         li.product {
-                            span.emoji { (p.emoji) }
+                            span class={"badge " (p.slug)} { (p.badge) }
                             span.name { (tr(ctx, p.name_key)) }
                             span.price { (price(p.cents)) }
                             form method="post" action="/cart/add" {
@@ -132,7 +132,7 @@ pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
                 ul #cart {
                     @for slug in cart {
                         @if let Some(p) = product(slug) {
-                            li data-product=(p.slug) { (p.emoji) " " (tr(ctx, p.name_key)) " " span.price { (price(p.cents)) } }
+                            li data-product=(p.slug) { span class={"badge small " (p.slug)} { (p.badge) } " " (tr(ctx, p.name_key)) " " span.price { (price(p.cents)) } }
                         }
                     }
                 }
