@@ -449,3 +449,120 @@ async fn select(device: &harness::Device, css: &str, value: &str) {
         .await
         .expect("select a value");
 }
+
+/// "Manage sessions": anonymous visitors are sent to sign in first; "sign out
+/// all other devices" ends the other device's open page and keeps this one.
+#[tokio::test]
+async fn manage_sessions_end_others() {
+    const TEST: &str = "manage_sessions_end_others";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::start().await;
+    let a = driver.device("a").await;
+    let b = driver.device("b").await;
+    shop.sign_in(&a, "alice", ALICE_PW, false, "/").await;
+    wait_sse_open(&a).await;
+
+    b.goto(&shop.url("/account/sessions")).await;
+    b.wait_js("location.pathname === '/login'").await;
+    assert_eq!(
+        b.js("return new URLSearchParams(location.search).get('return_to');")
+            .await,
+        "/account/sessions"
+    );
+    submit_login(&b, "alice", ALICE_PW, false).await;
+    b.wait_js(
+        "location.pathname === '/account/sessions' && \
+         document.querySelectorAll('table#sessions tr.session[data-session-id]').length === 2",
+    )
+    .await;
+
+    b.click("#end-others").await;
+    a.wait_js(
+        "location.pathname === '/session-expired' && \
+         document.querySelector('main#expired')?.dataset.reason === 'revoked_by_user'",
+    )
+    .await;
+    b.wait_js(
+        "location.pathname === '/account/sessions' && \
+         document.querySelectorAll('table#sessions tr.session[data-session-id]').length === 1 && \
+         document.querySelector('tr.session.current')",
+    )
+    .await;
+    assert_eq!(b.text("#whoami").await, "alice");
+    b.screenshot("others-ended").await;
+}
+
+/// "Sign out everywhere" on the open "manage sessions" page: the contract says
+/// "`#end-all` ends all including this one (then you are at `/`, signed out)".
+#[tokio::test]
+async fn manage_sessions_end_all_lands_signed_out_on_the_shop() {
+    const TEST: &str = "manage_sessions_end_all_lands_signed_out_on_the_shop";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::start().await;
+    let a = driver.device("a").await;
+    shop.sign_in(&a, "alice", ALICE_PW, false, "/account/sessions")
+        .await;
+    wait_sse_open(&a).await;
+
+    a.click("#end-all").await;
+    // Either page that follows (the shop, or the expired page) shows the
+    // sign-in link; then it stays.
+    a.wait_js("document.querySelector('a#nav-signin')").await;
+    a.screenshot("all-ended").await;
+    assert_eq!(
+        a.js("return location.pathname;").await,
+        "/",
+        "after #end-all this device is at / (it is at {})",
+        a.url().await
+    );
+    assert!(
+        a.js("return document.querySelector('#whoami');")
+            .await
+            .is_null(),
+        "signed out"
+    );
+    a.goto(&shop.url("/account/sessions")).await;
+    a.wait_js("location.pathname === '/login'").await;
+}
+
+/// The sign-out button signs this device out; the cart does not stay behind.
+/// (The contract names no page to land on after `#signout`; see the `#end-all`
+/// check in `manage_sessions_end_others_and_end_all` for one that it does.)
+#[tokio::test]
+async fn sign_out_signs_out_and_leaves_no_cart() {
+    const TEST: &str = "sign_out_signs_out_and_leaves_no_cart";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::start().await;
+    let a = driver.device("a").await;
+    shop.sign_in(&a, "alice", ALICE_PW, false, "/").await;
+    add_to_cart(&a, "tea", 1).await;
+    wait_sse_open(&a).await;
+    let signed_in = a.cookie("session").await.expect("a session cookie");
+    a.click("#signout").await;
+    a.wait_js("document.querySelector('a#nav-signin') && !document.querySelector('#whoami')")
+        .await;
+    a.screenshot("signed-out").await;
+    a.goto(&shop.url("/")).await;
+    a.wait_js("document.querySelector('a#nav-signin')").await;
+    assert!(
+        a.js("return document.querySelector('#whoami');")
+            .await
+            .is_null(),
+        "signed out"
+    );
+    assert_eq!(a.text("#cart-count").await, "0");
+    assert_ne!(
+        a.cookie("session").await.map(|c| c.value().to_owned()),
+        Some(signed_in.value().to_owned()),
+        "the signed-in token is gone"
+    );
+}
