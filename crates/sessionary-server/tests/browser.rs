@@ -17,6 +17,8 @@ mod shop;
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use harness::{Driver, browser_available};
 use shop::{
     ADMIN_PW, ALICE_PW, Shop, add_to_cart, cart, fetch_status, submit_login, user_idle_policy,
@@ -331,6 +333,16 @@ async fn form_without_csrf_token_is_refused() {
     a.goto(&shop.url("/")).await;
     assert_eq!(a.text("#cart-count").await, "1");
     assert_eq!(cart(&a).await, ["tea"]);
+
+    // Another error page: an unknown path.
+    a.goto(&shop.url("/no-such-page")).await;
+    a.wait_js("document.querySelector('main#error')").await;
+    assert_eq!(
+        a.js("return document.querySelector('main#error').dataset.status;")
+            .await,
+        "404"
+    );
+    assert_eq!(a.page_status().await, 404);
 }
 
 /// `/admin`: anonymous visitors are sent to sign in, a user is refused, the admin
@@ -378,12 +390,35 @@ async fn admin_area_refuses_the_user_and_admits_the_admin() {
     );
     a.screenshot("user-refused").await;
 
-    shop.sign_in(&b, "admin", ADMIN_PW, false, "/").await;
+    // The admin signs in from a link whose return_to leads off-site: the
+    // sign-in only ever returns to a local path.
+    b.goto(&shop.url("/login?return_to=//evil.example/steal"))
+        .await;
+    submit_login(&b, "admin", ADMIN_PW, false).await;
+    b.wait_js("document.querySelector('#whoami')?.textContent.trim() === 'admin'")
+        .await;
+    assert_eq!(
+        b.js("return location.origin + location.pathname;").await,
+        shop.url("/"),
+        "return_to is local paths only"
+    );
     b.click("a#nav-admin").await;
     b.wait_js("location.pathname === '/admin' && document.querySelector('main#admin')")
         .await;
     assert_eq!(b.text("main#admin h1").await, "Admin");
+    wait_sse_open(&b).await;
     b.screenshot("admin").await;
+
+    // The admin's shorter default idle timeout (10 min) ends the admin's page;
+    // alice (30 min) is still signed in.
+    shop.clock.advance(Duration::from_secs(10 * 60 + 1));
+    b.wait_js(
+        "location.pathname === '/session-expired' && \
+         document.querySelector('main#expired')?.dataset.reason === 'expired_idle'",
+    )
+    .await;
+    let (status, doc) = fetch_status(&a).await;
+    assert_eq!((status, &doc["user"]), (200, &json!("alice")), "{doc}");
 }
 
 /// A remember-me sign-in survives closing the browser; a plain one does not.
