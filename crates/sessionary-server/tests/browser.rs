@@ -129,6 +129,25 @@ async fn preferences_follow_the_user_to_other_devices() {
         "no reload"
     );
     b.screenshot(&format!("lang-{other}")).await;
+
+    // Saved for the user: a page rendered afresh on B comes with both.
+    let (theme, lang) = (
+        a.js("return document.documentElement.dataset.theme;").await,
+        a.js("return document.documentElement.lang;").await,
+    );
+    b.goto(&shop.url("/account/sessions")).await;
+    b.wait_js("document.querySelector('table#sessions')").await;
+    assert_ne!(b.js("return window.sessionaryPageId;").await, page_id);
+    assert_eq!(
+        b.js("return document.documentElement.dataset.theme;").await,
+        theme
+    );
+    assert_eq!(b.js("return document.documentElement.lang;").await, lang);
+    assert_eq!(
+        b.js("return [document.querySelector('select#theme').value, document.querySelector('select#lang').value];")
+            .await,
+        json!([theme, lang])
+    );
 }
 
 /// With a 5 min idle timeout: the warning shows in the last minute, "stay signed
