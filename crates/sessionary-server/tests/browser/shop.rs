@@ -1,0 +1,172 @@
+//! The demo shop (`sessionary_server::demo`) served in-process with a `MockClock`,
+//! and what a visitor does there (see `/work/shared-notes/demo-contract.md`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sessionary_core::{MemoryStore, MockClock, Policy, RolePolicy, SessionManager};
+use sessionary_server::demo::{DemoOptions, DemoUsers};
+
+use crate::harness::Device;
+
+/// Alice's password (role `user`).
+pub(crate) const ALICE_PW: &str = "alice-pw";
+/// The administrator's password (role `admin`).
+pub(crate) const ADMIN_PW: &str = "admin-pw";
+
+/// A running demo shop.
+pub(crate) struct Shop {
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) base: String,
+    /// The manager's clock: the only way session time moves.
+    pub(crate) clock: MockClock,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The default policy, with the role `user` idling out after `idle`.
+pub(crate) fn user_idle_policy(idle: Duration) -> Policy {
+    let mut policy = Policy::default();
+    policy.roles.insert(
+        "user".to_owned(),
+        RolePolicy {
+            idle_timeout: idle,
+            ..RolePolicy::default()
+        },
+    );
+    policy
+}
+
+impl Shop {
+    /// The shop with the default policy.
+    pub(crate) async fn start() -> Self {
+        Self::with_policy(None).await
+    }
+
+    /// The shop; `policy` replaces the default one.
+    pub(crate) async fn with_policy(policy: Option<Policy>) -> Self {
+        let clock = MockClock::default();
+        let mut builder = SessionManager::builder(Arc::new(MemoryStore::new()))
+            .with_clock(Arc::new(clock.clone()));
+        if let Some(policy) = policy {
+            builder = builder.with_policy(policy);
+        }
+        let manager = builder.build().expect("build the session manager");
+        let app: axum::Router = sessionary_server::demo::router(
+            manager,
+            DemoOptions::new(DemoUsers::from_passwords(ALICE_PW, ADMIN_PW).expect("demo accounts")),
+        );
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("serve the demo");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            clock,
+            server,
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs `user` in through `/login?return_to=<return_to>` and waits for the
+    /// page it lands on to show the user.
+    pub(crate) async fn sign_in(
+        &self,
+        device: &Device,
+        user: &str,
+        password: &str,
+        remember: bool,
+        return_to: &str,
+    ) {
+        device
+            .goto(&self.url(&format!("/login?return_to={return_to}")))
+            .await;
+        submit_login(device, user, password, remember).await;
+        device
+            .wait_js(&format!(
+                "location.pathname === {return_to:?} && \
+                 document.querySelector('#whoami')?.textContent.trim() === {user:?}"
+            ))
+            .await;
+    }
+}
+
+/// Fills and submits `form#login-form` on the current page.
+pub(crate) async fn submit_login(device: &Device, user: &str, password: &str, remember: bool) {
+    device
+        .wait_js("document.querySelector('form#login-form')")
+        .await;
+    device.fill("#username", user).await;
+    device.fill("#password", password).await;
+    let checked = device
+        .js("return document.querySelector('#remember').checked;")
+        .await;
+    if checked != json!(remember) {
+        device.click("#remember").await;
+    }
+    device.click("#login-submit").await;
+}
+
+/// The products in `#cart`, in order.
+pub(crate) async fn cart(device: &Device) -> Vec<String> {
+    let v = device
+        .js(
+            "return [...document.querySelectorAll('#cart li[data-product]')]\
+             .map(li => li.dataset.product);",
+        )
+        .await;
+    serde_json::from_value(v).expect("a list of products")
+}
+
+/// Clicks "add to cart" for `product` on the shop page and waits for the page
+/// that follows to count `expected` items.
+pub(crate) async fn add_to_cart(device: &Device, product: &str, expected: usize) {
+    let before = device.js("return window.sessionaryPageId;").await;
+    device
+        .click(&format!("button.add-to-cart[data-product={product}]"))
+        .await;
+    device
+        .wait_js(&format!(
+            "window.sessionaryPageId !== {before} && location.pathname === '/' && \
+             document.querySelector('#cart-count')?.textContent.trim() === '{expected}'"
+        ))
+        .await;
+}
+
+/// Waits until the page's EventSource on `/session/events` is connected.
+pub(crate) async fn wait_sse_open(device: &Device) {
+    device
+        .wait_js("document.documentElement.dataset.sse === 'open'")
+        .await;
+}
+
+/// `GET /session/status` from the page (same cookies): `[http status, body]`.
+pub(crate) async fn fetch_status(device: &Device) -> (u16, Value) {
+    let v = device
+        .js(
+            "return fetch('/session/status', {credentials: 'same-origin', cache: 'no-store'})\
+             .then(async r => [r.status, await r.json().catch(() => null)]);",
+        )
+        .await;
+    let status = v[0].as_u64().expect("an HTTP status");
+    (u16::try_from(status).expect("status fits"), v[1].clone())
+}
