@@ -66,8 +66,8 @@ pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};
 pub use manager::{
-    CarryOver, Data, Issued, IssuedRefresh, ManagerBuilder, MergeHook, MergeInto, NewSession, Privilege,
-    Refreshed, SessionManager, merge_patch,
+    CarryOver, Data, Issued, IssuedRefresh, ManagerBuilder, MergeHook, MergeInto, NewSession,
+    Privilege, Refreshed, SessionManager, merge_patch,
 };
 pub use memory::MemoryStore;
 pub use policy::{LimitMode, Policy, RolePolicy};

@@ -226,8 +226,9 @@ pub struct ManagerBuilder {
 
 impl ManagerBuilder {
     /// How long after a rotation a retry with the previous refresh token
-    /// receives the same successor (default 10 s, at most 60 s; zero turns
-    /// retries off, so any second use is reuse).
+    /// receives the same successor (default 10 s, at most 60 s; the bound is
+    /// inclusive, so with zero only a retry in the very millisecond of the
+    /// rotation is one, and any later second use is reuse).
     #[must_use]
     pub fn with_refresh_grace(mut self, grace: std::time::Duration) -> Self {
         self.refresh_grace = grace;

@@ -117,7 +117,10 @@ pub async fn refresh_rotates_and_touches(store: Store) {
     // Refreshing is activity, recorded at once (even within the touch interval).
     assert_eq!(session.last_seen_at, t1);
     assert_eq!(store.get(&r.id).await.unwrap().unwrap().last_seen_at, t1);
-    assert_eq!(session.version, r.version, "a touch does not bump the version");
+    assert_eq!(
+        session.version, r.version,
+        "a touch does not bump the version"
+    );
     let t2 = t1.add_millis(60_000);
     let req = request(next, t2);
     let next2 = req.next_hash;
@@ -427,7 +430,10 @@ pub async fn refresh_sweep_forgets_expired_families(store: Store) {
         .await
         .unwrap();
     let end = f.absolute_expires_at;
-    assert_eq!(store.sweep_refresh(end.add_millis(-1), 100).await.unwrap(), 0);
+    assert_eq!(
+        store.sweep_refresh(end.add_millis(-1), 100).await.unwrap(),
+        0
+    );
     assert_eq!(store.sweep_refresh(end, 100).await.unwrap(), 1);
     for h in [h0, h1] {
         assert_eq!(
@@ -459,7 +465,11 @@ pub async fn manager_refresh_walk(store: Store) {
     assert_eq!(a.session.id, s.session.id);
     let b = m.refresh(&first).await.unwrap();
     assert!(b.retried);
-    assert_eq!(b.token.encode(), a.token.encode(), "a retry gets the same successor");
+    assert_eq!(
+        b.token.encode(),
+        a.token.encode(),
+        "a retry gets the same successor"
+    );
     clock.advance(Duration::from_secs(11));
     let err = m.refresh(&first).await.unwrap_err();
     assert_eq!(err.reason(), Some("refresh_reused"));
@@ -489,7 +499,10 @@ pub async fn manager_refresh_walk(store: Store) {
     let issued = m.issue_refresh(&s2.session.id).await.unwrap();
     m.logout(&s2.token.encode()).await.unwrap();
     assert_eq!(
-        m.refresh(&issued.token.encode()).await.unwrap_err().reason(),
+        m.refresh(&issued.token.encode())
+            .await
+            .unwrap_err()
+            .reason(),
         Some("session_ended")
     );
 }

@@ -163,7 +163,12 @@ impl Db {
             .bind(version_to_i64(family.generation)?)
             .bind(family.current_hash.as_bytes().as_slice())
             .bind(family.rotated_at.0)
-            .bind(family.previous_hash.as_ref().map(|h| h.as_bytes().as_slice()))
+            .bind(
+                family
+                    .previous_hash
+                    .as_ref()
+                    .map(|h| h.as_bytes().as_slice()),
+            )
             .bind(family.successor.as_ref().map(Sealed::as_bytes))
             .bind(family.revoked.map(FamilyEnd::as_str))
             .execute(&mut *tx)
@@ -248,7 +253,12 @@ impl Db {
                 .bind(version_to_i64(family.generation)?)
                 .bind(family.current_hash.as_bytes().as_slice())
                 .bind(family.rotated_at.0)
-                .bind(family.previous_hash.as_ref().map(|h| h.as_bytes().as_slice()))
+                .bind(
+                    family
+                        .previous_hash
+                        .as_ref()
+                        .map(|h| h.as_bytes().as_slice()),
+                )
                 .bind(family.successor.as_ref().map(Sealed::as_bytes))
                 .execute(&mut *tx)
                 .await
