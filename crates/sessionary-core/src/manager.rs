@@ -1278,6 +1278,30 @@ impl SessionManager {
     /// - The session must be live; refreshing counts as activity (it touches the
     ///   session), since a client using access tokens never calls [`Self::verify`].
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use sessionary_core::{MemoryStore, NewSession, SessionManager, UserId};
+    ///
+    /// let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+    /// let signed_in = manager.create(NewSession::user(UserId::new("alice")?)).await?;
+    /// let issued = manager.issue_refresh(&signed_in.session.id).await?;
+    /// let first = issued.token.encode();
+    /// let next = manager.refresh(&first).await?;
+    /// // A retry within the grace window gets the same successor.
+    /// let retry = manager.refresh(&first).await?;
+    /// assert!(retry.retried);
+    /// assert_eq!(retry.token.encode(), next.token.encode());
+    /// // Once the session ends, its refresh tokens fail at once.
+    /// manager.logout(&signed_in.token.encode()).await?;
+    /// let err = manager.refresh(&next.token.encode()).await.unwrap_err();
+    /// assert_eq!(err.reason(), Some("session_ended"));
+    /// # Ok::<(), sessionary_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::MalformedToken`] (no store access), [`Error::RefreshRefused`]
