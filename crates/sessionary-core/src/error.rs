@@ -1,6 +1,7 @@
 //! The engine's error type.
 
 use crate::record::EndReason;
+use crate::refresh::RefreshRefusal;
 use crate::seal::SealError;
 use crate::store::StoreError;
 use crate::token::TokenError;
@@ -57,6 +58,9 @@ pub enum Error {
     /// Optimistic updates kept conflicting; nothing was written.
     #[error("too much contention on one session; try again")]
     Contention,
+    /// A refresh token was refused; the refusal says why.
+    #[error("refresh token refused: {0}")]
+    RefreshRefused(RefreshRefusal),
 }
 
 /// Shorthand for engine results.
@@ -73,6 +77,7 @@ impl Error {
             Self::LimitReached { .. } => "session-limit",
             Self::InvalidInput(_) | Self::InvalidData(_) => "invalid-request",
             Self::Config(_) => "internal",
+            Self::RefreshRefused(_) => "refresh-refused",
             Self::Store(StoreError::Unavailable(_)) => "store-unavailable",
             Self::Store(_) | Self::Seal(_) | Self::Random => "internal",
         }
@@ -84,6 +89,7 @@ impl Error {
             Self::Ended(r) => Some(r.as_str()),
             Self::UnknownSession => Some("unknown"),
             Self::MalformedToken(_) => Some("malformed"),
+            Self::RefreshRefused(r) => Some(r.as_str()),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Timestamp;
 use crate::record::EndReason;
+use crate::refresh::FamilyId;
 use crate::token::{SessionId, UserId};
 
 /// What happened.
@@ -45,6 +46,31 @@ pub enum EventKind {
     },
     /// A sign-in was refused by the concurrent-session limit.
     LimitRejected,
+    /// A refresh token family was issued for the session.
+    RefreshIssued {
+        /// The family.
+        family: FamilyId,
+    },
+    /// A refresh token was used: the family rotated, or (`retried`) a retry
+    /// within the grace window received the same successor again.
+    Refreshed {
+        /// The family.
+        family: FamilyId,
+        /// Whether this was a retry.
+        retried: bool,
+    },
+    /// A spent refresh token was presented: the family was revoked and the
+    /// session ended (an `ended` event with reason `refresh_reused` follows if
+    /// the session still existed).
+    RefreshReused {
+        /// The family.
+        family: FamilyId,
+    },
+    /// A refresh token family was revoked by its user.
+    RefreshRevoked {
+        /// The family.
+        family: FamilyId,
+    },
 }
 
 /// One event.
@@ -83,6 +109,17 @@ impl EventSink for TracingSink {
             EventKind::Ended { .. } => "ended",
             EventKind::Restored { .. } => "restored",
             EventKind::LimitRejected => "limit_rejected",
+            EventKind::RefreshIssued { .. } => "refresh_issued",
+            EventKind::Refreshed { .. } => "refreshed",
+            EventKind::RefreshReused { .. } => "refresh_reused",
+            EventKind::RefreshRevoked { .. } => "refresh_revoked",
+        };
+        let family = match &e.kind {
+            EventKind::RefreshIssued { family }
+            | EventKind::Refreshed { family, .. }
+            | EventKind::RefreshReused { family }
+            | EventKind::RefreshRevoked { family } => Some(family.to_string()),
+            _ => None,
         };
         let reason = match &e.kind {
             EventKind::Ended { reason } => reason.as_str(),
@@ -95,6 +132,7 @@ impl EventSink for TracingSink {
             session_id = sid.as_deref().unwrap_or(""),
             user = e.user.as_ref().map(UserId::as_str).unwrap_or(""),
             reason,
+            family = family.as_deref().unwrap_or(""),
         );
     }
 }

@@ -36,6 +36,10 @@
 //! - Sign-in and privilege changes issue a new token; the old one is dead at once
 //!   and reports `regenerated`.
 //! - Session and user data are sealed with AES-256-GCM, bound to their owner.
+//! - Refresh tokens ([`SessionManager::refresh`]) are stored hashed, rotate on
+//!   every use within families that have an absolute lifetime, and work only
+//!   while their session lives; presenting a spent one revokes the family and
+//!   ends the session (`refresh_reused`).
 //! - No lost updates: data changes are compare-and-set with retry; a session that
 //!   ended is never written again.
 //!
@@ -53,6 +57,7 @@ pub mod manager;
 pub mod memory;
 pub mod policy;
 pub mod record;
+pub mod refresh;
 pub mod seal;
 pub mod store;
 pub mod token;
@@ -61,12 +66,13 @@ pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};
 pub use manager::{
-    CarryOver, Data, Issued, ManagerBuilder, MergeHook, MergeInto, NewSession, Privilege,
-    SessionManager, merge_patch,
+    CarryOver, Data, Issued, IssuedRefresh, ManagerBuilder, MergeHook, MergeInto, NewSession,
+    Privilege, Refreshed, SessionManager, merge_patch,
 };
 pub use memory::MemoryStore;
 pub use policy::{LimitMode, Policy, RolePolicy};
 pub use record::{Device, EndReason, SessionRecord, Tombstone};
+pub use refresh::{FamilyId, RefreshRefusal, RefreshToken};
 pub use seal::{KeyRing, SealError, Sealed};
 pub use store::{SessionStore, StoreError};
 pub use token::{SessionId, SessionToken, TokenError, TokenHash, UserId};

@@ -11,7 +11,11 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventBus, EventKind, EventSink, TracingSink};
 use crate::policy::{Policy, RolePolicy};
 use crate::record::{CsrfSecret, Device, EndReason, SessionRecord, Tombstone};
-use crate::seal::{KeyRing, Sealed};
+use crate::refresh::{
+    CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRefusal,
+    RefreshRequest, RefreshToken, open_successor, seal_successor,
+};
+use crate::seal::{KeyRing, SealError, Sealed};
 use crate::store::{
     Counter, Create, Ending, Lookup, SessionLimit, SessionStore, SweepSpec, Touch, Update,
 };
@@ -24,6 +28,10 @@ pub type Data = Map<String, Value>;
 /// Every failed attempt means another writer succeeded, so with fewer than this many
 /// concurrent writers on one session every write lands.
 const MAX_ATTEMPTS: usize = 256;
+/// Default grace window in which a retry of a refresh gets the same successor.
+const DEFAULT_REFRESH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest grace window accepted: a long one would blunt reuse detection.
+const MAX_REFRESH_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most roles a session may carry.
 const MAX_ROLES: usize = 32;
 /// Longest role name, in bytes.
@@ -174,6 +182,34 @@ pub struct Issued {
     pub restored_from: Option<SessionId>,
 }
 
+/// A refresh token just issued, with the only copy of the token.
+#[derive(Debug)]
+pub struct IssuedRefresh {
+    /// The refresh token: hand it to the client, do not keep it.
+    pub token: RefreshToken,
+    /// Its family (public handle, for listing and revoking).
+    pub family_id: FamilyId,
+    /// No token of the family works from then on (the earlier of the role's
+    /// `refresh_absolute_timeout` and the session's absolute expiry).
+    pub expires_at: Timestamp,
+}
+
+/// The result of [`SessionManager::refresh`].
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The session, touched by the refresh.
+    pub session: Arc<SessionRecord>,
+    /// The token to use next time (the presented one is spent).
+    pub token: RefreshToken,
+    /// The family.
+    pub family_id: FamilyId,
+    /// When the family's absolute lifetime ends.
+    pub expires_at: Timestamp,
+    /// Whether this was a retry within the grace window that received the
+    /// successor an earlier use of the same token already received.
+    pub retried: bool,
+}
+
 /// Builds a [`SessionManager`].
 #[derive(Debug)]
 pub struct ManagerBuilder {
@@ -185,9 +221,20 @@ pub struct ManagerBuilder {
     sinks: Vec<Arc<dyn EventSink>>,
     event_capacity: usize,
     max_data_bytes: usize,
+    refresh_grace: std::time::Duration,
 }
 
 impl ManagerBuilder {
+    /// How long after a rotation a retry with the previous refresh token
+    /// receives the same successor (default 10 s, at most 60 s; the bound is
+    /// inclusive, so with zero only a retry in the very millisecond of the
+    /// rotation is one, and any later second use is reuse).
+    #[must_use]
+    pub fn with_refresh_grace(mut self, grace: std::time::Duration) -> Self {
+        self.refresh_grace = grace;
+        self
+    }
+
     /// Sets the policy (default: [`Policy::default`]).
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> Self {
@@ -238,6 +285,11 @@ impl ManagerBuilder {
     /// [`Error::Config`] for an invalid policy; [`Error::Seal`] if no key can be generated.
     pub fn build(self) -> Result<SessionManager> {
         self.policy.validate().map_err(Error::Config)?;
+        if self.refresh_grace > MAX_REFRESH_GRACE {
+            return Err(Error::Config(
+                "the refresh grace window must be at most 60s".into(),
+            ));
+        }
         let keys = match self.keys {
             Some(k) => k,
             None => KeyRing::generate(1)?,
@@ -251,6 +303,7 @@ impl ManagerBuilder {
                 merge: self.merge,
                 events: EventBus::new(self.sinks, self.event_capacity),
                 max_data_bytes: self.max_data_bytes,
+                refresh_grace_ms: duration_millis(self.refresh_grace),
             }),
         })
     }
@@ -290,6 +343,7 @@ struct Inner {
     merge: Arc<dyn MergeHook>,
     events: EventBus,
     max_data_bytes: usize,
+    refresh_grace_ms: i64,
 }
 
 impl fmt::Debug for SessionManager {
@@ -368,6 +422,7 @@ impl SessionManager {
             sinks: vec![Arc::new(TracingSink)],
             event_capacity: 1024,
             max_data_bytes: 64 * 1024,
+            refresh_grace: DEFAULT_REFRESH_GRACE,
         }
     }
 
@@ -1146,7 +1201,245 @@ impl SessionManager {
                 EventKind::Ended { reason: e.reason },
             );
         }
+        self.inner.store.sweep_refresh(spec.now, max).await?;
         Ok(ended.len())
+    }
+
+    /// Issues a refresh token for a live, signed-in session: the first of a new
+    /// family, which lives for the role's `refresh_absolute_timeout` (and never
+    /// beyond the session's absolute expiry). A session may have several
+    /// families (one per client).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Ended`], [`Error::InvalidInput`] for an
+    /// anonymous session, store errors.
+    pub async fn issue_refresh(&self, id: &SessionId) -> Result<IssuedRefresh> {
+        for _ in 0..4 {
+            let rec = self.session(id).await?;
+            let Some(user) = rec.user.clone() else {
+                return Err(Error::InvalidInput(
+                    "refresh tokens are for signed-in sessions",
+                ));
+            };
+            let now = self.now();
+            let lifetime = self.policy_for(&rec).refresh_absolute_timeout;
+            let expires_at = now.plus(lifetime).min(rec.absolute_expires_at);
+            let token = RefreshToken::generate()?;
+            let family = RefreshFamily {
+                id: FamilyId::generate()?,
+                session_id: rec.id,
+                user,
+                created_at: now,
+                absolute_expires_at: expires_at,
+                generation: 0,
+                current_hash: token.hash(),
+                rotated_at: now,
+                previous_hash: None,
+                successor: None,
+                revoked: None,
+            };
+            let family_id = family.id;
+            match self.inner.store.create_refresh_family(family).await? {
+                CreateFamily::Created => {
+                    self.emit(
+                        Some(rec.id),
+                        rec.user.clone(),
+                        EventKind::RefreshIssued { family: family_id },
+                    );
+                    return Ok(IssuedRefresh {
+                        token,
+                        family_id,
+                        expires_at,
+                    });
+                }
+                CreateFamily::Duplicate => continue,
+                // Ended or expired since it was read: look again to say why.
+                CreateFamily::SessionGone => {
+                    self.session(id).await?;
+                    return Err(Error::NotFound);
+                }
+            }
+        }
+        // Four collisions of 128/256-bit random values do not happen by chance.
+        Err(Error::Random)
+    }
+
+    /// Uses a refresh token: returns the session and the token to use next time.
+    ///
+    /// - The current token of its family rotates: a new token is returned and
+    ///   the presented one is spent.
+    /// - A retry of the token just rotated, within the grace window (default
+    ///   10 s, [`ManagerBuilder::with_refresh_grace`]), receives the same
+    ///   successor (`retried`), so a lost response or two tabs refreshing at
+    ///   once do not sign the user out.
+    /// - Any other spent token is reuse: the family is revoked and the session
+    ///   ends with reason `refresh_reused` (events `refresh_reused` and `ended`).
+    /// - The session must be live; refreshing counts as activity (it touches the
+    ///   session), since a client using access tokens never calls [`Self::verify`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use sessionary_core::{MemoryStore, NewSession, SessionManager, UserId};
+    ///
+    /// let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+    /// let signed_in = manager.create(NewSession::user(UserId::new("alice")?)).await?;
+    /// let issued = manager.issue_refresh(&signed_in.session.id).await?;
+    /// let first = issued.token.encode();
+    /// let next = manager.refresh(&first).await?;
+    /// // A retry within the grace window gets the same successor.
+    /// let retry = manager.refresh(&first).await?;
+    /// assert!(retry.retried);
+    /// assert_eq!(retry.token.encode(), next.token.encode());
+    /// // Once the session ends, its refresh tokens fail at once.
+    /// manager.logout(&signed_in.token.encode()).await?;
+    /// let err = manager.refresh(&next.token.encode()).await.unwrap_err();
+    /// assert_eq!(err.reason(), Some("session_ended"));
+    /// # Ok::<(), sessionary_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedToken`] (no store access), [`Error::RefreshRefused`]
+    /// with why, [`Error::Seal`] if a retry's successor does not open, store errors.
+    pub async fn refresh(&self, token: &str) -> Result<Refreshed> {
+        let presented = RefreshToken::parse(token)?;
+        let next = RefreshToken::generate()?;
+        let now = self.now();
+        let request = RefreshRequest {
+            presented: presented.hash(),
+            next_hash: next.hash(),
+            next_sealed: seal_successor(&presented, &next)?,
+            now,
+            grace_ms: self.inner.refresh_grace_ms,
+            reuse: self.ending(EndReason::RefreshReused, now, false),
+        };
+        let refused = |r| Err(Error::RefreshRefused(r));
+        match self.inner.store.refresh(request).await? {
+            RefreshOutcome::Rotated { family, session } => {
+                self.emit(
+                    Some(session.id),
+                    session.user.clone(),
+                    EventKind::Refreshed {
+                        family: family.id,
+                        retried: false,
+                    },
+                );
+                Ok(Refreshed {
+                    session,
+                    token: next,
+                    family_id: family.id,
+                    expires_at: family.absolute_expires_at,
+                    retried: false,
+                })
+            }
+            RefreshOutcome::Retry { family, session } => {
+                let sealed = family.successor.as_ref().ok_or(SealError::Corrupt)?;
+                let token = open_successor(&presented, sealed, &family.current_hash)?;
+                self.emit(
+                    Some(session.id),
+                    session.user.clone(),
+                    EventKind::Refreshed {
+                        family: family.id,
+                        retried: true,
+                    },
+                );
+                Ok(Refreshed {
+                    session,
+                    token,
+                    family_id: family.id,
+                    expires_at: family.absolute_expires_at,
+                    retried: true,
+                })
+            }
+            RefreshOutcome::Reused { family, ended } => {
+                self.emit(
+                    Some(family.session_id),
+                    Some(family.user.clone()),
+                    EventKind::RefreshReused { family: family.id },
+                );
+                if let Some(gone) = ended {
+                    self.emit(
+                        Some(gone.id),
+                        gone.user.clone(),
+                        EventKind::Ended {
+                            reason: EndReason::RefreshReused,
+                        },
+                    );
+                }
+                refused(RefreshRefusal::Reused)
+            }
+            RefreshOutcome::SessionEnded { session, .. } => {
+                let reason = match session {
+                    Some(rec) => match rec.expiry_reason(now) {
+                        Some(reason) => match self.expire(&rec, reason).await {
+                            Error::Ended(r) => Some(r),
+                            e => return Err(e),
+                        },
+                        None => None,
+                    },
+                    None => None,
+                };
+                refused(RefreshRefusal::SessionEnded(reason))
+            }
+            RefreshOutcome::Expired(_) => refused(RefreshRefusal::Expired),
+            RefreshOutcome::Revoked(f) => refused(RefreshRefusal::revoked(f.revoked)),
+            RefreshOutcome::Missing => refused(RefreshRefusal::Unknown),
+        }
+    }
+
+    /// Revokes the family of a refresh token (the user signs an API client out,
+    /// or a client discards its token): no token of it works any more; the
+    /// session itself lives on. Any token of the family may be presented.
+    /// Unknown tokens are not an error (returns `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedToken`], store errors.
+    pub async fn revoke_refresh(&self, token: &str) -> Result<Option<FamilyId>> {
+        let hash = RefreshToken::parse(token)?.hash();
+        let Some(family) = self
+            .inner
+            .store
+            .revoke_refresh(&hash, FamilyEnd::RevokedByUser)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.emit(
+            Some(family.session_id),
+            Some(family.user.clone()),
+            EventKind::RefreshRevoked { family: family.id },
+        );
+        Ok(Some(family.id))
+    }
+
+    /// Revokes every refresh token family of a session ("sign out API clients"
+    /// in "manage sessions"); the session lives on. Returns the families revoked.
+    /// Ending a session needs no such call: a refresh checks that its session
+    /// is live.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn revoke_session_refresh(&self, id: &SessionId) -> Result<Vec<FamilyId>> {
+        let revoked = self
+            .inner
+            .store
+            .revoke_refresh_families(id, FamilyEnd::RevokedByUser)
+            .await?;
+        for f in &revoked {
+            self.emit(
+                Some(f.session_id),
+                Some(f.user.clone()),
+                EventKind::RefreshRevoked { family: f.id },
+            );
+        }
+        Ok(revoked.iter().map(|f| f.id).collect())
     }
 
     /// Runs [`Self::sweep`] every `every` until the returned handle is aborted or the

@@ -19,12 +19,15 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use crate::clock::Timestamp;
 use crate::policy::LimitMode;
 use crate::record::{Restorable, SessionRecord, Tombstone, UserData};
+use crate::refresh::{CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest};
 use crate::seal::Sealed;
 use crate::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, SessionStore, StoreResult, SweepSpec,
     Touch, Update, apply_update,
 };
 use crate::token::{RandomKeyMap, SessionId, TokenHash, UserId};
+
+mod refresh;
 
 const SHARDS: usize = 64;
 const STRIPES: usize = 256;
@@ -76,6 +79,8 @@ struct Inner {
     stripes: Box<[Mutex<()>]>,
     hasher: RandomState,
     sweep_cursor: AtomicUsize,
+    /// Refresh token families (see `memory/refresh.rs`).
+    refresh: refresh::Families,
 }
 
 impl Default for Inner {
@@ -88,6 +93,7 @@ impl Default for Inner {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             sweep_cursor: AtomicUsize::new(0),
+            refresh: refresh::Families::default(),
         }
     }
 }
@@ -542,6 +548,34 @@ impl SessionStore for MemoryStore {
         };
         entry.data = Some(new.clone());
         Ok(Ok(new))
+    }
+
+    async fn create_refresh_family(&self, family: RefreshFamily) -> StoreResult<CreateFamily> {
+        Ok(self.inner.create_refresh_family(family))
+    }
+
+    async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        self.inner.refresh(request)
+    }
+
+    async fn revoke_refresh(
+        &self,
+        hash: &TokenHash,
+        reason: FamilyEnd,
+    ) -> StoreResult<Option<RefreshFamily>> {
+        Ok(self.inner.revoke_refresh(hash, reason))
+    }
+
+    async fn revoke_refresh_families(
+        &self,
+        session: &SessionId,
+        reason: FamilyEnd,
+    ) -> StoreResult<Vec<RefreshFamily>> {
+        Ok(self.inner.revoke_refresh_families(session, reason))
+    }
+
+    async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
+        Ok(self.inner.sweep_refresh(now, max))
     }
 }
 

@@ -5,11 +5,11 @@
 //! take the anonymous policy. The defaults follow NIST SP 800-63B-4 for AAL2
 //! (idle at most 1 h, overall at most 24 h):
 //!
-//! | policy    | idle   | absolute | remember-me idle | remember-me absolute | limit |
-//! |-----------|--------|----------|------------------|----------------------|-------|
-//! | default   | 30 min | 12 h     | 7 days           | 30 days              | none  |
-//! | `admin`   | 10 min | 8 h      | (no remember-me: same as idle/absolute) | | 3, evict oldest |
-//! | anonymous | 30 min | 24 h     | -                | -                    | none  |
+//! | policy    | idle   | absolute | remember-me idle | remember-me absolute | limit | refresh family |
+//! |-----------|--------|----------|------------------|----------------------|-------|----------------|
+//! | default   | 30 min | 12 h     | 7 days           | 30 days              | none  | 30 days        |
+//! | `admin`   | 10 min | 8 h      | (no remember-me: same as idle/absolute) | | 3, evict oldest | 8 h |
+//! | anonymous | 30 min | 24 h     | -                | -                    | none  | - (signed-in only) |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +54,10 @@ pub struct RolePolicy {
     pub max_sessions: Option<u32>,
     /// Behaviour at the limit.
     pub on_limit: LimitMode,
+    /// Absolute lifetime of a refresh token family from its issue, however
+    /// often it rotates (also capped by the session's own absolute lifetime).
+    #[serde(with = "human")]
+    pub refresh_absolute_timeout: Duration,
 }
 
 impl Default for RolePolicy {
@@ -67,12 +71,14 @@ impl Default for RolePolicy {
             touch_interval: None,
             max_sessions: None,
             on_limit: LimitMode::EvictOldest,
+            refresh_absolute_timeout: Duration::from_secs(30 * 86_400),
         }
     }
 }
 
 impl RolePolicy {
-    /// The administrator default: 10 min idle, 8 h absolute, no remember-me, 3 sessions.
+    /// The administrator default: 10 min idle, 8 h absolute, no remember-me, 3
+    /// sessions, refresh token families for 8 h.
     pub fn admin() -> Self {
         Self {
             idle_timeout: Duration::from_secs(10 * 60),
@@ -83,6 +89,7 @@ impl RolePolicy {
             touch_interval: None,
             max_sessions: Some(3),
             on_limit: LimitMode::EvictOldest,
+            refresh_absolute_timeout: Duration::from_secs(8 * 3600),
         }
     }
 
@@ -137,6 +144,9 @@ impl RolePolicy {
             if t >= self.idle_timeout {
                 return Err("touch_interval must be shorter than idle_timeout".into());
             }
+        }
+        if self.refresh_absolute_timeout.is_zero() {
+            return Err("refresh_absolute_timeout must be greater than zero".into());
         }
         if self.max_sessions == Some(0) {
             return Err("max_sessions must be at least 1 (omit it for no limit)".into());

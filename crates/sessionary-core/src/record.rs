@@ -106,6 +106,9 @@ pub enum EndReason {
     Regenerated,
     /// The user account was disabled.
     UserDisabled,
+    /// A spent refresh token of the session was presented again: its family
+    /// and the session were revoked.
+    RefreshReused,
 }
 
 impl EndReason {
@@ -122,6 +125,7 @@ impl EndReason {
             Self::TokenReuse => "token_reuse",
             Self::Regenerated => "regenerated",
             Self::UserDisabled => "user_disabled",
+            Self::RefreshReused => "refresh_reused",
         }
     }
 
@@ -138,6 +142,7 @@ impl EndReason {
             "token_reuse" => Self::TokenReuse,
             "regenerated" => Self::Regenerated,
             "user_disabled" => Self::UserDisabled,
+            "refresh_reused" => Self::RefreshReused,
             _ => return None,
         })
     }
@@ -343,6 +348,7 @@ mod tests {
             EndReason::TokenReuse,
             EndReason::Regenerated,
             EndReason::UserDisabled,
+            EndReason::RefreshReused,
         ] {
             assert_eq!(EndReason::parse(r.as_str()), Some(r));
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::policy::LimitMode;
 use crate::record::{EndReason, Restorable, SessionRecord, Tombstone, UserData};
+use crate::refresh::{CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest};
 use crate::seal::Sealed;
 use crate::token::{SessionId, TokenHash, UserId};
 
@@ -282,4 +283,38 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
         expected_version: u64,
         data: Sealed,
     ) -> StoreResult<Result<UserData, Option<UserData>>>;
+
+    /// Stores a new refresh token family (generation 0, `family.current_hash`
+    /// its only token) if its session exists and is live at `family.created_at`,
+    /// checked in the same step. Never overwrites.
+    async fn create_refresh_family(&self, family: RefreshFamily) -> StoreResult<CreateFamily>;
+
+    /// Uses a refresh token, as one atomic step (see [`RefreshOutcome`] for each
+    /// case): the current token rotates to `request.next_hash` and touches the
+    /// session; the previous one within the grace window is a retry; any other
+    /// token of the family is reuse, which revokes the family and ends its
+    /// session. The session must be live at `request.now` for a rotation or a
+    /// retry, else the family is revoked. Concurrent uses of one token: exactly
+    /// one rotates, the others are retries (within the grace window).
+    async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome>;
+
+    /// Revokes the family that `hash` belongs to (any of its tokens, spent ones
+    /// included). Returns the family, `None` if no family knows the hash. A
+    /// family revoked before keeps its first reason.
+    async fn revoke_refresh(
+        &self,
+        hash: &TokenHash,
+        reason: FamilyEnd,
+    ) -> StoreResult<Option<RefreshFamily>>;
+
+    /// Revokes every family of a session that is not revoked yet; returns them.
+    async fn revoke_refresh_families(
+        &self,
+        session: &SessionId,
+        reason: FamilyEnd,
+    ) -> StoreResult<Vec<RefreshFamily>>;
+
+    /// Forgets up to `max` families past their absolute lifetime at `now`, with
+    /// all their token hashes (their tokens are then `Missing`). Returns how many.
+    async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize>;
 }

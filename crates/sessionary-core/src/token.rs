@@ -121,6 +121,11 @@ impl SessionToken {
     pub fn expose_secret(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A token from secret bytes (an opened refresh successor).
+    pub(crate) fn from_bytes(b: [u8; 32]) -> Self {
+        Self(b)
+    }
 }
 
 impl fmt::Debug for SessionToken {

@@ -48,7 +48,7 @@ pub struct Problem {
     /// Why a session token was refused: `malformed`, `unknown`, or the end reason
     /// (`expired_idle`, `expired_absolute`, `logged_out`, `revoked_by_user`,
     /// `revoked_by_admin`, `evicted_by_limit`, `hijack_suspected`, `token_reuse`,
-    /// `regenerated`, `user_disabled`).
+    /// `regenerated`, `user_disabled`, `refresh_reused`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "expired_idle")]
     pub reason: Option<String>,
@@ -132,6 +132,7 @@ impl Problem {
             ("not-found", _) => StatusCode::NOT_FOUND,
             ("session-conflict" | "session-limit", _) => StatusCode::CONFLICT,
             ("invalid-request", _) => StatusCode::BAD_REQUEST,
+            ("refresh-refused", _) => StatusCode::UNAUTHORIZED,
             ("store-unavailable", _) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

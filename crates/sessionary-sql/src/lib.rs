@@ -127,6 +127,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sessionary_core::record::{Restorable, Tombstone, UserData};
+use sessionary_core::refresh::{
+    CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest,
+};
 use sessionary_core::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
 };
@@ -462,6 +465,44 @@ impl SessionStore for SqlStore {
     ) -> StoreResult<Result<UserData, Option<UserData>>> {
         match &*self.backend {
             Backend::Sqlite(s) => s.set_user_data(user, expected_version, data).await,
+        }
+    }
+
+    async fn create_refresh_family(&self, family: RefreshFamily) -> StoreResult<CreateFamily> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.create_refresh_family(family).await,
+        }
+    }
+
+    async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.refresh(request).await,
+        }
+    }
+
+    async fn revoke_refresh(
+        &self,
+        hash: &TokenHash,
+        reason: FamilyEnd,
+    ) -> StoreResult<Option<RefreshFamily>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.revoke_refresh(hash, reason).await,
+        }
+    }
+
+    async fn revoke_refresh_families(
+        &self,
+        session: &SessionId,
+        reason: FamilyEnd,
+    ) -> StoreResult<Vec<RefreshFamily>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.revoke_refresh_families(session, reason).await,
+        }
+    }
+
+    async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.sweep_refresh(now, max).await,
         }
     }
 }

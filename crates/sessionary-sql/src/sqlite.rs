@@ -41,6 +41,8 @@ use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
 use crate::pool::{Conn, Conns, close_conn};
 use crate::touches::{PER_TRANSACTION, Pending};
 
+mod refresh;
+
 /// The migrations of the SQLite schema, embedded at build time.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

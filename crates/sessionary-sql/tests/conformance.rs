@@ -28,6 +28,9 @@ mod file {
     use async_trait::async_trait;
     use sessionary_core::SessionStore;
     use sessionary_core::record::{Restorable, Tombstone, UserData};
+    use sessionary_core::refresh::{
+        CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest,
+    };
     use sessionary_core::store::{
         Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
     };
@@ -158,6 +161,29 @@ mod file {
             data: Sealed,
         ) -> StoreResult<Result<UserData, Option<UserData>>> {
             self.store.set_user_data(u, v, data).await
+        }
+        async fn create_refresh_family(&self, f: RefreshFamily) -> StoreResult<CreateFamily> {
+            self.store.create_refresh_family(f).await
+        }
+        async fn refresh(&self, r: RefreshRequest) -> StoreResult<RefreshOutcome> {
+            self.store.refresh(r).await
+        }
+        async fn revoke_refresh(
+            &self,
+            h: &TokenHash,
+            why: FamilyEnd,
+        ) -> StoreResult<Option<RefreshFamily>> {
+            self.store.revoke_refresh(h, why).await
+        }
+        async fn revoke_refresh_families(
+            &self,
+            s: &SessionId,
+            why: FamilyEnd,
+        ) -> StoreResult<Vec<RefreshFamily>> {
+            self.store.revoke_refresh_families(s, why).await
+        }
+        async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
+            self.store.sweep_refresh(now, max).await
         }
     }
 }

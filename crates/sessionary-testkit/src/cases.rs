@@ -17,6 +17,8 @@ use sessionary_core::{
 
 use crate::{manager, manager_with, record, start};
 
+pub use crate::refresh_cases::*;
+
 type Store = Arc<dyn SessionStore>;
 
 const T0: Timestamp = Timestamp(1_767_225_600_000);

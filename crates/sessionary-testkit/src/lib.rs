@@ -18,6 +18,7 @@
 
 pub mod cases;
 pub mod probe;
+mod refresh_cases;
 
 pub use probe::ProbeStore;
 
@@ -119,6 +120,16 @@ macro_rules! store_conformance {
             user_data_compare_and_set,
             race_user_data_updates,
             manager_walk,
+            refresh_rotates_and_touches,
+            refresh_retry_within_grace,
+            refresh_reuse_after_grace_revokes,
+            refresh_older_token_is_reuse,
+            race_concurrent_refreshes_one_rotation,
+            refresh_family_absolute_lifetime,
+            refresh_needs_live_session,
+            refresh_revoke,
+            refresh_sweep_forgets_expired_families,
+            manager_refresh_walk,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

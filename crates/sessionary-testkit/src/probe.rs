@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use sessionary_core::record::{Restorable, UserData};
+use sessionary_core::refresh::{
+    CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest,
+};
 use sessionary_core::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
 };
@@ -155,5 +158,34 @@ impl SessionStore for ProbeStore {
     ) -> StoreResult<Result<UserData, Option<UserData>>> {
         self.write()?;
         self.inner.set_user_data(u, v, d).await
+    }
+
+    async fn create_refresh_family(&self, f: RefreshFamily) -> StoreResult<CreateFamily> {
+        self.write()?;
+        self.inner.create_refresh_family(f).await
+    }
+    async fn refresh(&self, r: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        self.write()?;
+        self.inner.refresh(r).await
+    }
+    async fn revoke_refresh(
+        &self,
+        h: &TokenHash,
+        why: FamilyEnd,
+    ) -> StoreResult<Option<RefreshFamily>> {
+        self.write()?;
+        self.inner.revoke_refresh(h, why).await
+    }
+    async fn revoke_refresh_families(
+        &self,
+        s: &SessionId,
+        why: FamilyEnd,
+    ) -> StoreResult<Vec<RefreshFamily>> {
+        self.write()?;
+        self.inner.revoke_refresh_families(s, why).await
+    }
+    async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
+        self.write()?;
+        self.inner.sweep_refresh(now, max).await
     }
 }
