@@ -151,7 +151,10 @@ impl IntoResponse for BearerRejection {
             } else {
                 "Bearer error=\"invalid_token\""
             };
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         res
     }

@@ -87,8 +87,8 @@ pub mod layer;
 pub mod rejection;
 pub mod routes;
 
-pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
 pub use bearer::{Bearer, BearerRejection, Caller, CallerRejection};
+pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
 pub use device::ClientDevice;
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};

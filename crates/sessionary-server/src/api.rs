@@ -827,6 +827,8 @@ impl Modify for Security {
         healthz, openapi_json, create_session, verify, extend, logout, get_session,
         get_session_data, patch_session_data, regenerate, delete_session,
         list_user_sessions, delete_user_sessions, get_user_data, patch_user_data,
+        crate::token_api::issue, crate::token_api::refresh, crate::token_api::revoke,
+        crate::token_api::verify, crate::token_api::jwks,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -835,6 +837,7 @@ impl Modify for Security {
         (name = "sessions", description = "Session lifecycle"),
         (name = "data", description = "Session and user data"),
         (name = "users", description = "A user's sessions"),
+        (name = "tokens", description = "Access (JWT) and refresh tokens for API clients"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -133,6 +133,36 @@ impl Default for DemoConfig {
     }
 }
 
+/// `[tokens]`: access tokens (JWT) and refresh tokens for API clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// The `iss` claim of access tokens.
+    pub issuer: String,
+    /// The `aud` claim of access tokens.
+    pub audience: String,
+    /// Signing algorithm of new keys: `EdDSA` (Ed25519, default), `ES256` or
+    /// `HS256` (a random 256-bit secret; its tokens can only be verified here).
+    /// Keys live in `<data_dir>/token-keys`.
+    pub algorithm: String,
+    /// Access token lifetime, 5 to 15 minutes (`10m`).
+    pub access_ttl: String,
+    /// How long a retried refresh of the same token gets the same successor (`10s`, at most 60 s).
+    pub refresh_grace: String,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "sessionary".into(),
+            audience: "sessionary-api".into(),
+            algorithm: "EdDSA".into(),
+            access_ttl: "10m".into(),
+            refresh_grace: "10s".into(),
+        }
+    }
+}
+
 /// The merged configuration, before validation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +188,9 @@ pub struct Config {
     /// The demo shop.
     #[serde(default)]
     pub demo: DemoConfig,
+    /// Access and refresh tokens.
+    #[serde(default)]
+    pub tokens: TokensConfig,
 }
 
 impl Default for Config {
@@ -172,6 +205,7 @@ impl Default for Config {
             sweep_interval: "60s".into(),
             log: "info".into(),
             demo: DemoConfig::default(),
+            tokens: TokensConfig::default(),
         }
     }
 }
@@ -273,7 +307,10 @@ fn load_from(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Con
 }
 
 fn is_duration_key(key: &str) -> bool {
-    key.ends_with("timeout") || key.ends_with("_ttl") || key.ends_with("interval")
+    key.ends_with("timeout")
+        || key.ends_with("_ttl")
+        || key.ends_with("interval")
+        || key.ends_with("grace")
 }
 
 fn from_figment(err: figment::Error) -> ConfigErrors {
@@ -369,6 +406,92 @@ pub struct Settings {
     pub log: String,
     /// Whether the demo shop is served at `/`.
     pub demo: bool,
+    /// Access and refresh tokens.
+    pub tokens: TokenSettings,
+}
+
+/// The validated `[tokens]` section.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// Algorithm of generated keys.
+    pub algorithm: sessionary_token::SigningAlg,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh grace window.
+    pub refresh_grace: Duration,
+}
+
+impl TokensConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> Option<TokenSettings> {
+        let before = errs.len();
+        for (key, v) in [
+            ("tokens.issuer", &self.issuer),
+            ("tokens.audience", &self.audience),
+        ] {
+            if v.trim().is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+                errs.push(ConfigError::new(
+                    key,
+                    "expected 1 to 256 characters without control characters",
+                ));
+            }
+        }
+        let algorithm = sessionary_token::SigningAlg::parse(&self.algorithm);
+        if algorithm.is_none() {
+            errs.push(ConfigError::new(
+                "tokens.algorithm",
+                format!(
+                    "expected \"EdDSA\", \"ES256\" or \"HS256\", got {:?}",
+                    self.algorithm
+                ),
+            ));
+        }
+        let access_ttl = match parse_duration(&self.access_ttl) {
+            Ok(d) if (sessionary_token::MIN_TTL..=sessionary_token::MAX_TTL).contains(&d) => {
+                Some(d)
+            }
+            Ok(_) => {
+                errs.push(ConfigError::new(
+                    "tokens.access_ttl",
+                    "must be between 5m and 15m",
+                ));
+                None
+            }
+            Err(e) => {
+                errs.push(ConfigError::new("tokens.access_ttl", e));
+                None
+            }
+        };
+        let refresh_grace = match parse_duration(&self.refresh_grace) {
+            Ok(d) if d <= Duration::from_secs(60) => Some(d),
+            Ok(_) => {
+                errs.push(ConfigError::new(
+                    "tokens.refresh_grace",
+                    "must be at most 60s",
+                ));
+                None
+            }
+            Err(e) => {
+                errs.push(ConfigError::new("tokens.refresh_grace", e));
+                None
+            }
+        };
+        match (algorithm, access_ttl, refresh_grace) {
+            (Some(algorithm), Some(access_ttl), Some(refresh_grace)) if errs.len() == before => {
+                Some(TokenSettings {
+                    issuer: self.issuer.clone(),
+                    audience: self.audience.clone(),
+                    algorithm,
+                    access_ttl,
+                    refresh_grace,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -461,14 +584,15 @@ impl Config {
                 None
             }
         };
+        let tokens = self.tokens.validate(&mut errs);
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
             errs.push(ConfigError::new(
                 "log",
                 format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
             ));
         }
-        match (listen, sweep_interval) {
-            (Some(listen), Some(sweep_interval)) if errs.is_empty() => Ok(Settings {
+        match (listen, sweep_interval, tokens) {
+            (Some(listen), Some(sweep_interval), Some(tokens)) if errs.is_empty() => Ok(Settings {
                 listen,
                 store_path: self
                     .store
@@ -484,6 +608,7 @@ impl Config {
                 sweep_interval,
                 log: self.log.clone(),
                 demo: self.demo.enabled,
+                tokens,
             }),
             _ => Err(ConfigErrors(errs)),
         }

@@ -38,6 +38,8 @@
 //! | `POST /v1/sessions/{id}/regenerate` | new token (roles, step-up) |
 //! | `GET`/`DELETE /v1/users/{user}/sessions` | list; end all (or all but `except`) |
 //! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
+//! | `POST /v1/tokens`, `/v1/tokens/refresh`, `/v1/tokens/revoke`, `/v1/tokens/verify` | access (JWT) and refresh tokens ([`token_api`]) |
+//! | `GET /.well-known/jwks.json` | the access tokens' public keys (no API key) |
 //!
 //! # Security model
 //!
@@ -60,6 +62,7 @@ pub mod demo;
 pub mod extract;
 pub mod problem;
 pub mod serve;
+pub mod token_api;
 
 use std::sync::Arc;
 
@@ -84,6 +87,9 @@ pub struct AppState {
     /// The session engine (inject a `MockClock` through its builder in tests).
     pub manager: SessionManager,
     keys: Arc<ApiKeys>,
+    /// Access tokens, when configured ([`AppState::with_tokens`]); without them
+    /// the `/v1/tokens` endpoints answer `404`.
+    pub tokens: Option<Arc<sessionary_token::AccessTokens>>,
 }
 
 impl AppState {
@@ -92,7 +98,16 @@ impl AppState {
         Self {
             manager,
             keys: Arc::new(keys),
+            tokens: None,
         }
+    }
+
+    /// Issues and verifies access tokens with `tokens` (its revocation list
+    /// must follow `manager`'s events, e.g. as an event sink of its builder).
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: Arc<sessionary_token::AccessTokens>) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 }
 
@@ -159,6 +174,10 @@ fn api(state: AppState, fallback: bool) -> Router {
             "/v1/users/{user}/data",
             get(api::get_user_data).patch(api::patch_user_data),
         )
+        .route("/v1/tokens", post(token_api::issue))
+        .route("/v1/tokens/refresh", post(token_api::refresh))
+        .route("/v1/tokens/revoke", post(token_api::revoke))
+        .route("/v1/tokens/verify", post(token_api::verify))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
@@ -166,6 +185,7 @@ fn api(state: AppState, fallback: bool) -> Router {
     let router = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/v1/openapi.json", get(api::openapi_json))
+        .route("/.well-known/jwks.json", get(token_api::jwks))
         .merge(v1);
     let router = if fallback {
         router.fallback(not_found)

@@ -76,6 +76,15 @@ pub enum ServeError {
     /// The demo accounts could not be loaded or created.
     #[error(transparent)]
     DemoUsers(#[from] crate::demo::DemoUsersError),
+    /// The access-token keys could not be loaded or created.
+    #[error("access token keys in {}", path.display())]
+    TokenKeys {
+        /// The key file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sessionary_token::AccessTokenError,
+    },
     /// The engine refused its configuration.
     #[error(transparent)]
     Engine(#[from] sessionary_core::Error),
@@ -240,6 +249,31 @@ pub fn data_keys(settings: &Settings) -> Result<KeyRing, ServeError> {
     })
 }
 
+/// File in the data folder holding the access-token signing keys.
+pub const TOKEN_KEYS_FILE: &str = "token-keys";
+
+/// The access-token issuer and verifier: keys from `<data_dir>/token-keys`
+/// (generated with the configured algorithm on first start, mode 0600).
+fn access_tokens(
+    settings: &Settings,
+    clock: Arc<dyn sessionary_core::Clock>,
+    revocations: Arc<sessionary_token::Revocations>,
+) -> Result<sessionary_token::AccessTokens, ServeError> {
+    let path = settings.data_dir.join(TOKEN_KEYS_FILE);
+    let t = &settings.tokens;
+    let err = |source| ServeError::TokenKeys {
+        path: path.clone(),
+        source,
+    };
+    let ring = sessionary_token::KeyRing::load_or_generate(&path, t.algorithm).map_err(err)?;
+    sessionary_token::AccessTokens::builder(&t.issuer, &t.audience, ring)
+        .with_clock(clock)
+        .with_default_ttl(t.access_ttl)
+        .with_revocations(revocations)
+        .build()
+        .map_err(err)
+}
+
 /// The store the service runs on, with what must be done to close it.
 #[derive(Debug, Clone)]
 pub struct OpenedStore {
@@ -334,10 +368,16 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let (keys, key_source) = api_keys(&settings)?;
     let ring = data_keys(&settings)?;
     let opened = open_store(&settings).await?;
+    let clock: Arc<dyn sessionary_core::Clock> = Arc::new(sessionary_core::SystemClock);
+    // Ended sessions reach the access-token verifier synchronously, as an event sink.
+    let revocations = sessionary_token::Revocations::new(Arc::clone(&clock));
     let manager = SessionManager::builder(Arc::clone(&opened.store))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
+        .with_refresh_grace(settings.tokens.refresh_grace)
+        .with_event_sink(revocations.clone())
         .build()?;
+    let tokens = Arc::new(access_tokens(&settings, clock, revocations)?);
     let demo = if settings.demo {
         Some(crate::demo::DemoUsers::load_or_create(&settings.data_dir)?)
     } else {
@@ -347,11 +387,11 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
-    let state = AppState::new(manager, keys);
+    let state = AppState::new(manager, keys).with_tokens(Arc::clone(&tokens));
     let app = match demo {
         Some((users, fresh)) => {
             print_demo(&settings, addr, &fresh);
-            let mut options = crate::demo::DemoOptions::new(users);
+            let mut options = crate::demo::DemoOptions::new(users).with_access_tokens(tokens);
             if !addr.ip().is_loopback() {
                 // Plain-HTTP cookies only on loopback; elsewhere the demo
                 // expects HTTPS in front (a TLS-terminating proxy).
@@ -447,4 +487,5 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
         }
     }
     say!("  API:      {url}/v1/openapi.json  (send Authorization: Bearer <API key>)");
+    say!("  JWKS:     {url}/.well-known/jwks.json  (access tokens from POST /v1/tokens)");
 }

@@ -12,6 +12,7 @@
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
 //! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
 //! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
+//! | `GET`/`POST /api/cart` | the cart as JSON, for the cookie or an access token (`Authorization: Bearer`) |
 //!
 //! Pages are server-rendered ([`maud`]); the one script, `/assets/app.js`,
 //! listens to the session events and switches theme and language without a
@@ -42,7 +43,8 @@ mod view;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, Query, Request, State};
+use axum::Extension;
+use axum::extract::{DefaultBodyLimit, Form, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, uri::Scheme};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -53,11 +55,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sessionary_axum::csrf::{CsrfConfig, CsrfLayer, CsrfRejection};
 use sessionary_axum::{
-    Admin, ClientDevice, CurrentUser, RequireRole, Session, SessionConfig, SessionLayer,
+    Admin, Caller, ClientDevice, CurrentUser, RequireRole, Session, SessionConfig, SessionLayer,
     SessionRejection, session_routes,
 };
 use sessionary_core::policy::format_duration;
 use sessionary_core::{EndReason, NewSession, SessionId, SessionManager};
+use sessionary_token::AccessTokens;
 
 pub use i18n::Lang;
 pub use users::{ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME};
@@ -104,6 +107,7 @@ pub struct DemoOptions {
     users: Arc<DemoUsers>,
     expiry_warning: Duration,
     insecure_http: bool,
+    access_tokens: Option<Arc<AccessTokens>>,
 }
 
 impl DemoOptions {
@@ -114,7 +118,16 @@ impl DemoOptions {
             users: Arc::new(users),
             expiry_warning: sessionary_axum::config::DEFAULT_EXPIRY_WARNING,
             insecure_http: true,
+            access_tokens: None,
         }
+    }
+
+    /// Lets the JSON routes under `/api/` take `Authorization: Bearer <access
+    /// token>` as well as the session cookie.
+    #[must_use]
+    pub fn with_access_tokens(mut self, tokens: Arc<AccessTokens>) -> Self {
+        self.access_tokens = Some(tokens);
+        self
     }
 
     /// How long before the session's end the page warns.
@@ -159,7 +172,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         manager: manager.clone(),
         users: options.users,
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(shop))
         .route("/cart/add", post(cart_add))
         .route("/cart/clear", post(cart_clear))
@@ -176,13 +189,18 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
         .route("/assets/i18n.json", get(texts))
+        .route("/api/cart", get(api_cart).post(api_cart_add))
         .merge(session_routes())
         .fallback(not_found)
         .layer(CsrfLayer::new(csrf))
         .layer(middleware::from_fn_with_state(demo.clone(), error_pages))
         .layer(SessionLayer::new(manager, config))
         .layer(middleware::map_response(security_headers))
-        .with_state(demo)
+        .layer(DefaultBodyLimit::max(64 * 1024));
+    if let Some(tokens) = options.access_tokens {
+        router = router.layer(Extension(tokens));
+    }
+    router.with_state(demo)
 }
 
 /// Why a demo handler could not answer normally.
@@ -583,6 +601,57 @@ async fn expired_page(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// The cart as JSON: `{"user", "transport", "items"}`.
+async fn cart_doc(demo: &Demo, caller: &Caller) -> Result<Response, DemoError> {
+    let record = demo.manager.session(&caller.session_id()).await?;
+    let data = demo.manager.data(&record)?;
+    let items = data.get("cart").cloned().unwrap_or_else(|| json!([]));
+    let doc = json!({
+        "user": caller.user().as_str(),
+        "transport": if caller.is_bearer() { "bearer" } else { "cookie" },
+        "items": items,
+    });
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(doc)).into_response())
+}
+
+/// `GET /api/cart`: the signed-in caller's cart, by access token or cookie.
+async fn api_cart(
+    State(demo): State<Demo>,
+    caller: Result<Caller, sessionary_axum::CallerRejection>,
+) -> Result<Response, Response> {
+    let caller = caller.map_err(IntoResponse::into_response)?;
+    cart_doc(&demo, &caller)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// `POST /api/cart` `{"product": "tea"}`: adds to the caller's cart. Cookie
+/// callers need the CSRF header like any form; bearer callers are exempt.
+async fn api_cart_add(
+    State(demo): State<Demo>,
+    caller: Result<Caller, sessionary_axum::CallerRejection>,
+    Json(form): Json<AddForm>,
+) -> Result<Response, Response> {
+    let caller = caller.map_err(IntoResponse::into_response)?;
+    let Some(p) = PRODUCTS.iter().find(|p| p.slug == form.product) else {
+        return Err(bad_request().into_response());
+    };
+    demo.manager
+        .update_data(&caller.session_id(), None, |data| {
+            let cart = data.entry("cart").or_insert_with(|| json!([]));
+            if let Some(items) = cart.as_array_mut() {
+                if items.len() < MAX_CART {
+                    items.push(p.slug.into());
+                }
+            }
+        })
+        .await
+        .map_err(|e| DemoError::from(e).into_response())?;
+    cart_doc(&demo, &caller)
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 async fn not_found() -> DemoError {
