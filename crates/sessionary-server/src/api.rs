@@ -828,7 +828,7 @@ impl Modify for Security {
         get_session_data, patch_session_data, regenerate, delete_session,
         list_user_sessions, delete_user_sessions, get_user_data, patch_user_data,
         crate::token_api::issue, crate::token_api::refresh, crate::token_api::revoke,
-        crate::token_api::verify, crate::token_api::jwks,
+        crate::token_api::verify, crate::token_api::jwks, crate::token_api::rotate_key,
     ),
     components(schemas(Problem)),
     modifiers(&Security),

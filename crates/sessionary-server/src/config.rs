@@ -149,6 +149,9 @@ pub struct TokensConfig {
     pub access_ttl: String,
     /// How long a retried refresh of the same token gets the same successor (`10s`, at most 60 s).
     pub refresh_grace: String,
+    /// Access token lifetime per role (`admin = "5m"`), 5 to 15 minutes; a
+    /// session with several roles gets the shortest.
+    pub role_ttl: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for TokensConfig {
@@ -159,6 +162,7 @@ impl Default for TokensConfig {
             algorithm: "EdDSA".into(),
             access_ttl: "10m".into(),
             refresh_grace: "10s".into(),
+            role_ttl: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -423,6 +427,8 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     /// Refresh grace window.
     pub refresh_grace: Duration,
+    /// Access token lifetime per role.
+    pub role_ttl: Vec<(String, Duration)>,
 }
 
 impl TokensConfig {
@@ -479,6 +485,17 @@ impl TokensConfig {
                 None
             }
         };
+        let mut role_ttl = Vec::new();
+        for (role, v) in &self.role_ttl {
+            let key = format!("tokens.role_ttl.{role}");
+            match parse_duration(v) {
+                Ok(d) if (sessionary_token::MIN_TTL..=sessionary_token::MAX_TTL).contains(&d) => {
+                    role_ttl.push((role.clone(), d));
+                }
+                Ok(_) => errs.push(ConfigError::new(key, "must be between 5m and 15m")),
+                Err(e) => errs.push(ConfigError::new(key, e)),
+            }
+        }
         match (algorithm, access_ttl, refresh_grace) {
             (Some(algorithm), Some(access_ttl), Some(refresh_grace)) if errs.len() == before => {
                 Some(TokenSettings {
@@ -487,6 +504,7 @@ impl TokensConfig {
                     algorithm,
                     access_ttl,
                     refresh_grace,
+                    role_ttl,
                 })
             }
             _ => None,

@@ -90,6 +90,8 @@ pub struct AppState {
     /// Access tokens, when configured ([`AppState::with_tokens`]); without them
     /// the `/v1/tokens` endpoints answer `404`.
     pub tokens: Option<Arc<sessionary_token::AccessTokens>>,
+    /// Where rotated signing keys are saved, and the algorithm of new ones.
+    token_keys: Option<(std::path::PathBuf, sessionary_token::SigningAlg)>,
 }
 
 impl AppState {
@@ -99,7 +101,20 @@ impl AppState {
             manager,
             keys: Arc::new(keys),
             tokens: None,
+            token_keys: None,
         }
+    }
+
+    /// Saves the key ring to `path` after each rotation
+    /// (`POST /v1/tokens/keys/rotate`), whose new keys use `alg`.
+    #[must_use]
+    pub fn with_token_key_file(
+        mut self,
+        path: std::path::PathBuf,
+        alg: sessionary_token::SigningAlg,
+    ) -> Self {
+        self.token_keys = Some((path, alg));
+        self
     }
 
     /// Issues and verifies access tokens with `tokens` (its revocation list
@@ -178,6 +193,7 @@ fn api(state: AppState, fallback: bool) -> Router {
         .route("/v1/tokens/refresh", post(token_api::refresh))
         .route("/v1/tokens/revoke", post(token_api::revoke))
         .route("/v1/tokens/verify", post(token_api::verify))
+        .route("/v1/tokens/keys/rotate", post(token_api::rotate_key))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

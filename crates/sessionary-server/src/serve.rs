@@ -266,12 +266,14 @@ fn access_tokens(
         source,
     };
     let ring = sessionary_token::KeyRing::load_or_generate(&path, t.algorithm).map_err(err)?;
-    sessionary_token::AccessTokens::builder(&t.issuer, &t.audience, ring)
+    let mut builder = sessionary_token::AccessTokens::builder(&t.issuer, &t.audience, ring)
         .with_clock(clock)
         .with_default_ttl(t.access_ttl)
-        .with_revocations(revocations)
-        .build()
-        .map_err(err)
+        .with_revocations(revocations);
+    for (role, ttl) in &t.role_ttl {
+        builder = builder.with_role_ttl(role, *ttl);
+    }
+    builder.build().map_err(err)
 }
 
 /// The store the service runs on, with what must be done to close it.
@@ -387,7 +389,12 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
-    let state = AppState::new(manager, keys).with_tokens(Arc::clone(&tokens));
+    let state = AppState::new(manager, keys)
+        .with_tokens(Arc::clone(&tokens))
+        .with_token_key_file(
+            settings.data_dir.join(TOKEN_KEYS_FILE),
+            settings.tokens.algorithm,
+        );
     let app = match demo {
         Some((users, fresh)) => {
             print_demo(&settings, addr, &fresh);

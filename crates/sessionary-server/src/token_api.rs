@@ -8,6 +8,7 @@
 //! | `POST /v1/tokens/refresh` | refresh token -> new access + refresh token (the old one is spent) |
 //! | `POST /v1/tokens/revoke` | ends a refresh token's family (the session lives on) |
 //! | `POST /v1/tokens/verify` | an access token's claims, or why it is refused |
+//! | `POST /v1/tokens/keys/rotate` | a new signing key; the old ones keep verifying until their tokens expired |
 //! | `GET /.well-known/jwks.json` | the public keys (no API key needed) |
 
 use std::sync::Arc;
@@ -304,4 +305,46 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> ApiResult {
         HeaderValue::from_static("public, max-age=300"),
     );
     Ok(res)
+}
+
+/// `POST /v1/tokens/keys/rotate` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RotatedResponse {
+    /// The new signing key's `kid`.
+    pub kid: String,
+    /// Its algorithm.
+    pub algorithm: String,
+    /// Keys that still verify (the new one and retired ones inside their window).
+    pub keys: usize,
+}
+
+/// Rotates the signing key: a new key (the configured algorithm) signs from now
+/// on; retired keys keep verifying until every token they signed has expired,
+/// then are pruned. The ring is saved to the key file at once.
+#[utoipa::path(
+    post, path = "/v1/tokens/keys/rotate", tag = "tokens",
+    responses(
+        (status = 200, description = "Rotated", body = RotatedResponse),
+    )
+)]
+pub(crate) async fn rotate_key(State(state): State<AppState>) -> ApiResult<Json<RotatedResponse>> {
+    let tokens = tokens(&state)?;
+    let alg = state
+        .token_keys
+        .as_ref()
+        .map_or(sessionary_token::SigningAlg::EdDsa, |(_, alg)| *alg);
+    let key = sessionary_token::SigningKey::generate(alg).map_err(|e| access_problem(&e))?;
+    let kid = key.kid().to_owned();
+    tokens.rotate(key).map_err(|e| access_problem(&e))?;
+    tokens.prune();
+    let ring = tokens.key_ring();
+    if let Some((path, _)) = &state.token_keys {
+        ring.save(path).map_err(|e| access_problem(&e))?;
+    }
+    tracing::info!(kid = %kid, "access token signing key rotated");
+    Ok(Json(RotatedResponse {
+        kid,
+        algorithm: alg.as_str().to_owned(),
+        keys: ring.len(),
+    }))
 }

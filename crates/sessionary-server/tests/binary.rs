@@ -686,3 +686,79 @@ async fn demo_users_are_printed_once_and_can_sign_in() {
     let (status, _) = server.stop();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn access_token_keys_are_kept_across_restarts() {
+    use reqwest::Method;
+    let dir = TempDir::new("token-keys");
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    assert!(server.banner.join("\n").contains("/.well-known/jwks.json"));
+    let api = Api::new(&server, dir.path());
+    let (s, _, session) = api
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "bob"})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _, tokens) = api
+        .send(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"session_token": session["token"]})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{tokens}");
+    let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (status, _) = server.stop();
+    assert!(status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("token-keys"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "token-keys is owner-only");
+    }
+
+    let server = Server::start(dir.path());
+    wait_healthy(&server.url).await;
+    let api = Api::new(&server, dir.path());
+    let again: Value = reqwest::get(format!("{}/.well-known/jwks.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, jwks, "the same keys after a restart");
+    let (s, _, claims) = api
+        .send(
+            Method::POST,
+            "/v1/tokens/verify",
+            Some(json!({"access_token": tokens["access_token"]})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{claims}");
+    let (s, _, _) = api
+        .send(
+            Method::POST,
+            "/v1/tokens/refresh",
+            Some(json!({"refresh_token": tokens["refresh_token"]})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "refresh families are in the store and survive too");
+    let (status, _) = server.stop();
+    assert!(status.success());
+}

@@ -318,3 +318,54 @@ async fn the_demo_api_takes_an_access_token_as_well_as_the_cookie() {
     assert_eq!(s, 401);
     assert_eq!(p["reason"], "revoked");
 }
+
+#[tokio::test]
+async fn rotating_the_signing_key_keeps_earlier_tokens_valid() {
+    let svc = service();
+    let session = svc.session().await;
+    let before = svc.tokens(&session).await;
+    let (s, r) = svc.api("/v1/tokens/keys/rotate", json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["keys"], 2);
+    assert_eq!(r["algorithm"], "EdDSA");
+    let (_, jwks) = svc
+        .call(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "old and new key published"
+    );
+    assert_eq!(jwks["keys"][0]["kid"], r["kid"], "the new key first");
+    // Tokens signed before still verify; new ones carry the new kid.
+    let (s, _) = svc
+        .api(
+            "/v1/tokens/verify",
+            json!({"access_token": before["access_token"]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let after = svc.tokens(&session).await;
+    let header = after["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], r["kid"]);
+    assert_eq!(header["typ"], "at+jwt");
+    // The rotation needs the API key.
+    let (s, _) = svc
+        .call(
+            Method::POST,
+            "/v1/tokens/keys/rotate",
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 401);
+}
