@@ -62,7 +62,7 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};
 pub use manager::{
     CarryOver, Data, Issued, ManagerBuilder, MergeHook, MergeInto, NewSession, Privilege,
-    SessionManager, merge_patch,
+    SessionManager, VerifyLater, merge_patch,
 };
 pub use memory::MemoryStore;
 pub use policy::{LimitMode, Policy, RolePolicy};
