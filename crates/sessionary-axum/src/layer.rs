@@ -11,6 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use pin_project_lite::pin_project;
+use sessionary_core::token::TOKEN_LEN;
 use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
 use tower::{Layer, Service};
 
@@ -164,9 +165,6 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // The clone that was driven to readiness serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let token = read_token(req.headers(), self.shared.config.cookie_name());
         // Status polling and event streams must not count as activity.
         let passive = matches!(*req.method(), Method::GET | Method::HEAD)
@@ -182,6 +180,10 @@ where
             match session.manager().verify_hash_now(&hash, !passive) {
                 Ok(verified) => session.presented(token, verified),
                 Err(later) => {
+                    // The service that was driven to readiness serves this request,
+                    // later; a clone takes its place.
+                    let clone = self.inner.clone();
+                    let mut inner = std::mem::replace(&mut self.inner, clone);
                     return ResponseFuture {
                         kind: Kind::Waiting {
                             fut: Box::pin(async move {
@@ -198,7 +200,7 @@ where
         }
         ResponseFuture {
             kind: Kind::Ready {
-                inner: inner.call(req),
+                inner: self.inner.call(req),
                 finish: Some(Finish { session, html_uri }),
             },
         }
@@ -263,18 +265,41 @@ fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
 /// wrong length) counts as no cookie, and never reaches the store.
 pub(crate) fn read_token(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
     for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            // `name=value`; cookie names never contain `=` (see `SessionConfig`).
-            let value = pair
-                .trim_start()
-                .strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix('='));
-            if let Some(v) = value {
-                // The first cookie of that name decides; `__Host-` keeps others from
-                // planting one.
-                return SessionToken::parse(v).ok();
+        let bytes = value.as_bytes();
+        // Like `HeaderValue::to_str`: a value with anything but visible ASCII and
+        // tabs is skipped whole. (A fold without early exit, so it vectorizes.)
+        let invalid = bytes.iter().fold(false, |bad, &b| {
+            bad | ((b < b' ' && b != b'\t') | (b > b'~'))
+        });
+        if invalid {
+            continue;
+        }
+        let mut rest = bytes;
+        loop {
+            // `name=value` after optional white space (only spaces and tabs can
+            // occur here); cookie names never contain `=` (see `SessionConfig`).
+            let start = rest
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(rest.len());
+            rest = &rest[start..];
+            if let Some(v) = rest
+                .strip_prefix(name.as_bytes())
+                .and_then(|r| r.strip_prefix(b"="))
+            {
+                // The first cookie of that name decides (`__Host-` keeps others
+                // from planting one). Its value runs to the next `;`: a token only
+                // if that is exactly `TOKEN_LEN` characters away (`;` is not in the
+                // token alphabet, so `parse_bytes` refuses a shorter value).
+                return match v.get(TOKEN_LEN) {
+                    None | Some(b';') => SessionToken::parse_bytes(v.get(..TOKEN_LEN)?).ok(),
+                    Some(_) => None,
+                };
             }
+            let Some(next) = rest.iter().position(|&b| b == b';') else {
+                break;
+            };
+            rest = &rest[next + 1..];
         }
     }
     None
@@ -412,6 +437,11 @@ mod tests {
             // The first of the name decides, even if it is not a token.
             (format!("session=nope; session={a_text}"), None),
             (format!("session={a_text}x"), None),
+            (format!("x=1;\t  session={a_text}"), Some(&a)),
+            (format!(" session={a_text};x=1"), Some(&a)),
+            (format!("session={a_text} ;x=1"), None),
+            (format!("a=session={a_text}"), None),
+            (format!("session={};x=1", &a_text[..42]), None),
         ] {
             assert_eq!(
                 read_token(&cookie(&header), "session").as_ref(),
@@ -424,7 +454,16 @@ mod tests {
         if let Ok(v) = HeaderValue::try_from(format!("session={b_text}")) {
             two.append(header::COOKIE, v);
         }
-        assert_eq!(read_token(&two, "session"), Some(b));
+        assert_eq!(read_token(&two, "session").as_ref(), Some(&b));
+        // A value that is not visible ASCII is skipped whole, as `to_str` would.
+        let mut odd = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(format!("x=\u{e9}; session={a_text}").as_bytes()) {
+            odd.append(header::COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(format!("session={b_text}")) {
+            odd.append(header::COOKIE, v);
+        }
+        assert_eq!(read_token(&odd, "session"), Some(b));
     }
 
     #[test]
