@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -51,22 +52,56 @@ pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expir
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
-    shared: Arc<LayerShared>,
+    shared: Arc<Replicas>,
 }
 
 /// What every request of one layer shares: one reference count to bump per
-/// request instead of one per field.
+/// request instead of one per field. Aligned so that the fields sit on cache
+/// lines apart from the reference count, which every request writes.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct LayerShared {
     pub(crate) manager: SessionManager,
     pub(crate) config: SessionConfig,
 }
 
+/// Copies of one [`LayerShared`], each behind an `Arc` of its own: each thread
+/// takes its per-request reference from its own copy, so threads serving requests
+/// at the same time do not all write one reference count (one cache line moving
+/// between cores twice per request). Aligned like [`LayerShared`], for the
+/// reference count of the service itself.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Replicas(Box<[Arc<LayerShared>]>);
+
+/// Copies in [`Replicas`] (a power of two).
+const REPLICAS: usize = 16;
+
+impl Replicas {
+    /// The calling thread's copy.
+    fn get(&self) -> &Arc<LayerShared> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = SLOT.with(|s| *s);
+        &self.0[slot % self.0.len()]
+    }
+}
+
 impl SessionLayer {
     /// A layer issuing cookies as `config` says.
     pub fn new(manager: SessionManager, config: SessionConfig) -> Self {
+        let copies = (0..REPLICAS)
+            .map(|_| {
+                Arc::new(LayerShared {
+                    manager: manager.clone(),
+                    config: config.clone(),
+                })
+            })
+            .collect();
         Self {
-            shared: Arc::new(LayerShared { manager, config }),
+            shared: Arc::new(Replicas(copies)),
         }
     }
 }
@@ -86,7 +121,7 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,
-    shared: Arc<LayerShared>,
+    shared: Arc<Replicas>,
 }
 
 pin_project! {
@@ -120,7 +155,8 @@ pin_project! {
 /// What the response needs once the inner service answered.
 struct Finish {
     session: Session,
-    html_uri: Option<Uri>,
+    /// Boxed: only HTML requests have one, and the future stays small.
+    html_uri: Option<Box<Uri>>,
 }
 
 impl<F, E> fmt::Debug for ResponseFuture<F, E> {
@@ -140,7 +176,7 @@ where
             KindProj::Ready { inner, finish: f } => {
                 let mut res = ready!(inner.poll(cx))?;
                 if let Some(Finish { session, html_uri }) = f.take() {
-                    finish(&session, &mut res, html_uri.as_ref());
+                    finish(&session, &mut res, html_uri.as_deref());
                 }
                 Poll::Ready(Ok(res))
             }
@@ -165,13 +201,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let token = read_token(req.headers(), self.shared.config.cookie_name());
+        let shared = self.shared.get();
+        let token = read_token(req.headers(), shared.config.cookie_name());
         // Status polling and event streams must not count as activity.
         let passive = matches!(*req.method(), Method::GET | Method::HEAD)
-            && self.shared.config.is_passive_path(req.uri().path());
+            && shared.config.is_passive_path(req.uri().path());
         // Only kept for HTML requests, which may need a redirect with `return_to`.
-        let html_uri = accepts_html(req.headers()).then(|| req.uri().clone());
-        let session = Session::new(Arc::clone(&self.shared));
+        let html_uri = accepts_html(req.headers()).then(|| Box::new(req.uri().clone()));
+        let session = Session::new(Arc::clone(shared));
         // `CsrfLayer`, inside this layer, reads the session's CSRF secret from it.
         req.extensions_mut().insert(session.clone());
         if let Some(token) = token {
@@ -190,7 +227,7 @@ where
                                 let verified = session.manager().verify_later(&hash, later).await;
                                 session.presented(token, verified);
                                 let mut res = inner.call(req).await?;
-                                finish(&session, &mut res, html_uri.as_ref());
+                                finish(&session, &mut res, html_uri.as_deref());
                                 Ok(res)
                             }),
                         },

@@ -30,7 +30,20 @@ const SHARDS: usize = 64;
 const STRIPES: usize = 256;
 
 type FastMap<K, V> = RandomKeyMap<K, V>;
-type Shards<M> = Box<[RwLock<M>]>;
+type Shards<M> = Box<[Padded<RwLock<M>>]>;
+
+/// A shard on cache lines of its own: a read lock writes the lock word, and two
+/// shards on one line would make cores that read different shards contend.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 #[derive(Debug, Default)]
 struct UserEntry {
@@ -45,9 +58,9 @@ impl UserEntry {
     }
 }
 
-fn shards<K, V, S: Default>() -> Box<[RwLock<HashMap<K, V, S>>]> {
+fn shards<K, V, S: Default>() -> Shards<HashMap<K, V, S>> {
     (0..SHARDS)
-        .map(|_| RwLock::new(HashMap::default()))
+        .map(|_| Padded(RwLock::new(HashMap::default())))
         .collect()
 }
 
