@@ -100,6 +100,20 @@ async fn main() -> anyhow::Result<()> {
         .route("/data", get(read_data))
         .layer(SessionLayer::new(manager, config));
 
+    // Optional control: the bare handler behind a pass-through middleware
+    // (`MapRequestLayer` with the identity), i.e. what any `Router::layer` costs.
+    let noop_port: u16 = arg(&args, 5, 0)?;
+    if noop_port != 0 {
+        let noop_app = Router::new()
+            .route("/", get(bare))
+            .route("/user", get(bare))
+            .route("/data", get(bare))
+            .layer(tower::util::MapRequestLayer::new(
+                |r: axum::extract::Request| r,
+            ));
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", noop_port)).await?;
+        tokio::spawn(async move { axum::serve(l, noop_app).await });
+    }
     let bare_listener = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
     let session_listener = tokio::net::TcpListener::bind(("127.0.0.1", session_port)).await?;
     println!(
