@@ -4,8 +4,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -52,56 +52,64 @@ pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expir
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
-    shared: Arc<Replicas>,
+    shared: Arc<LayerShared>,
 }
 
 /// What every request of one layer shares: one reference count to bump per
-/// request instead of one per field. Aligned so that the fields sit on cache
-/// lines apart from the reference count, which every request writes.
+/// request instead of one per field.
+///
+/// A layer keeps [`COPIES`] copies of it, each behind an `Arc` of its own, and a
+/// thread takes its references from its own copy (see [`LayerShared::mine`]):
+/// threads serving requests at the same time then do not all write one reference
+/// count (one cache line moving between cores on every clone and drop, and axum
+/// clones the service for every request). Aligned so that the fields sit on cache
+/// lines apart from the reference count.
 #[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct LayerShared {
     pub(crate) manager: SessionManager,
     pub(crate) config: SessionConfig,
+    /// Every copy of this state, this one included.
+    copies: OnceLock<Box<[Weak<LayerShared>]>>,
 }
 
-/// Copies of one [`LayerShared`], each behind an `Arc` of its own: each thread
-/// takes its per-request reference from its own copy, so threads serving requests
-/// at the same time do not all write one reference count (one cache line moving
-/// between cores twice per request). Aligned like [`LayerShared`], for the
-/// reference count of the service itself.
-#[derive(Debug)]
-#[repr(align(128))]
-struct Replicas(Box<[Arc<LayerShared>]>);
+/// Copies of a layer's [`LayerShared`] (a power of two).
+const COPIES: usize = 16;
 
-/// Copies in [`Replicas`] (a power of two).
-const REPLICAS: usize = 16;
-
-impl Replicas {
-    /// The calling thread's copy.
-    fn get(&self) -> &Arc<LayerShared> {
+impl LayerShared {
+    /// A reference to the calling thread's copy (to `this` if that copy is gone).
+    fn mine(this: &Arc<Self>) -> Arc<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
             static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
         }
         let slot = SLOT.with(|s| *s);
-        &self.0[slot % self.0.len()]
+        this.copies
+            .get()
+            .and_then(|c| c.get(slot % c.len()))
+            .and_then(Weak::upgrade)
+            .unwrap_or_else(|| Arc::clone(this))
     }
 }
 
 impl SessionLayer {
     /// A layer issuing cookies as `config` says.
     pub fn new(manager: SessionManager, config: SessionConfig) -> Self {
-        let copies = (0..REPLICAS)
+        let copies: Vec<Arc<LayerShared>> = (0..COPIES)
             .map(|_| {
                 Arc::new(LayerShared {
                     manager: manager.clone(),
                     config: config.clone(),
+                    copies: OnceLock::new(),
                 })
             })
             .collect();
+        let weak: Box<[Weak<LayerShared>]> = copies.iter().map(Arc::downgrade).collect();
+        for c in &copies {
+            let _ = c.copies.set(weak.clone());
+        }
         Self {
-            shared: Arc::new(Replicas(copies)),
+            shared: Arc::clone(&copies[0]),
         }
     }
 }
@@ -118,10 +126,20 @@ impl<S> Layer<S> for SessionLayer {
 }
 
 /// The service made by [`SessionLayer`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SessionService<S> {
     inner: S,
-    shared: Arc<Replicas>,
+    shared: Arc<LayerShared>,
+}
+
+impl<S: Clone> Clone for SessionService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            // The clone serves requests on this thread (axum clones per request).
+            shared: LayerShared::mine(&self.shared),
+        }
+    }
 }
 
 pin_project! {
@@ -201,14 +219,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = self.shared.get();
+        let shared = &self.shared;
         let token = read_token(req.headers(), shared.config.cookie_name());
         // Status polling and event streams must not count as activity.
         let passive = matches!(*req.method(), Method::GET | Method::HEAD)
             && shared.config.is_passive_path(req.uri().path());
         // Only kept for HTML requests, which may need a redirect with `return_to`.
         let html_uri = accepts_html(req.headers()).then(|| Box::new(req.uri().clone()));
-        let session = Session::new(Arc::clone(shared));
+        let session = Session::new(LayerShared::mine(shared));
         // `CsrfLayer`, inside this layer, reads the session's CSRF secret from it.
         req.extensions_mut().insert(session.clone());
         if let Some(token) = token {
