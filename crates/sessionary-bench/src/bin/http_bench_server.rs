@@ -3,10 +3,12 @@
 //! `SessionLayer` (`MemoryStore`, default policy, sliding expiry on) on the other.
 //!
 //! ```sh
-//! http_bench_server [BARE_PORT] [SESSION_PORT] [SESSIONS] [TOKENS_FILE]
+//! http_bench_server [BARE_PORT] [SESSION_PORT] [SESSIONS] [TOKENS_FILE] [NOOP_PORT]
 //! ```
 //!
-//! Defaults: `3001 3002 10000 target/http-bench-tokens.txt`. It creates
+//! Defaults: `3001 3002 10000 target/http-bench-tokens.txt 0`. With a
+//! `NOOP_PORT` other than 0 it also serves the bare routes behind a pass-through
+//! middleware there (a control: what any `Router::layer` costs). It creates
 //! `SESSIONS` signed-in sessions (each with one data key, `theme`) and writes
 //! their tokens, one per line, to `TOKENS_FILE` before it listens; then it prints
 //! `ready` and serves until killed.
