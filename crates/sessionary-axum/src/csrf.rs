@@ -38,7 +38,7 @@
 //! let app: Router = Router::new()
 //!     .route("/cart", get(form).post(|| async { "added" }))
 //!     // Inside the session layer (in axum the last `.layer` is the outermost), which
-//!     // inserts the session's `CsrfSecretExt` into the request extensions.
+//!     // puts the request's `Session` (with its CSRF secret) into the extensions.
 //!     .layer(CsrfLayer::new(
 //!         CsrfConfig::new().with_allowed_origin("https://shop.example"),
 //!     ))
@@ -48,12 +48,15 @@
 //!
 //! # What the session layer provides
 //!
-//! The layer reads the session's secret from the request extensions as a [`CsrfSecretExt`].
-//! [`crate::SessionLayer`] inserts `CsrfSecretExt(record.csrf_secret.clone())` for every
-//! request whose cookie verifies to a live session, *before* this layer runs (so add
-//! [`CsrfLayer`] to the router before the session layer). An unsafe request without it is
-//! refused with [`CsrfRejection::MissingSession`]: a visitor needs a session, created on a
-//! `GET` that renders the form, before posting it.
+//! The layer reads the session's secret from the request extensions: from the
+//! [`crate::Session`] that [`crate::SessionLayer`] inserts into every request, when its
+//! cookie verified to a live session, else from a [`CsrfSecretExt`] (for applications
+//! that run this layer without [`crate::SessionLayer`]). The session layer must run
+//! *before* this layer (so add [`CsrfLayer`] to the router before the session layer).
+//! An unsafe request without a secret is refused with [`CsrfRejection::MissingSession`]:
+//! a visitor needs a session, created on a `GET` that renders the form, before posting
+//! it. (The session layer no longer inserts a [`CsrfSecretExt`] of its own; read
+//! `Session::record()` for the secret.)
 //!
 //! # Security
 //!
@@ -90,6 +93,7 @@ use sessionary_core::record::CsrfSecret;
 use subtle::ConstantTimeEq as _;
 use tower::{Layer, Service};
 
+use crate::extract::Session;
 use crate::rejection::PROBLEM_JSON;
 
 /// Message authenticated with the session's CSRF secret to derive the token value.
@@ -103,7 +107,9 @@ const VARY_VALUE: &str = "Sec-Fetch-Site, Origin";
 /// The problem type of every CSRF failure.
 const PROBLEM_TYPE: &str = "/problems/csrf-failed";
 
-/// The session's CSRF secret, as the session layer inserts it into request extensions.
+/// A CSRF secret for [`CsrfLayer`], inserted into request extensions by an application
+/// that does not use [`crate::SessionLayer`] (whose [`crate::Session`] provides the secret
+/// of a live session, and takes precedence).
 ///
 /// # Examples
 ///
@@ -797,7 +803,12 @@ async fn check(
     if let Err(rejection) = check_request_origin(&parts, config) {
         return fail(rejection, parts);
     }
-    let Some(CsrfSecretExt(secret)) = parts.extensions.get::<CsrfSecretExt>().cloned() else {
+    let secret = parts
+        .extensions
+        .get::<Session>()
+        .and_then(Session::csrf_secret)
+        .or_else(|| parts.extensions.get::<CsrfSecretExt>().map(|e| e.0.clone()));
+    let Some(secret) = secret else {
         return fail(CsrfRejection::MissingSession, parts);
     };
 

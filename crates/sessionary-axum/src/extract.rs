@@ -10,9 +10,10 @@ use http::request::Parts;
 use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sessionary_core::record::CsrfSecret;
 use sessionary_core::{
     Data, EndReason, Error, Issued, NewSession, Privilege, SessionManager, SessionRecord,
-    Timestamp, UserId,
+    SessionToken, Timestamp, UserId,
 };
 
 use crate::config::SessionConfig;
@@ -57,7 +58,7 @@ struct Shared {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// The live session's token (presented or just issued).
-    pub(crate) token: Option<String>,
+    pub(crate) token: Option<SessionToken>,
     /// The live session.
     pub(crate) record: Option<Arc<SessionRecord>>,
     /// Why the presented cookie's session is gone.
@@ -92,7 +93,11 @@ impl Session {
     }
 
     /// Records what verifying the presented cookie gave.
-    pub(crate) fn presented(&self, token: String, verified: Result<Arc<SessionRecord>, Error>) {
+    pub(crate) fn presented(
+        &self,
+        token: SessionToken,
+        verified: Result<Arc<SessionRecord>, Error>,
+    ) {
         let mut state = self.lock();
         match verified {
             Ok(record) => {
@@ -107,6 +112,11 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "session cookie refused"),
         }
+    }
+
+    /// The live session's CSRF secret (for `CsrfLayer`).
+    pub(crate) fn csrf_secret(&self) -> Option<CsrfSecret> {
+        self.lock().record.as_ref().map(|r| r.csrf_secret.clone())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -303,7 +313,7 @@ impl Session {
     /// [`Error::InvalidInput`], ...), [`SessionRejection::StoreUnavailable`].
     pub async fn login(&self, new: NewSession) -> Result<Arc<SessionRecord>, SessionRejection> {
         let _writing = self.shared.writes.lock().await;
-        let token = self.lock().token.clone();
+        let token = self.lock().token.as_ref().map(SessionToken::encode);
         let issued = self
             .shared
             .layer
@@ -351,7 +361,8 @@ impl Session {
         let token = self
             .lock()
             .token
-            .clone()
+            .as_ref()
+            .map(SessionToken::encode)
             .ok_or(SessionRejection::NotSignedIn)?;
         let record = self.shared.layer.manager.extend(&token).await?;
         self.lock().record = Some(Arc::clone(&record));
@@ -368,7 +379,7 @@ impl Session {
     /// if the store fails (the cookie is then left as it was).
     pub async fn logout(&self) -> Result<(), SessionRejection> {
         let _writing = self.shared.writes.lock().await;
-        let token = self.lock().token.clone();
+        let token = self.lock().token.as_ref().map(SessionToken::encode);
         if let Some(token) = token {
             self.shared.layer.manager.logout(&token).await?;
         }
@@ -381,7 +392,7 @@ impl Session {
 
     fn issued(&self, issued: Issued) {
         let mut state = self.lock();
-        state.token = Some(issued.token.encode());
+        state.token = Some(issued.token);
         state.record = Some(issued.session);
         state.ended = None;
         state.change = CookieChange::Set;

@@ -4,25 +4,24 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
-use sessionary_core::{EndReason, SessionManager, SessionRecord};
+use pin_project_lite::pin_project;
+use sessionary_core::token::TOKEN_LEN;
+use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
 use tower::{Layer, Service};
 
 use crate::config::{SessionConfig, is_local_path};
-use crate::csrf::CsrfSecretExt;
 use crate::extract::Session;
 use crate::rejection::{ExpiredMarker, NotSignedInMarker};
 
 /// The response header that says when the session ends (RFC 3339, UTC).
 pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
-
-/// The length of a session token's text form (43 base64url characters).
-const TOKEN_LEN: usize = sessionary_core::token::TOKEN_LEN;
 
 /// Adds sessions to every request of the wrapped service.
 ///
@@ -58,17 +57,59 @@ pub struct SessionLayer {
 
 /// What every request of one layer shares: one reference count to bump per
 /// request instead of one per field.
+///
+/// A layer keeps [`COPIES`] copies of it, each behind an `Arc` of its own, and a
+/// thread takes its references from its own copy (see [`LayerShared::mine`]):
+/// threads serving requests at the same time then do not all write one reference
+/// count (one cache line moving between cores on every clone and drop, and axum
+/// clones the service for every request). Aligned so that the fields sit on cache
+/// lines apart from the reference count.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct LayerShared {
     pub(crate) manager: SessionManager,
     pub(crate) config: SessionConfig,
+    /// Every copy of this state, this one included.
+    copies: OnceLock<Box<[Weak<LayerShared>]>>,
+}
+
+/// Copies of a layer's [`LayerShared`] (a power of two).
+const COPIES: usize = 16;
+
+impl LayerShared {
+    /// A reference to the calling thread's copy (to `this` if that copy is gone).
+    fn mine(this: &Arc<Self>) -> Arc<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = SLOT.with(|s| *s);
+        this.copies
+            .get()
+            .and_then(|c| c.get(slot % c.len()))
+            .and_then(Weak::upgrade)
+            .unwrap_or_else(|| Arc::clone(this))
+    }
 }
 
 impl SessionLayer {
     /// A layer issuing cookies as `config` says.
     pub fn new(manager: SessionManager, config: SessionConfig) -> Self {
+        let copies: Vec<Arc<LayerShared>> = (0..COPIES)
+            .map(|_| {
+                Arc::new(LayerShared {
+                    manager: manager.clone(),
+                    config: config.clone(),
+                    copies: OnceLock::new(),
+                })
+            })
+            .collect();
+        let weak: Box<[Weak<LayerShared>]> = copies.iter().map(Arc::downgrade).collect();
+        for c in &copies {
+            let _ = c.copies.set(weak.clone());
+        }
         Self {
-            shared: Arc::new(LayerShared { manager, config }),
+            shared: Arc::clone(&copies[0]),
         }
     }
 }
@@ -85,28 +126,80 @@ impl<S> Layer<S> for SessionLayer {
 }
 
 /// The service made by [`SessionLayer`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SessionService<S> {
     inner: S,
     shared: Arc<LayerShared>,
 }
 
-/// The response future of [`SessionService`].
-pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+impl<S: Clone> Clone for SessionService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            // The clone serves requests on this thread (axum clones per request).
+            shared: LayerShared::mine(&self.shared),
+        }
+    }
 }
 
-impl<E> fmt::Debug for ResponseFuture<E> {
+pin_project! {
+    /// The response future of [`SessionService`]: the inner service's future, then
+    /// the session's headers. Not boxed when the session was settled before the
+    /// inner service was called (a store that answers at once, such as
+    /// [`sessionary_core::MemoryStore`], or no cookie); boxed when the store must be
+    /// awaited first.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        /// The session is settled; the inner service was called.
+        Ready {
+            #[pin]
+            inner: F,
+            finish: Option<Finish>,
+        },
+        /// The store must be awaited first.
+        Waiting {
+            fut: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+        },
+    }
+}
+
+/// What the response needs once the inner service answered.
+struct Finish {
+    session: Session,
+    /// Boxed: only HTML requests have one, and the future stays small.
+    html_uri: Option<Box<Uri>>,
+}
+
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<E> Future for ResponseFuture<E> {
+impl<F, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response, E>>,
+{
     type Output = Result<Response, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { inner, finish: f } => {
+                let mut res = ready!(inner.poll(cx))?;
+                if let Some(Finish { session, html_uri }) = f.take() {
+                    finish(&session, &mut res, html_uri.as_deref());
+                }
+                Poll::Ready(Ok(res))
+            }
+            KindProj::Waiting { fut } => fut.as_mut().poll(cx),
+        }
     }
 }
 
@@ -119,18 +212,15 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // The clone that was driven to readiness serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let mut token =
-            read_token(req.headers(), self.shared.config.cookie_name()).map(str::to_owned);
+        let shared = &self.shared;
+        let mut token = read_token(req.headers(), shared.config.cookie_name());
         // A `SameSite=Strict` route group: a cross-site request would not have
         // carried a strict cookie, so it is served without the session.
         if token.is_some()
@@ -139,36 +229,47 @@ where
                 .get("sec-fetch-site")
                 .map(HeaderValue::as_bytes)
                 == Some(b"cross-site")
-            && self.shared.config.is_strict_path(req.uri().path())
+            && shared.config.is_strict_path(req.uri().path())
         {
             token = None;
         }
         // Status polling and event streams must not count as activity.
         let passive = matches!(*req.method(), Method::GET | Method::HEAD)
-            && self.shared.config.is_passive_path(req.uri().path());
+            && shared.config.is_passive_path(req.uri().path());
         // Only kept for HTML requests, which may need a redirect with `return_to`.
-        let html_uri = accepts_html(req.headers()).then(|| req.uri().clone());
-        let session = Session::new(Arc::clone(&self.shared));
+        let html_uri = accepts_html(req.headers()).then(|| Box::new(req.uri().clone()));
+        let session = Session::new(LayerShared::mine(shared));
+        // `CsrfLayer`, inside this layer, reads the session's CSRF secret from it.
         req.extensions_mut().insert(session.clone());
-        ResponseFuture {
-            inner: Box::pin(async move {
-                if let Some(token) = token {
-                    let verified = if passive {
-                        session.manager().status(&token).await
-                    } else {
-                        session.manager().verify(&token).await
+        if let Some(token) = token {
+            // Decoded and hashed once, here.
+            let hash = token.hash();
+            match session.manager().verify_hash_now(&hash, !passive) {
+                Ok(verified) => session.presented(token, verified),
+                Err(later) => {
+                    // The service that was driven to readiness serves this request,
+                    // later; a clone takes its place.
+                    let clone = self.inner.clone();
+                    let mut inner = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture {
+                        kind: Kind::Waiting {
+                            fut: Box::pin(async move {
+                                let verified = session.manager().verify_later(&hash, later).await;
+                                session.presented(token, verified);
+                                let mut res = inner.call(req).await?;
+                                finish(&session, &mut res, html_uri.as_deref());
+                                Ok(res)
+                            }),
+                        },
                     };
-                    if let Ok(record) = &verified {
-                        // For `CsrfLayer`, which runs inside this layer.
-                        req.extensions_mut()
-                            .insert(CsrfSecretExt(record.csrf_secret.clone()));
-                    }
-                    session.presented(token, verified);
                 }
-                let mut res = inner.call(req).await?;
-                finish(&session, &mut res, html_uri.as_ref());
-                Ok(res)
-            }),
+            }
+        }
+        ResponseFuture {
+            kind: Kind::Ready {
+                inner: self.inner.call(req),
+                finish: Some(Finish { session, html_uri }),
+            },
         }
     }
 }
@@ -208,7 +309,7 @@ fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
         CookieChange::Set => {
             if let (Some(token), Some(record)) = (&state.token, &state.record) {
                 let now = session.manager().now();
-                if let Some(v) = set_cookie(config, token, record, now.as_millis()) {
+                if let Some(v) = set_cookie(config, &token.encode(), record, now.as_millis()) {
                     headers.append(header::SET_COOKIE, v);
                     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 }
@@ -234,49 +335,49 @@ fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
     }
 }
 
-/// The session cookie's value, if present and shaped like a session token.
-/// Anything else (too long, wrong alphabet, wrong length) counts as no cookie.
-pub(crate) fn read_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The session cookie's token, if present and well formed (what
+/// [`SessionToken::parse`] accepts). Anything else (too long, wrong alphabet,
+/// wrong length) counts as no cookie, and never reaches the store.
+pub(crate) fn read_token(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
     for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((n, v)) = pair.trim_start().split_once('=') else {
-                continue;
-            };
-            if n == name {
-                // The first cookie of that name decides; `__Host-` keeps others from
-                // planting one.
-                return is_token_shaped(v).then_some(v);
+        let bytes = value.as_bytes();
+        // Like `HeaderValue::to_str`: a value with anything but visible ASCII and
+        // tabs is skipped whole. (A fold without early exit, so it vectorizes.)
+        let invalid = bytes.iter().fold(false, |bad, &b| {
+            bad | ((b < b' ' && b != b'\t') | (b > b'~'))
+        });
+        if invalid {
+            continue;
+        }
+        let mut rest = bytes;
+        loop {
+            // `name=value` after optional white space (only spaces and tabs can
+            // occur here); cookie names never contain `=` (see `SessionConfig`).
+            let start = rest
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(rest.len());
+            rest = &rest[start..];
+            if let Some(v) = rest
+                .strip_prefix(name.as_bytes())
+                .and_then(|r| r.strip_prefix(b"="))
+            {
+                // The first cookie of that name decides (`__Host-` keeps others
+                // from planting one). Its value runs to the next `;`: a token only
+                // if that is exactly `TOKEN_LEN` characters away (`;` is not in the
+                // token alphabet, so `parse_bytes` refuses a shorter value).
+                return match v.get(TOKEN_LEN) {
+                    None | Some(b';') => SessionToken::parse_bytes(v.get(..TOKEN_LEN)?).ok(),
+                    Some(_) => None,
+                };
             }
+            let Some(next) = rest.iter().position(|&b| b == b';') else {
+                break;
+            };
+            rest = &rest[next + 1..];
         }
     }
     None
-}
-
-/// Whether `v` is spelled like a session token: [`TOKEN_LEN`] characters of the
-/// base64url alphabet, the last one carrying no stray bits (32 bytes are 256 of
-/// the 258 bits of 43 characters). This is exactly what
-/// [`SessionToken::parse`](sessionary_core::SessionToken::parse)
-/// accepts, checked without decoding: the manager decodes the token once more
-/// anyway (and refuses it before any store access if it were not a token).
-fn is_token_shaped(v: &str) -> bool {
-    let b = v.as_bytes();
-    b.len() == TOKEN_LEN
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        // The last character's value must be a multiple of 4: `A`, `E`, `I`, ...
-        && b.last().is_some_and(|&c| base64url_value(c) % 4 == 0)
-}
-
-/// The 6-bit value of a base64url character (the caller checked the alphabet).
-fn base64url_value(c: u8) -> u8 {
-    match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        _ => 63,
-    }
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {
@@ -395,21 +496,77 @@ mod tests {
         assert_eq!(read_token(&h, "__Host-session"), None);
     }
 
+    fn cookie(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::try_from(v) {
+            h.insert(header::COOKIE, v);
+        }
+        h
+    }
+
     #[test]
-    fn token_shape_is_what_parse_accepts() {
+    fn read_token_finds_the_first_cookie_of_its_name() {
+        let (Ok(a), Ok(b)) = (SessionToken::generate(), SessionToken::generate()) else {
+            panic!("no randomness");
+        };
+        let (a_text, b_text) = (a.encode(), b.encode());
+        for (header, want) in [
+            (format!("session={a_text}"), Some(&a)),
+            (format!("x=1; session={a_text}"), Some(&a)),
+            (format!("x=1;session={a_text}; session={b_text}"), Some(&a)),
+            (format!("sessionx={b_text}; session={a_text}"), Some(&a)),
+            (format!("xsession={b_text}"), None),
+            (format!("session; session={a_text}"), Some(&a)),
+            // The first of the name decides, even if it is not a token.
+            (format!("session=nope; session={a_text}"), None),
+            (format!("session={a_text}x"), None),
+            (format!("x=1;\t  session={a_text}"), Some(&a)),
+            (format!(" session={a_text};x=1"), Some(&a)),
+            (format!("session={a_text} ;x=1"), None),
+            (format!("a=session={a_text}"), None),
+            (format!("session={};x=1", &a_text[..42]), None),
+        ] {
+            assert_eq!(
+                read_token(&cookie(&header), "session").as_ref(),
+                want,
+                "{header}"
+            );
+        }
+        let mut two = HeaderMap::new();
+        two.append(header::COOKIE, HeaderValue::from_static("x=1"));
+        if let Ok(v) = HeaderValue::try_from(format!("session={b_text}")) {
+            two.append(header::COOKIE, v);
+        }
+        assert_eq!(read_token(&two, "session").as_ref(), Some(&b));
+        // A value that is not visible ASCII is skipped whole, as `to_str` would.
+        let mut odd = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(format!("x=\u{e9}; session={a_text}").as_bytes()) {
+            odd.append(header::COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(format!("session={b_text}")) {
+            odd.append(header::COOKIE, v);
+        }
+        assert_eq!(read_token(&odd, "session"), Some(b));
+    }
+
+    #[test]
+    fn read_token_accepts_what_parse_accepts() {
         for _ in 0..64 {
             let Ok(token) = SessionToken::generate() else {
                 panic!("no randomness");
             };
             let text = token.encode();
-            assert!(is_token_shaped(&text));
-            assert!(SessionToken::parse(&text).is_ok());
-            // Every last character: accepted by the shape check exactly when
-            // `parse` accepts it (no stray trailing bits).
-            for c in (b'!'..=b'~').map(char::from) {
-                let mut t = text[..TOKEN_LEN - 1].to_owned();
+            assert_eq!(read_token(&cookie(&format!("s={text}")), "s"), Some(token));
+            // Every last character: accepted exactly when `parse` accepts it (no
+            // stray trailing bits).
+            for c in (b'!'..=b'~').map(char::from).filter(|&c| c != ';') {
+                let mut t = text[..text.len() - 1].to_owned();
                 t.push(c);
-                assert_eq!(is_token_shaped(&t), SessionToken::parse(&t).is_ok(), "{t}");
+                assert_eq!(
+                    read_token(&cookie(&format!("s={t}")), "s"),
+                    SessionToken::parse(&t).ok(),
+                    "{t}"
+                );
             }
         }
         for bad in [
@@ -419,12 +576,8 @@ mod tests {
             &"A".repeat(44),
             &format!("{}=", "A".repeat(42)),
         ] {
-            assert!(!is_token_shaped(bad));
-            assert!(SessionToken::parse(bad).is_err());
+            assert_eq!(read_token(&cookie(&format!("s={bad}")), "s"), None);
         }
-        let mut odd = "A".repeat(TOKEN_LEN - 2);
-        odd.push_str("+A");
-        assert!(!is_token_shaped(&odd));
     }
 
     #[test]

@@ -75,7 +75,8 @@ use futures_util::Stream;
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use sessionary_core::{
-    EndReason, Error, Event, EventKind, SessionId, SessionManager, SessionRecord, Timestamp, UserId,
+    EndReason, Error, Event, EventKind, SessionId, SessionManager, SessionRecord, SessionToken,
+    Timestamp, UserId,
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -168,7 +169,8 @@ async fn events(
     let token = session
         .lock()
         .token
-        .clone()
+        .as_ref()
+        .map(SessionToken::encode)
         .ok_or(SessionRejection::NotSignedIn)?;
     let manager = session.manager().clone();
     // Subscribed before the response leaves, so nothing after it is missed.

@@ -582,7 +582,7 @@ mod with_session_layer {
         Router::new()
             .route("/form", get(form))
             .route("/submit", post(|| async { "done" }))
-            // Inside the session layer, which inserts `CsrfSecretExt`.
+            // Inside the session layer, whose `Session` carries the secret.
             .layer(CsrfLayer::new(CsrfConfig::new()))
             .layer(SessionLayer::new(manager.clone(), SessionConfig::new()))
     }

@@ -54,6 +54,16 @@ impl Timestamp {
     /// [`Self::to_rfc3339`] into a fixed buffer, without allocating (for headers
     /// written on every response). Years outside 0..=9999 wrap to four digits.
     pub fn rfc3339_bytes(self) -> [u8; 24] {
+        // Years 1970..=9999, the common case, in unsigned arithmetic and two
+        // digits at a time: this runs on every response of a live session.
+        match u64::try_from(self.0) {
+            Ok(ms) if ms < YEAR_10000_MS => rfc3339_bytes_after_epoch(ms),
+            _ => self.rfc3339_bytes_any(),
+        }
+    }
+
+    /// [`Self::rfc3339_bytes`] for any instant (signed arithmetic, digit by digit).
+    fn rfc3339_bytes_any(self) -> [u8; 24] {
         let secs = self.0.div_euclid(1000);
         let milli = self.0.rem_euclid(1000);
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -86,6 +96,54 @@ impl fmt::Display for Timestamp {
 /// Converts a [`Duration`] to whole milliseconds, saturating at `i64::MAX`.
 pub fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `10000-01-01T00:00:00Z` in milliseconds since the Unix epoch.
+const YEAR_10000_MS: u64 = 253_402_300_800_000;
+
+/// `"00" "01" ... "99"`.
+const TWO_DIGITS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// [`Timestamp::rfc3339_bytes`] for `0 <= ms < YEAR_10000_MS`.
+fn rfc3339_bytes_after_epoch(ms: u64) -> [u8; 24] {
+    let secs = ms / 1000;
+    let milli = ms % 1000;
+    let sod = secs % 86_400;
+    // Hinnant's days-to-civil, as below, for days >= 0.
+    let z = secs / 86_400 + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put2 = |at: usize, v: u64| {
+        // Every `v` is below 100 (the year is below 10000).
+        let i = 2 * (v % 100) as usize;
+        out[at..at + 2].copy_from_slice(&TWO_DIGITS[i..i + 2]);
+    };
+    put2(0, y / 100);
+    put2(2, y % 100);
+    put2(5, m);
+    put2(8, d);
+    put2(11, sod / 3600);
+    put2(14, sod / 60 % 60);
+    put2(17, sod % 60);
+    put2(21, milli % 100);
+    out[20] = b'0' + (milli / 100) as u8;
+    out
 }
 
 // Howard Hinnant's days-to-civil algorithm (public domain arithmetic).
@@ -195,6 +253,28 @@ impl Clock for MockClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_fast_path_matches_the_general_one() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut cases: Vec<i64> = vec![0, 1, 999, 1000, 86_399_999, 86_400_000, 951_782_400_000];
+        let last = i64::try_from(YEAR_10000_MS).unwrap_or(i64::MAX) - 1;
+        cases.extend([last - 1, last]);
+        for _ in 0..200_000 {
+            // xorshift: spread over the whole fast range.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(i64::try_from(x % YEAR_10000_MS).unwrap_or(0));
+        }
+        for ms in cases {
+            let t = Timestamp(ms);
+            assert_eq!(t.rfc3339_bytes(), t.rfc3339_bytes_any(), "{ms}");
+        }
+        assert_eq!(Timestamp(last).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(last + 1).to_rfc3339(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn rfc3339_formats_utc() {

@@ -67,7 +67,7 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};
 pub use manager::{
     CarryOver, Data, Issued, IssuedRefresh, ManagerBuilder, MergeHook, MergeInto, NewSession,
-    Privilege, Refreshed, SessionManager, merge_patch,
+    Privilege, Refreshed, SessionManager, VerifyLater, merge_patch,
 };
 pub use memory::MemoryStore;
 pub use policy::{LimitMode, Policy, RolePolicy};

@@ -19,7 +19,7 @@ use crate::seal::{KeyRing, SealError, Sealed};
 use crate::store::{
     Counter, Create, Ending, Lookup, SessionLimit, SessionStore, SweepSpec, Touch, Update,
 };
-use crate::token::{SessionId, SessionToken, UserId, fill_random};
+use crate::token::{SessionId, SessionToken, TokenHash, UserId, fill_random};
 
 /// Session or user data: a JSON object.
 pub type Data = Map<String, Value>;
@@ -208,6 +208,19 @@ pub struct Refreshed {
     /// Whether this was a retry within the grace window that received the
     /// successor an earlier use of the same token already received.
     pub retried: bool,
+}
+
+/// What [`SessionManager::verify_hash_now`] could not do without waiting; give
+/// it to [`SessionManager::verify_later`].
+#[derive(Debug)]
+pub struct VerifyLater(Later);
+
+#[derive(Debug)]
+enum Later {
+    /// The store must be awaited.
+    Load { extend: bool },
+    /// Found past its expiry: it must be ended.
+    Expire(Arc<SessionRecord>, EndReason),
 }
 
 /// Builds a [`SessionManager`].
@@ -678,15 +691,83 @@ impl SessionManager {
     async fn lookup(&self, token: &str, touch: bool) -> Result<Arc<SessionRecord>> {
         // Malformed input is refused here, before any store access.
         let hash = SessionToken::parse(token)?.hash();
-        let now = self.now();
-        let touch = touch.then_some(Touch { now });
-        match self.inner.store.load(&hash, touch).await? {
+        self.verify_hash(&hash, touch).await
+    }
+
+    /// What a load found, for a lookup at `now`; `Err(record, reason)`: found, but
+    /// past its expiry, so it must be ended.
+    fn found(
+        lookup: Lookup,
+        now: Timestamp,
+    ) -> std::result::Result<Result<Arc<SessionRecord>>, (Arc<SessionRecord>, EndReason)> {
+        match lookup {
             Lookup::Found(rec) => match rec.expiry_reason(now) {
-                None => Ok(rec),
-                Some(reason) => Err(self.expire(&rec, reason).await),
+                None => Ok(Ok(rec)),
+                Some(reason) => Err((rec, reason)),
             },
-            Lookup::Ended(t) => Err(Error::Ended(t.reason)),
-            Lookup::Missing => Err(Error::UnknownSession),
+            Lookup::Ended(t) => Ok(Err(Error::Ended(t.reason))),
+            Lookup::Missing => Ok(Err(Error::UnknownSession)),
+        }
+    }
+
+    /// [`Self::verify`] (`extend`) or [`Self::status`] (not `extend`) for a token
+    /// the caller has already parsed, given by its hash ([`SessionToken::hash`]),
+    /// so that a caller that needs the parsed token anyway (the session layer)
+    /// decodes and hashes it only once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify`], except [`Error::MalformedToken`].
+    pub async fn verify_hash(&self, hash: &TokenHash, extend: bool) -> Result<Arc<SessionRecord>> {
+        let now = self.now();
+        let touch = extend.then_some(Touch { now });
+        // A store that answers at once costs no boxed future.
+        let lookup = match self.inner.store.load_now(hash, touch) {
+            Some(lookup) => lookup?,
+            None => self.inner.store.load(hash, touch).await?,
+        };
+        match Self::found(lookup, now) {
+            Ok(result) => result,
+            Err((rec, reason)) => Err(self.expire(&rec, reason).await),
+        }
+    }
+
+    /// [`Self::verify_hash`] without waiting, as far as that goes: `Ok` with what
+    /// `verify_hash` would give when the store answers at once
+    /// ([`SessionStore::load_now`], e.g. [`crate::MemoryStore`]) and the session
+    /// needs no ending; otherwise `Err` with what is left to do, which
+    /// [`Self::verify_later`] finishes (a due touch is written by whichever call
+    /// loads). The session layer uses this to skip a boxed future per request.
+    pub fn verify_hash_now(
+        &self,
+        hash: &TokenHash,
+        extend: bool,
+    ) -> std::result::Result<Result<Arc<SessionRecord>>, VerifyLater> {
+        let now = self.now();
+        let touch = extend.then_some(Touch { now });
+        let Some(loaded) = self.inner.store.load_now(hash, touch) else {
+            return Err(VerifyLater(Later::Load { extend }));
+        };
+        let lookup = match loaded {
+            Ok(lookup) => lookup,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Self::found(lookup, now).map_err(|(rec, reason)| VerifyLater(Later::Expire(rec, reason)))
+    }
+
+    /// Finishes what [`Self::verify_hash_now`] left for later, for the same `hash`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify_hash`].
+    pub async fn verify_later(
+        &self,
+        hash: &TokenHash,
+        later: VerifyLater,
+    ) -> Result<Arc<SessionRecord>> {
+        match later.0 {
+            Later::Load { extend } => self.verify_hash(hash, extend).await,
+            Later::Expire(rec, reason) => Err(self.expire(&rec, reason).await),
         }
     }
 

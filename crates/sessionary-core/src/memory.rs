@@ -33,7 +33,20 @@ const SHARDS: usize = 64;
 const STRIPES: usize = 256;
 
 type FastMap<K, V> = RandomKeyMap<K, V>;
-type Shards<M> = Box<[RwLock<M>]>;
+type Shards<M> = Box<[Padded<RwLock<M>>]>;
+
+/// A shard on cache lines of its own: a read lock writes the lock word, and two
+/// shards on one line would make cores that read different shards contend.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 #[derive(Debug, Default)]
 struct UserEntry {
@@ -48,9 +61,9 @@ impl UserEntry {
     }
 }
 
-fn shards<K, V, S: Default>() -> Box<[RwLock<HashMap<K, V, S>>]> {
+fn shards<K, V, S: Default>() -> Shards<HashMap<K, V, S>> {
     (0..SHARDS)
-        .map(|_| RwLock::new(HashMap::default()))
+        .map(|_| Padded(RwLock::new(HashMap::default())))
         .collect()
 }
 
@@ -207,6 +220,35 @@ impl Inner {
         Some(rec)
     }
 
+    /// `load` (the store never waits).
+    fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> Lookup {
+        let s = self;
+        let found = s.sessions[h_shard(hash)].read().get(hash).cloned();
+        if let Some(rec) = found {
+            let Some(t) = touch.filter(|t| rec.touch_due(t.now)) else {
+                return Lookup::Found(rec);
+            };
+            // A touch only moves `last_seen_at`, under the shard write lock, so it
+            // never races a compare-and-set (which also writes under that lock).
+            let mut shard = s.sessions[h_shard(hash)].write();
+            return match shard.get(hash) {
+                Some(cur) if cur.touch_due(t.now) => {
+                    let mut new = SessionRecord::clone(cur);
+                    new.last_seen_at = t.now;
+                    let new = Arc::new(new);
+                    shard.insert(*hash, Arc::clone(&new));
+                    Lookup::Found(new)
+                }
+                Some(cur) => Lookup::Found(Arc::clone(cur)),
+                None => {
+                    drop(shard);
+                    tomb_lookup(s, hash, touch)
+                }
+            };
+        }
+        tomb_lookup(s, hash, touch)
+    }
+
     fn user_sessions(&self, user: &UserId) -> Vec<Arc<SessionRecord>> {
         let ids = self.users[self.user_shard(user)]
             .read()
@@ -277,31 +319,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup> {
-        let s = &self.inner;
-        let found = s.sessions[h_shard(hash)].read().get(hash).cloned();
-        if let Some(rec) = found {
-            let Some(t) = touch.filter(|t| rec.touch_due(t.now)) else {
-                return Ok(Lookup::Found(rec));
-            };
-            // A touch only moves `last_seen_at`, under the shard write lock, so it
-            // never races a compare-and-set (which also writes under that lock).
-            let mut shard = s.sessions[h_shard(hash)].write();
-            return Ok(match shard.get(hash) {
-                Some(cur) if cur.touch_due(t.now) => {
-                    let mut new = SessionRecord::clone(cur);
-                    new.last_seen_at = t.now;
-                    let new = Arc::new(new);
-                    shard.insert(*hash, Arc::clone(&new));
-                    Lookup::Found(new)
-                }
-                Some(cur) => Lookup::Found(Arc::clone(cur)),
-                None => {
-                    drop(shard);
-                    tomb_lookup(s, hash, touch)
-                }
-            });
-        }
-        Ok(tomb_lookup(s, hash, touch))
+        Ok(self.inner.load(hash, touch))
+    }
+
+    fn load_now(&self, hash: &TokenHash, touch: Option<Touch>) -> Option<StoreResult<Lookup>> {
+        Some(Ok(self.inner.load(hash, touch)))
     }
 
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {

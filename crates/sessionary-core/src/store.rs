@@ -207,6 +207,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// step (the version is not bumped, data is not rewritten).
     async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup>;
 
+    /// [`Self::load`] without waiting, for a store that can answer at once (in
+    /// memory, or from a cache): `Some` with exactly what `load` would give (the
+    /// touch included), or `None` if the answer needs I/O, in which case nothing
+    /// was done and the caller calls [`Self::load`]. The default answers `None`.
+    ///
+    /// The session layer tries this first on every request, so that a store in
+    /// memory costs no boxed future.
+    fn load_now(&self, hash: &TokenHash, touch: Option<Touch>) -> Option<StoreResult<Lookup>> {
+        let _ = (hash, touch);
+        None
+    }
+
     /// Finds a session by id.
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>>;
 

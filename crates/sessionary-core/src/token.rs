@@ -48,20 +48,80 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), crate::Error> {
         .map_err(|_| crate::Error::Random)
 }
 
+/// The base64url alphabet.
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// Marks a byte outside [`ALPHABET`] in [`DECODE`] (its top bit is never set by a
+/// 6-bit value).
+const INVALID: u8 = 0xFF;
+/// The 6-bit value of each byte of [`ALPHABET`], [`INVALID`] for every other byte.
+const DECODE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes exactly `expected` base64url characters, unpadded, into `N` bytes, with
+/// the same acceptance as `base64`'s `URL_SAFE_NO_PAD` (canonical only: no
+/// padding, no foreign alphabet, unused trailing bits zero), so every value has
+/// exactly one accepted spelling. Hand-written because it runs on every request
+/// (a session cookie), and is about three times cheaper than the general engine
+/// for these fixed sizes. `expected` must be `ceil(N * 4 / 3)`.
 fn decode_fixed<const N: usize>(s: &str, expected: usize) -> Result<[u8; N], TokenError> {
-    if s.len() != expected {
+    decode_fixed_bytes(s.as_bytes(), expected)
+}
+
+/// [`decode_fixed`] for text still in bytes (anything but the alphabet is refused).
+fn decode_fixed_bytes<const N: usize>(b: &[u8], expected: usize) -> Result<[u8; N], TokenError> {
+    if b.len() != expected {
         return Err(TokenError::Length {
             expected,
-            actual: s.len(),
+            actual: b.len(),
         });
     }
     let mut out = [0u8; N];
-    // The engine rejects padding, foreign alphabets and non-zero trailing bits,
-    // so every value has exactly one accepted spelling.
-    match URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut out) {
-        Ok(n) if n == N => Ok(out),
-        _ => Err(TokenError::Encoding),
+    // The OR of every decoded value: its top bit is set if any byte was invalid.
+    let mut seen = 0u8;
+    let full = N / 3;
+    for (quad, o) in b.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+        let v = [
+            DECODE[usize::from(quad[0])],
+            DECODE[usize::from(quad[1])],
+            DECODE[usize::from(quad[2])],
+            DECODE[usize::from(quad[3])],
+        ];
+        seen |= v[0] | v[1] | v[2] | v[3];
+        let n =
+            u32::from(v[0]) << 18 | u32::from(v[1]) << 12 | u32::from(v[2]) << 6 | u32::from(v[3]);
+        o.copy_from_slice(&n.to_be_bytes()[1..]);
     }
+    let mut n = 0u32;
+    for &c in &b[full * 4..] {
+        let v = DECODE[usize::from(c)];
+        seen |= v;
+        n = n << 6 | u32::from(v & 0x3F);
+    }
+    let trailing_ok = match N % 3 {
+        // Two characters: 12 bits, 8 used.
+        1 => {
+            out[N - 1] = (n >> 4) as u8;
+            n & 0xF == 0
+        }
+        // Three characters: 18 bits, 16 used.
+        2 => {
+            out[N - 2] = (n >> 10) as u8;
+            out[N - 1] = (n >> 2) as u8;
+            n & 0x3 == 0
+        }
+        _ => true,
+    };
+    if seen & 0x80 != 0 || !trailing_ok {
+        return Err(TokenError::Encoding);
+    }
+    Ok(out)
 }
 
 /// The bearer secret of a session. Never stored, never logged.
@@ -102,6 +162,16 @@ impl SessionToken {
     /// [`TokenError`] naming what is wrong.
     pub fn parse(s: &str) -> Result<Self, TokenError> {
         decode_fixed::<32>(s, TOKEN_LEN).map(Self)
+    }
+
+    /// [`Self::parse`] for text in bytes, such as a header value, which need not
+    /// be checked as UTF-8 first: exactly the same byte strings are accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError`] naming what is wrong.
+    pub fn parse_bytes(b: &[u8]) -> Result<Self, TokenError> {
+        decode_fixed_bytes::<32>(b, TOKEN_LEN).map(Self)
     }
 
     /// The text form handed to the client.
@@ -400,6 +470,48 @@ mod tests {
         if URL_SAFE_NO_PAD.decode(&noncanon).is_err() {
             assert_eq!(SessionToken::parse(&noncanon), Err(TokenError::Encoding));
         }
+    }
+
+    /// What the `base64` engine accepts, for comparison with [`decode_fixed`].
+    fn engine<const N: usize>(s: &str) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        match URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut out) {
+            Ok(n) if n == N => Some(out),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn decode_accepts_exactly_what_the_engine_accepts() {
+        fn check<const N: usize>(len: usize) {
+            for _ in 0..16 {
+                let mut raw = [0u8; N];
+                fill_random(&mut raw).unwrap();
+                let text = URL_SAFE_NO_PAD.encode(raw);
+                assert_eq!(text.len(), len);
+                assert_eq!(decode_fixed::<N>(&text, len).ok(), Some(raw));
+                // Every ASCII byte at every position.
+                for pos in 0..len {
+                    for c in 0u8..128 {
+                        let mut t = text.clone().into_bytes();
+                        t[pos] = c;
+                        let t = String::from_utf8(t).unwrap();
+                        assert_eq!(decode_fixed::<N>(&t, len).ok(), engine::<N>(&t), "{t:?}");
+                    }
+                }
+            }
+            // Non-ASCII input of the right length in bytes.
+            let mut t = "A".repeat(len - 2);
+            t.push('é');
+            assert_eq!(decode_fixed::<N>(&t, len), Err(TokenError::Encoding));
+            for high in 128u8..=255 {
+                let mut t = vec![b'A'; len];
+                t[len / 2] = high;
+                assert_eq!(decode_fixed_bytes::<N>(&t, len), Err(TokenError::Encoding));
+            }
+        }
+        check::<32>(TOKEN_LEN);
+        check::<16>(SESSION_ID_LEN);
     }
 
     #[test]

@@ -159,6 +159,40 @@ pub async fn load_touch_is_coalesced(store: Store) {
     assert_eq!(got.last_seen_at, due);
 }
 
+/// `load_now`, where a store answers it, gives what `load` gives, touch included;
+/// stores that answer `None` pass trivially.
+pub async fn load_now_is_load(store: Store) {
+    let (t, r) = created(&store, Some("alice"), T0).await;
+    let Some(now) = store.load_now(&t.hash(), None) else {
+        return;
+    };
+    assert_eq!(*found(now.unwrap()), r);
+    let due = T0.add_millis(r.touch_interval_ms);
+    let touched = store.load_now(&t.hash(), Some(Touch { now: due }));
+    let touched = found(touched.expect("answered once, answers again").unwrap());
+    assert_eq!(touched.last_seen_at, due);
+    assert_eq!(
+        touched.version, r.version,
+        "a touch must not bump the version"
+    );
+    let again = found(store.load(&t.hash(), None).await.unwrap());
+    assert_eq!(again.last_seen_at, due, "touch not persisted");
+    let unknown = SessionToken::generate().unwrap();
+    assert_eq!(
+        store.load_now(&unknown.hash(), None).map(Result::unwrap),
+        Some(Lookup::Missing)
+    );
+    let ended = ending(EndReason::LoggedOut, due, false);
+    store.end(&r.id, ended).await.unwrap();
+    assert!(matches!(
+        store.load_now(&t.hash(), None).map(Result::unwrap),
+        Some(Lookup::Ended(Tombstone {
+            reason: EndReason::LoggedOut,
+            ..
+        }))
+    ));
+}
+
 /// An explicit touch extends a live session and refuses an expired or missing one.
 pub async fn explicit_touch(store: Store) {
     let (_, r) = created(&store, Some("alice"), T0).await;

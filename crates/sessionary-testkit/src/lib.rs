@@ -97,6 +97,7 @@ macro_rules! store_conformance {
             create_and_load,
             create_never_overwrites,
             load_touch_is_coalesced,
+            load_now_is_load,
             explicit_touch,
             update_is_compare_and_set,
             update_keeps_store_owned_fields,

@@ -3,10 +3,12 @@
 //! `SessionLayer` (`MemoryStore`, default policy, sliding expiry on) on the other.
 //!
 //! ```sh
-//! http_bench_server [BARE_PORT] [SESSION_PORT] [SESSIONS] [TOKENS_FILE]
+//! http_bench_server [BARE_PORT] [SESSION_PORT] [SESSIONS] [TOKENS_FILE] [NOOP_PORT]
 //! ```
 //!
-//! Defaults: `3001 3002 10000 target/http-bench-tokens.txt`. It creates
+//! Defaults: `3001 3002 10000 target/http-bench-tokens.txt 0`. With a
+//! `NOOP_PORT` other than 0 it also serves the bare routes behind a pass-through
+//! middleware there (a control: what any `Router::layer` costs). It creates
 //! `SESSIONS` signed-in sessions (each with one data key, `theme`) and writes
 //! their tokens, one per line, to `TOKENS_FILE` before it listens; then it prints
 //! `ready` and serves until killed.
@@ -100,6 +102,20 @@ async fn main() -> anyhow::Result<()> {
         .route("/data", get(read_data))
         .layer(SessionLayer::new(manager, config));
 
+    // Optional control: the bare handler behind a pass-through middleware
+    // (`MapRequestLayer` with the identity), i.e. what any `Router::layer` costs.
+    let noop_port: u16 = arg(&args, 5, 0)?;
+    if noop_port != 0 {
+        let noop_app = Router::new()
+            .route("/", get(bare))
+            .route("/user", get(bare))
+            .route("/data", get(bare))
+            .layer(tower::util::MapRequestLayer::new(
+                |r: axum::extract::Request| r,
+            ));
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", noop_port)).await?;
+        tokio::spawn(async move { axum::serve(l, noop_app).await });
+    }
     let bare_listener = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
     let session_listener = tokio::net::TcpListener::bind(("127.0.0.1", session_port)).await?;
     println!(
