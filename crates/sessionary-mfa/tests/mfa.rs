@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sessionary_core::{
-    Clock, Issued, MemoryStore, MockClock, NewSession, SessionManager, Timestamp, UserId,
+    Clock, Issued, MemoryStore, MockClock, NewSession, SessionManager, SessionStore, Timestamp,
+    UserId,
 };
 use sessionary_mfa::testing::code_at;
 use sessionary_mfa::{Enrolment, Error, MFA_KEY, Mfa, Verified, privileged};
+
+mod support;
 
 const STEP: Duration = Duration::from_secs(30);
 
@@ -21,10 +24,20 @@ struct World {
 }
 
 fn world() -> Result<World> {
+    world_on(Arc::new(MemoryStore::new()))
+}
+
+/// Over a store that yields before each user-data read and write (as a
+/// networked store waits), so concurrent tasks interleave between the two.
+fn yielding_world() -> Result<World> {
+    world_on(Arc::new(support::YieldingStore::default()))
+}
+
+fn world_on(store: Arc<dyn SessionStore>) -> Result<World> {
     // 2026-01-01T00:00:00Z: the first millisecond of a 30 s step.
     let clock = MockClock::default();
     assert_eq!(clock.now().as_millis() % 30_000, 0);
-    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+    let manager = SessionManager::builder(store)
         .with_clock(Arc::new(clock.clone()))
         .build()?;
     let mfa = Mfa::new(manager.clone(), "Sessionary");
@@ -242,9 +255,21 @@ async fn replayed_codes_are_refused() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// One thread, so the interleaving is the same every run: each task yields
+/// before its read and before its write, so all twenty read before any writes.
+#[tokio::test]
 async fn twenty_concurrent_uses_of_one_code_succeed_once() -> Result<()> {
-    let mut w = world()?;
+    one_code_twenty_times().await
+}
+
+/// Two threads: real parallelism, a different interleaving each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_parallel_uses_of_one_code_succeed_once() -> Result<()> {
+    one_code_twenty_times().await
+}
+
+async fn one_code_twenty_times() -> Result<()> {
+    let mut w = yielding_world()?;
     // A rate limit that does not interfere: every loser must be a replay.
     w.mfa = w.mfa.with_rate_limit(100, Duration::from_secs(300));
     let (_, e) = w.enrolled("alice").await?;
@@ -269,9 +294,9 @@ async fn twenty_concurrent_uses_of_one_code_succeed_once() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn twenty_concurrent_step_ups_with_one_code_raise_one_session() -> Result<()> {
-    let mut w = world()?;
+    let mut w = yielding_world()?;
     w.mfa = w.mfa.with_rate_limit(100, Duration::from_secs(300));
     let (_, e) = w.enrolled("alice").await?;
     let mut sessions = Vec::new();
