@@ -331,6 +331,9 @@ impl Mfa {
     /// `auth_time` belongs to this TOTP event, and a session never claims more
     /// than its authentication event proved.
     ///
+    /// The code is spent when it is accepted, before the session is
+    /// regenerated: if the session ends in between, the next code is needed.
+    ///
     /// # Errors
     ///
     /// [`Error::NotSignedIn`], the errors of [`Self::verify`], session errors.
