@@ -308,7 +308,7 @@ fn data_response(version: u64, data: Map<String, Value>) -> Response {
     res
 }
 
-fn issued_response(status: StatusCode, issued: &Issued) -> Response {
+pub(crate) fn issued_response(status: StatusCode, issued: &Issued) -> Response {
     let mut res = (status, Json(IssuedResponse::from(issued))).into_response();
     if status == StatusCode::CREATED {
         if let Ok(loc) = HeaderValue::from_str(&format!("/v1/sessions/{}", issued.session.id)) {
@@ -829,6 +829,8 @@ impl Modify for Security {
         list_user_sessions, delete_user_sessions, get_user_data, patch_user_data,
         crate::token_api::issue, crate::token_api::refresh, crate::token_api::revoke,
         crate::token_api::verify, crate::token_api::jwks, crate::token_api::rotate_key,
+        crate::mfa_api::enrol, crate::mfa_api::confirm, crate::mfa_api::step_up,
+        crate::mfa_api::disable, crate::mfa_api::status,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -838,6 +840,7 @@ impl Modify for Security {
         (name = "data", description = "Session and user data"),
         (name = "users", description = "A user's sessions"),
         (name = "tokens", description = "Access (JWT) and refresh tokens for API clients"),
+        (name = "mfa", description = "TOTP enrolment and step-up"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -40,6 +40,7 @@
 //! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
 //! | `POST /v1/tokens`, `/v1/tokens/refresh`, `/v1/tokens/revoke`, `/v1/tokens/verify` | access (JWT) and refresh tokens ([`token_api`]) |
 //! | `GET /.well-known/jwks.json` | the access tokens' public keys (no API key) |
+//! | `/v1/sessions/{id}/mfa/...`, `GET /v1/users/{user}/mfa` | TOTP enrolment, confirmation, step-up to AAL 2, disabling ([`mfa_api`]) |
 //!
 //! # Security model
 //!
@@ -60,6 +61,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod extract;
+pub mod mfa_api;
 pub mod problem;
 pub mod serve;
 pub mod token_api;
@@ -189,6 +191,14 @@ fn api(state: AppState, fallback: bool) -> Router {
             "/v1/users/{user}/data",
             get(api::get_user_data).patch(api::patch_user_data),
         )
+        .route("/v1/sessions/{id}/mfa/enrollment", post(mfa_api::enrol))
+        .route("/v1/sessions/{id}/mfa/confirm", post(mfa_api::confirm))
+        .route("/v1/sessions/{id}/mfa/step-up", post(mfa_api::step_up))
+        .route(
+            "/v1/sessions/{id}/mfa",
+            axum::routing::delete(mfa_api::disable),
+        )
+        .route("/v1/users/{user}/mfa", get(mfa_api::status))
         .route("/v1/tokens", post(token_api::issue))
         .route("/v1/tokens/refresh", post(token_api::refresh))
         .route("/v1/tokens/revoke", post(token_api::revoke))
