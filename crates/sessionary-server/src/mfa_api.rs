@@ -98,10 +98,10 @@ pub(crate) async fn enrol(State(state): State<AppState>, IdPath(id): IdPath) -> 
         .await
         .map_err(|e| mfa_problem(&e))?;
     let body = EnrolmentResponse {
-        secret: e.secret_base32.clone(),
-        otpauth_url: e.otpauth_url.clone(),
-        qr_svg: e.qr_svg.clone(),
-        recovery_codes: e.recovery_codes.clone(),
+        secret: e.secret_base32,
+        otpauth_url: e.otpauth_url,
+        qr_svg: e.qr_svg,
+        recovery_codes: e.recovery_codes,
     };
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
     res.headers_mut()
