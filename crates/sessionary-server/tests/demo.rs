@@ -641,3 +641,157 @@ async fn unknown_pages_are_pages_and_the_api_keeps_problems() {
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
     assert!(!page.body.contains("<script>"), "no inline script");
 }
+
+/// The text between `start` and the next `"`/`<` after it.
+fn between<'a>(body: &'a str, start: &str, end: char) -> &'a str {
+    let at = body
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {body}"))
+        + start.len();
+    body[at..].split(end).next().unwrap()
+}
+
+fn code_now(shop: &Shop, secret: &str) -> String {
+    use sessionary_core::Clock as _;
+    sessionary_mfa::testing::code_at(secret, shop.clock.now()).unwrap()
+}
+
+#[tokio::test]
+async fn two_step_verification_guards_the_admin_area() {
+    let shop = shop();
+    let admin = Device::default();
+    admin.sign_in(&shop, "admin", ADMIN_PW, false).await;
+    let page = admin.get(&shop, "/account/security").await;
+    assert!(page.body.contains(r#"data-mfa="off""#));
+    assert!(page.body.contains(r#"<strong id="aal">1</strong>"#));
+
+    // Enrol: QR code, key, ten recovery codes; confirm with a first code.
+    let page = admin
+        .post_with_token(&shop, "/account/security/enrol", &[])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"src="data:image/svg+xml;base64,"#));
+    assert_eq!(page.body.matches("<li><code>").count(), 10);
+    let secret = between(&page.body, r#"<code id="mfa-secret">"#, '<').to_owned();
+    let token = page.csrf();
+    let r = admin
+        .post(
+            &shop,
+            "/account/security/confirm",
+            &[
+                ("secret", &secret),
+                ("code", "000000"),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("mfa-error"));
+    let code = code_now(&shop, &secret);
+    let r = admin
+        .post(
+            &shop,
+            "/account/security/confirm",
+            &[
+                ("secret", &secret),
+                ("code", &code),
+                ("csrf_token", &r.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/account/security");
+    assert!(
+        admin
+            .get(&shop, "/account/security")
+            .await
+            .body
+            .contains(r#"data-mfa="on""#)
+    );
+
+    // The admin area now asks for a code; a good one raises the session to
+    // AAL 2 under a new cookie.
+    let r = admin.get(&shop, "/admin").await;
+    assert_eq!(r.location(), "/step-up?return_to=/admin");
+    shop.clock.advance(Duration::from_secs(30));
+    let before = admin.cookie().unwrap();
+    let page = admin.get(&shop, "/step-up?return_to=/admin").await;
+    let r = admin
+        .post(
+            &shop,
+            "/step-up",
+            &[
+                ("code", "111111"),
+                ("return_to", "/admin"),
+                ("csrf_token", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "a wrong code");
+    let r = admin
+        .post(
+            &shop,
+            "/step-up",
+            &[
+                ("code", &code_now(&shop, &secret)),
+                ("return_to", "/admin"),
+                ("csrf_token", &r.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/admin");
+    assert_ne!(
+        admin.cookie().unwrap(),
+        before,
+        "step-up regenerates the token"
+    );
+    assert_eq!(admin.get(&shop, "/admin").await.status, 200);
+    assert!(
+        admin
+            .get(&shop, "/account/security")
+            .await
+            .body
+            .contains(r#"<strong id="aal">2</strong>"#)
+    );
+}
+
+#[tokio::test]
+async fn enrolling_after_the_privileged_window_asks_for_the_password_again() {
+    let shop = shop();
+    let d = Device::default();
+    d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    shop.clock.advance(Duration::from_secs(6 * 60));
+    let r = d
+        .post_with_token(&shop, "/account/security/enrol", &[])
+        .await;
+    assert_eq!(r.location(), "/reauth?return_to=/account/security");
+    let page = d.get(&shop, r.location()).await;
+    let r = d
+        .post(
+            &shop,
+            "/reauth",
+            &[
+                ("password", "wrong"),
+                ("return_to", "/account/security"),
+                ("csrf_token", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = d
+        .post(
+            &shop,
+            "/reauth",
+            &[
+                ("password", ALICE_PW),
+                ("return_to", "/account/security"),
+                ("csrf_token", &r.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/account/security");
+    let page = d
+        .post_with_token(&shop, "/account/security/enrol", &[])
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"data-mfa="enrolling""#));
+}

@@ -164,6 +164,76 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("sessions.yes", "yes", "oui"),
     ("sessions.no", "no", "non"),
+    ("nav.security", "Security", "Sécurité"),
+    (
+        "security.title",
+        "Two-step verification",
+        "Validation en deux étapes",
+    ),
+    (
+        "security.off",
+        "Two-step verification is off. Turn it on to protect your account with a code from an authenticator app.",
+        "La validation en deux étapes est désactivée. Activez-la pour protéger votre compte avec le code d'une application d'authentification.",
+    ),
+    (
+        "security.on",
+        "Two-step verification is on.",
+        "La validation en deux étapes est activée.",
+    ),
+    (
+        "security.enrol",
+        "Turn on two-step verification",
+        "Activer la validation en deux étapes",
+    ),
+    (
+        "security.scan",
+        "Scan this code with your authenticator app, or type the key, then enter the six-digit code it shows.",
+        "Scannez ce code avec votre application d'authentification, ou saisissez la clé, puis entrez le code à six chiffres affiché.",
+    ),
+    (
+        "security.recovery",
+        "Recovery codes: each works once if you lose your phone. Keep them somewhere safe; they are shown only now.",
+        "Codes de secours : chacun sert une fois si vous perdez votre téléphone. Gardez-les en lieu sûr ; ils ne sont affichés que maintenant.",
+    ),
+    ("security.code", "Code", "Code"),
+    ("security.confirm", "Confirm", "Confirmer"),
+    (
+        "security.aal",
+        "This session's assurance level",
+        "Niveau d'assurance de cette session",
+    ),
+    (
+        "security.codes_left",
+        "Recovery codes left",
+        "Codes de secours restants",
+    ),
+    (
+        "stepup.title",
+        "Confirm it's you",
+        "Confirmez votre identité",
+    ),
+    (
+        "stepup.intro",
+        "This area needs a code from your authenticator app (or a recovery code).",
+        "Cette zone demande un code de votre application d'authentification (ou un code de secours).",
+    ),
+    ("stepup.submit", "Continue", "Continuer"),
+    (
+        "stepup.refused",
+        "That code was not accepted. Wait for the next one and try again.",
+        "Ce code n'a pas été accepté. Attendez le suivant et réessayez.",
+    ),
+    (
+        "reauth.title",
+        "Enter your password again",
+        "Saisissez à nouveau votre mot de passe",
+    ),
+    (
+        "reauth.intro",
+        "For your security, this change needs a recent sign-in.",
+        "Pour votre sécurité, cette modification demande une connexion récente.",
+    ),
+    ("reauth.submit", "Continue", "Continuer"),
     ("admin.title", "Admin", "Administration"),
     (
         "admin.policy",

@@ -9,6 +9,8 @@
 //! | `POST /logout` | sign out |
 //! | `GET`/`POST /preferences` | theme and language; a signed-in user's follow them to every device live |
 //! | `GET /account/sessions` | "manage sessions": end one, all others, all |
+//! | `GET /account/security`, `POST /account/security/enrol`, `.../confirm` | two-step verification (TOTP, `sessionary-mfa`): QR code, recovery codes |
+//! | `GET`/`POST /step-up`, `GET`/`POST /reauth` | a code raises the session to AAL 2; the password again opens the privileged window |
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
 //! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
 //! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
@@ -59,7 +61,8 @@ use sessionary_axum::{
     SessionRejection, session_routes,
 };
 use sessionary_core::policy::format_duration;
-use sessionary_core::{EndReason, NewSession, SessionId, SessionManager};
+use sessionary_core::{EndReason, NewSession, Privilege, SessionId, SessionManager};
+use sessionary_mfa::Mfa;
 use sessionary_token::AccessTokens;
 
 pub use i18n::Lang;
@@ -151,6 +154,7 @@ impl DemoOptions {
 struct Demo {
     manager: SessionManager,
     users: Arc<DemoUsers>,
+    mfa: Arc<Mfa>,
 }
 
 /// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
@@ -171,6 +175,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     let demo = Demo {
         manager: manager.clone(),
         users: options.users,
+        mfa: Arc::new(Mfa::new(manager.clone(), "Sessionary demo shop")),
     };
     let mut router = Router::new()
         .route("/", get(shop))
@@ -183,6 +188,11 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/sessions/end", post(end_one))
         .route("/account/sessions/end-others", post(end_others))
         .route("/account/sessions/end-all", post(end_all))
+        .route("/account/security", get(security_page))
+        .route("/account/security/enrol", post(security_enrol))
+        .route("/account/security/confirm", post(security_confirm))
+        .route("/step-up", get(step_up_page).post(step_up))
+        .route("/reauth", get(reauth_page).post(reauth))
         .route("/admin", get(admin_page))
         .route("/admin/sessions/end", post(admin_end))
         .route("/session-expired", get(expired_page))
@@ -538,6 +548,10 @@ async fn admin_page(
     State(demo): State<Demo>,
     RequireRole(admin, ..): RequireRole<Admin>,
 ) -> Result<Response, DemoError> {
+    // An admin with two-step verification must have used it in this session.
+    if admin.record.aal < 2 && demo.mfa.is_enrolled(&admin.user).await.map_err(mfa_err)? {
+        return Ok(Redirect::to("/step-up?return_to=/admin").into_response());
+    }
     let ctx = demo.ctx(&admin.session, true).await?;
     let mut rows = Vec::new();
     for name in demo.users.names() {
@@ -652,6 +666,208 @@ async fn api_cart_add(
     cart_doc(&demo, &caller)
         .await
         .map_err(IntoResponse::into_response)
+}
+
+fn mfa_err(e: sessionary_mfa::Error) -> DemoError {
+    match e {
+        sessionary_mfa::Error::Session(e) => e.into(),
+        other => {
+            tracing::error!(error = %other, "demo MFA operation failed");
+            internal()
+        }
+    }
+}
+
+/// Whether an MFA refusal is about the code (shown on the form again).
+fn code_refused(e: &sessionary_mfa::Error) -> bool {
+    matches!(e.problem_type(), "mfa-code-refused" | "mfa-rate-limited")
+}
+
+fn svg_data_url(svg: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
+}
+
+/// `GET /account/security`: two-step verification on or off.
+async fn security_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&user.session, true).await?;
+    let state = if demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? {
+        view::SecurityView::On {
+            codes_left: demo
+                .mfa
+                .recovery_codes_left(&user.user)
+                .await
+                .map_err(mfa_err)?,
+        }
+    } else {
+        view::SecurityView::Off
+    };
+    Ok(page(view::security(&ctx, &state, user.record.aal)))
+}
+
+/// `POST /account/security/enrol`: a new secret, QR code and recovery codes;
+/// a sign-in older than the privileged window asks for the password first.
+async fn security_enrol(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+) -> Result<Response, DemoError> {
+    let e = match demo.mfa.begin_enrolment(&user.record.id).await {
+        Ok(e) => e,
+        Err(sessionary_mfa::Error::ReauthenticationRequired) => {
+            return Ok(Redirect::to("/reauth?return_to=/account/security").into_response());
+        }
+        Err(sessionary_mfa::Error::AlreadyEnrolled) => {
+            return Ok(Redirect::to("/account/security").into_response());
+        }
+        Err(e) => return Err(mfa_err(e)),
+    };
+    let ctx = demo.ctx(&user.session, true).await?;
+    let qr = svg_data_url(&e.qr_svg);
+    let state = view::SecurityView::Enrolling {
+        qr_data_url: &qr,
+        secret: &e.secret_base32,
+        recovery: &e.recovery_codes,
+        refused: false,
+    };
+    Ok(page(view::security(&ctx, &state, user.record.aal)))
+}
+
+/// The confirm form. No `Debug`: it holds a secret.
+#[derive(Deserialize)]
+struct ConfirmForm {
+    secret: String,
+    code: String,
+}
+
+/// `POST /account/security/confirm`: the first code turns it on.
+async fn security_confirm(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, DemoError> {
+    match demo
+        .mfa
+        .confirm_enrolment(&user.record.id, form.code.trim())
+        .await
+    {
+        Ok(()) => Ok(Redirect::to("/account/security").into_response()),
+        Err(e) if code_refused(&e) => {
+            let ctx = demo.ctx(&user.session, true).await?;
+            let state = view::SecurityView::Enrolling {
+                qr_data_url: "",
+                secret: &form.secret,
+                recovery: &[],
+                refused: true,
+            };
+            let mut res = page(view::security(&ctx, &state, user.record.aal));
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            Ok(res)
+        }
+        Err(sessionary_mfa::Error::NotEnrolled) => {
+            Ok(Redirect::to("/account/security").into_response())
+        }
+        Err(e) => Err(mfa_err(e)),
+    }
+}
+
+async fn step_up_page(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Query(q): Query<ReturnTo>,
+) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&user.session, true).await?;
+    Ok(page(view::step_up(
+        &ctx,
+        local_path(q.return_to.as_deref()),
+        false,
+    )))
+}
+
+/// A code form with where to go next. No `Debug`: it holds a code.
+#[derive(Deserialize)]
+struct StepUpForm {
+    code: String,
+    return_to: Option<String>,
+}
+
+/// `POST /step-up`: a TOTP or recovery code raises the session to AAL 2 under
+/// a new token (the cookie changes; the old token is dead).
+async fn step_up(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<StepUpForm>,
+) -> Result<Response, DemoError> {
+    let return_to = local_path(form.return_to.as_deref()).to_owned();
+    match demo.mfa.verify(&user.user, form.code.trim()).await {
+        Ok(_) => {
+            user.session
+                .regenerate(Privilege {
+                    aal: Some(sessionary_mfa::STEP_UP_AAL),
+                    reauthenticated: true,
+                    roles: None,
+                })
+                .await?;
+            Ok(Redirect::to(&return_to).into_response())
+        }
+        Err(e) if code_refused(&e) || matches!(e, sessionary_mfa::Error::NotEnrolled) => {
+            let ctx = demo.ctx(&user.session, true).await?;
+            let mut res = page(view::step_up(&ctx, &return_to, true));
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            Ok(res)
+        }
+        Err(e) => Err(mfa_err(e)),
+    }
+}
+
+async fn reauth_page(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Query(q): Query<ReturnTo>,
+) -> Result<Response, DemoError> {
+    let ctx = demo.ctx(&user.session, true).await?;
+    Ok(page(view::reauth(
+        &ctx,
+        local_path(q.return_to.as_deref()),
+        false,
+    )))
+}
+
+/// The re-authentication form. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+struct ReauthForm {
+    password: String,
+    return_to: Option<String>,
+}
+
+/// `POST /reauth`: the password again opens the privileged window (a new
+/// token, `auth_time` now).
+async fn reauth(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<ReauthForm>,
+) -> Result<Response, DemoError> {
+    let return_to = local_path(form.return_to.as_deref()).to_owned();
+    let users = Arc::clone(&demo.users);
+    let name = user.user.as_str().to_owned();
+    let checked = tokio::task::spawn_blocking(move || users.check(&name, &form.password))
+        .await
+        .map_err(|_| internal())?;
+    if checked.is_none() {
+        let ctx = demo.ctx(&user.session, true).await?;
+        let mut res = page(view::reauth(&ctx, &return_to, true));
+        *res.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(res);
+    }
+    user.session
+        .regenerate(Privilege {
+            reauthenticated: true,
+            ..Privilege::default()
+        })
+        .await?;
+    Ok(Redirect::to(&return_to).into_response())
 }
 
 async fn not_found() -> DemoError {

@@ -61,6 +61,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
                         a #nav-shop href="/" { (tr(ctx, "nav.shop")) }
                         @if let Some((name, admin)) = &ctx.user {
                             a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
+                            a #nav-security href="/account/security" { (tr(ctx, "nav.security")) }
                             @if *admin {
                                 a #nav-admin href="/admin" { (tr(ctx, "nav.admin")) }
                             }
@@ -348,4 +349,111 @@ pub(super) fn error(ctx: &Ctx, status: u16, problem: &str, message_key: &str) ->
         }
     };
     layout(ctx, "error.title", &main)
+}
+
+/// What the security page shows.
+#[derive(Debug)]
+pub(super) enum SecurityView<'a> {
+    /// Not enrolled: the button to start.
+    Off,
+    /// Just started: QR code (an SVG data URL), key, recovery codes, and the confirm form.
+    Enrolling {
+        /// `data:image/svg+xml;base64,...`.
+        qr_data_url: &'a str,
+        /// The base32 key.
+        secret: &'a str,
+        /// The recovery codes, shown once.
+        recovery: &'a [String],
+        /// The last code was refused.
+        refused: bool,
+    },
+    /// Enrolled.
+    On {
+        /// Unused recovery codes.
+        codes_left: usize,
+    },
+}
+
+/// The two-step verification page.
+pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
+    let main = html! {
+        main #security data-mfa=(match state { SecurityView::Off => "off", SecurityView::Enrolling { .. } => "enrolling", SecurityView::On { .. } => "on" }) {
+            h1 { (tr(ctx, "security.title")) }
+            p { (tr(ctx, "security.aal")) ": " strong #aal { (aal) } }
+            @match state {
+                SecurityView::Off => {
+                    p { (tr(ctx, "security.off")) }
+                    form method="post" action="/account/security/enrol" {
+                        (csrf_field(ctx))
+                        button #mfa-enrol type="submit" { (tr(ctx, "security.enrol")) }
+                    }
+                }
+                SecurityView::Enrolling { qr_data_url, secret, recovery, refused } => {
+                    p { (tr(ctx, "security.scan")) }
+                    @if !qr_data_url.is_empty() {
+                        img #mfa-qr src=(qr_data_url) alt="QR code" width="200" height="200";
+                    }
+                    p { code #mfa-secret { (secret) } }
+                    @if *refused {
+                        p #mfa-error .error role="alert" { (tr(ctx, "stepup.refused")) }
+                    }
+                    form #mfa-confirm-form method="post" action="/account/security/confirm" {
+                        (csrf_field(ctx))
+                        input type="hidden" name="secret" value=(secret);
+                        label { (tr(ctx, "security.code")) " " input #mfa-code name="code" inputmode="numeric" autocomplete="one-time-code" required; }
+                        button #mfa-confirm type="submit" { (tr(ctx, "security.confirm")) }
+                    }
+                    @if !recovery.is_empty() {
+                        p { (tr(ctx, "security.recovery")) }
+                        ul #recovery-codes { @for c in *recovery { li { code { (c) } } } }
+                    }
+                }
+                SecurityView::On { codes_left } => {
+                    p #mfa-on { (tr(ctx, "security.on")) }
+                    p { (tr(ctx, "security.codes_left")) ": " (codes_left) }
+                }
+            }
+        }
+    };
+    layout(ctx, "security.title", &main)
+}
+
+/// The step-up page: a TOTP or recovery code raises the session to AAL 2.
+pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool) -> Markup {
+    let main = html! {
+        main #step-up {
+            h1 { (tr(ctx, "stepup.title")) }
+            p { (tr(ctx, "stepup.intro")) }
+            @if refused {
+                p #step-up-error .error role="alert" { (tr(ctx, "stepup.refused")) }
+            }
+            form #step-up-form method="post" action="/step-up" {
+                (csrf_field(ctx))
+                input type="hidden" name="return_to" value=(return_to);
+                label { (tr(ctx, "security.code")) " " input #step-up-code name="code" autocomplete="one-time-code" required; }
+                button #step-up-submit type="submit" { (tr(ctx, "stepup.submit")) }
+            }
+        }
+    };
+    layout(ctx, "stepup.title", &main)
+}
+
+/// Re-authentication: the password again, for sensitive changes.
+pub(super) fn reauth(ctx: &Ctx, return_to: &str, failed: bool) -> Markup {
+    let main = html! {
+        main #reauth {
+            h1 { (tr(ctx, "reauth.title")) }
+            p { (tr(ctx, "reauth.intro")) }
+            @if failed {
+                p #reauth-error .error role="alert" { (tr(ctx, "login.error")) }
+            }
+            form #reauth-form method="post" action="/reauth" {
+                (csrf_field(ctx))
+                input type="hidden" name="return_to" value=(return_to);
+                label { (tr(ctx, "login.password")) input #reauth-password type="password" name="password" autocomplete="current-password" required; }
+                button #reauth-submit type="submit" { (tr(ctx, "reauth.submit")) }
+            }
+        }
+    };
+    layout(ctx, "reauth.title", &main)
 }
