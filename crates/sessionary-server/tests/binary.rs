@@ -419,21 +419,19 @@ fn run(args: &[&str], env: &[(&str, &str)], data_dir: &Path) -> (i32, String, St
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
+    // Drained while the child runs: output larger than a pipe's buffer (the
+    // OpenAPI document is) would otherwise block it forever.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let status = wait_timeout(&mut child, Duration::from_secs(20));
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
     (status.code().unwrap_or(-1), out, err)
 }
 
