@@ -620,3 +620,142 @@ async fn sign_out_signs_out_and_leaves_no_cart() {
         "the signed-in token is gone"
     );
 }
+
+/// Two-step verification: the admin enrols (QR code, key, recovery codes; a
+/// wrong first code is refused), after which `/admin` asks for a code and a
+/// good one raises the session to AAL 2 under a new cookie. Enrolling long
+/// after signing in asks for the password again.
+#[tokio::test]
+async fn two_step_verification_step_up_for_the_admin_area() {
+    const TEST: &str = "two_step_verification_step_up_for_the_admin_area";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::start().await;
+    let a = driver.device("admin").await;
+    shop.sign_in(&a, "admin", ADMIN_PW, false, "/").await;
+    a.goto(&shop.url("/account/security")).await;
+    a.wait_js("document.querySelector('main#security')?.dataset.mfa === 'off'")
+        .await;
+    assert_eq!(a.text("strong#aal").await, "1");
+
+    // Enrol: the QR code (an SVG the page's CSP lets load), the key, ten
+    // recovery codes and the confirm form.
+    a.click("#mfa-enrol").await;
+    a.wait_js(
+        "location.pathname === '/account/security/enrol' && \
+         document.querySelector('main#security')?.dataset.mfa === 'enrolling'",
+    )
+    .await;
+    a.wait_js("(i => i && i.complete && i.naturalWidth > 0)(document.querySelector('img#mfa-qr'))")
+        .await;
+    assert_eq!(
+        a.js("return document.querySelectorAll('ul#recovery-codes li').length;")
+            .await,
+        10
+    );
+    assert!(
+        a.js("return document.querySelector('form#mfa-confirm-form #mfa-code');")
+            .await
+            .is_object(),
+        "the confirm form has the code field"
+    );
+    a.screenshot("enrol-qr").await;
+    let secret = a.text("code#mfa-secret").await;
+    assert!(!secret.is_empty(), "the key is shown");
+
+    // A wrong first code: refused, still enrolling.
+    a.fill("#mfa-code", &shop.wrong_totp(&secret)).await;
+    a.click("#mfa-confirm").await;
+    a.wait_js("document.querySelector('#mfa-error')").await;
+    assert_eq!(a.page_status().await, 403);
+    assert_eq!(
+        a.js("return document.querySelector('main#security').dataset.mfa;")
+            .await,
+        "enrolling"
+    );
+    // The right one turns it on.
+    a.fill("#mfa-code", &shop.totp(&secret)).await;
+    a.click("#mfa-confirm").await;
+    a.wait_js(
+        "location.pathname === '/account/security' && \
+         document.querySelector('main#security')?.dataset.mfa === 'on'",
+    )
+    .await;
+    assert_eq!(a.text("strong#aal").await, "1");
+
+    // The admin area now asks for a code first.
+    shop.clock.advance(Duration::from_secs(30));
+    let before = a.cookie("session").await.expect("a session cookie");
+    a.goto(&shop.url("/admin")).await;
+    a.wait_js("location.pathname === '/step-up' && document.querySelector('main#step-up')")
+        .await;
+    assert_eq!(
+        a.js("return new URLSearchParams(location.search).get('return_to');")
+            .await,
+        "/admin"
+    );
+    a.fill("#step-up-code", &shop.wrong_totp(&secret)).await;
+    a.click("#step-up-submit").await;
+    a.wait_js("document.querySelector('#step-up-error')").await;
+    assert_eq!(a.page_status().await, 403);
+    assert_eq!(
+        a.cookie("session").await.map(|c| c.value().to_owned()),
+        Some(before.value().to_owned()),
+        "a refused code changes nothing"
+    );
+    // A good code (the next time step's): on to the admin area, new token, AAL 2.
+    shop.clock.advance(Duration::from_secs(30));
+    a.fill("#step-up-code", &shop.totp(&secret)).await;
+    a.click("#step-up-submit").await;
+    a.wait_js("location.pathname === '/admin' && document.querySelector('main#admin')")
+        .await;
+    assert_eq!(a.page_status().await, 200);
+    let after = a.cookie("session").await.expect("a session cookie");
+    assert_ne!(
+        after.value(),
+        before.value(),
+        "step-up regenerates the token"
+    );
+    a.goto(&shop.url("/account/security")).await;
+    a.wait_js("document.querySelector('main#security')?.dataset.mfa === 'on'")
+        .await;
+    assert_eq!(a.text("strong#aal").await, "2");
+    a.screenshot("aal2").await;
+
+    // Enrolling more than 5 minutes after signing in: the password first.
+    let b = driver.device("alice").await;
+    shop.sign_in(&b, "alice", ALICE_PW, false, "/").await;
+    b.goto(&shop.url("/account/security")).await;
+    b.wait_js("document.querySelector('main#security')?.dataset.mfa === 'off'")
+        .await;
+    shop.clock.advance(Duration::from_secs(6 * 60));
+    b.click("#mfa-enrol").await;
+    b.wait_js("location.pathname === '/reauth' && document.querySelector('#reauth-password')")
+        .await;
+    assert_eq!(
+        b.js("return new URLSearchParams(location.search).get('return_to');")
+            .await,
+        "/account/security"
+    );
+    b.screenshot("reauth").await;
+    b.fill("#reauth-password", ALICE_PW).await;
+    b.click("#reauth-submit").await;
+    // The redirect is a plain `GET /account/security`, which shows no
+    // enrolment in progress (the enrolment was never started): one more click,
+    // now within the new privileged window, shows it.
+    b.wait_js(
+        "location.pathname === '/account/security' && \
+         document.querySelector('main#security')?.dataset.mfa === 'off'",
+    )
+    .await;
+    b.click("#mfa-enrol").await;
+    b.wait_js(
+        "location.pathname === '/account/security/enrol' && \
+         document.querySelector('main#security')?.dataset.mfa === 'enrolling' && \
+         document.querySelector('img#mfa-qr')",
+    )
+    .await;
+    b.screenshot("enrol-after-reauth").await;
+}

@@ -87,6 +87,30 @@ impl Shop {
         format!("{}{path}", self.base)
     }
 
+    /// The TOTP code an authenticator app holding `secret` (base32) shows at
+    /// the shop's clock's time. Each time step's code is accepted once:
+    /// advance the clock 30 s before using another.
+    pub(crate) fn totp(&self, secret: &str) -> String {
+        let now = sessionary_core::Clock::now(&self.clock);
+        sessionary_mfa::testing::code_at(secret, now).expect("a TOTP code")
+    }
+
+    /// Six digits that are no code of `secret` the shop accepts now (this
+    /// time step, the previous or the next one).
+    pub(crate) fn wrong_totp(&self, secret: &str) -> String {
+        let now = sessionary_core::Clock::now(&self.clock);
+        let valid: Vec<String> = [-30_000, 0, 30_000]
+            .into_iter()
+            .map(|ms| {
+                sessionary_mfa::testing::code_at(secret, now.add_millis(ms)).expect("a TOTP code")
+            })
+            .collect();
+        (0..=9)
+            .map(|d: u8| char::from(b'0' + d).to_string().repeat(6))
+            .find(|c| !valid.contains(c))
+            .expect("three codes cannot rule out ten candidates")
+    }
+
     /// Signs `user` in through `/login?return_to=<return_to>` and waits for the
     /// page it lands on to show the user.
     pub(crate) async fn sign_in(
