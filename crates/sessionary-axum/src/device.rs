@@ -1,20 +1,26 @@
-//! The [`ClientDevice`] extractor: what "manage sessions" shows about a session.
+//! The [`ClientDevice`] extractor: what "manage sessions" shows about a session,
+//! with the client IP taken from proxy headers only when the peer is a
+//! configured [`TrustedProxies`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use http::header;
 use http::request::Parts;
+use http::{HeaderMap, header};
+use ipnet::IpNet;
 use sessionary_core::Device;
 
-/// The requesting device: the peer's IP address (from axum's
-/// [`ConnectInfo<SocketAddr>`], so serve with
-/// `into_make_service_with_connect_info::<SocketAddr>()`) and the `User-Agent`
-/// header, with a label such as "Chrome on Linux". Never fails: what is
-/// missing stays `None`.
+/// The requesting device: the client IP address and the `User-Agent` header,
+/// with a label such as "Chrome on Linux". Never fails: what is missing stays
+/// `None`.
 ///
-/// Behind a reverse proxy the peer is the proxy; build the [`Device`] from the
-/// header your proxy sets (and only trusts) instead.
+/// The IP is the peer's (axum's [`ConnectInfo<SocketAddr>`], so serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`). Only when the peer
+/// is one of the [`TrustedProxies`] (an `Arc<TrustedProxies>` request
+/// extension) is the client taken from `Forwarded: for=` or `X-Forwarded-For`:
+/// the right-most address that is not itself a trusted proxy. Headers from
+/// any other peer are ignored, so a client cannot choose its own IP.
 ///
 /// # Examples
 ///
@@ -32,18 +38,200 @@ use sessionary_core::Device;
 #[derive(Clone, Debug, Default)]
 pub struct ClientDevice(pub Device);
 
+/// The reverse proxies whose `Forwarded`/`X-Forwarded-For` headers are
+/// believed, as networks (`10.0.0.0/8`, `127.0.0.1/32`, `::1/128`).
+///
+/// # Examples
+///
+/// ```
+/// use sessionary_axum::TrustedProxies;
+/// let proxies = TrustedProxies::parse(["10.0.0.0/8", "::1/128"])?;
+/// assert!(proxies.contains("10.1.2.3".parse()?));
+/// assert!(!proxies.contains("192.0.2.1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// From CIDR strings; a bare address means that one host.
+    ///
+    /// # Errors
+    ///
+    /// The first entry that is not an address or network, as text.
+    pub fn parse<I, S>(nets: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        nets.into_iter()
+            .map(|n| {
+                let n = n.as_ref().trim();
+                n.parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{n:?} is not an IP address or network"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client behind `peer`: `peer` itself unless it is trusted, else the
+    /// right-most forwarded address that is not trusted (or the left-most one
+    /// if all are).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.contains(peer) {
+            return peer;
+        }
+        let chain = forwarded_chain(headers);
+        let mut last = None;
+        for ip in chain.iter().rev() {
+            if !self.contains(*ip) {
+                return *ip;
+            }
+            last = Some(*ip);
+        }
+        last.unwrap_or(peer)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Client addresses of `Forwarded` (RFC 7239 `for=`) if present, else of
+/// `X-Forwarded-For`, in order (left-most first). A malformed element ends the
+/// list there: what comes after it cannot be trusted to line up.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !forwarded.is_empty() {
+        for element in forwarded.iter().flat_map(|v| v.split(',')) {
+            let Some(value) = element.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.eq_ignore_ascii_case("for").then_some(v.trim())
+            }) else {
+                continue;
+            };
+            let v = value.trim_matches('"');
+            // `[2001:db8::1]:4711`, `192.0.2.1:4711`, `192.0.2.1`.
+            let host = match v.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(""),
+                None => v.rsplit_once(':').map_or(v, |(h, port)| {
+                    if port.bytes().all(|b| b.is_ascii_digit()) && h.parse::<IpAddr>().is_ok() {
+                        h
+                    } else {
+                        v
+                    }
+                }),
+            };
+            match host.parse::<IpAddr>() {
+                Ok(ip) => out.push(canonical(ip)),
+                Err(_) => return out,
+            }
+        }
+        return out;
+    }
+    for v in headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => out.push(canonical(ip)),
+                Err(_) => return out,
+            }
+        }
+    }
+    out
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientDevice {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
+        let ip = match (peer, parts.extensions.get::<Arc<TrustedProxies>>()) {
+            (Some(peer), Some(trusted)) => Some(trusted.client_ip(peer, &parts.headers)),
+            (peer, _) => peer.map(canonical),
+        };
         let ua = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         Ok(Self(Device::new(ip, ua)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_peers() -> Result<(), String> {
+        let t = TrustedProxies::parse(["10.0.0.0/8", "::1"])?;
+        let xff = headers(&[("x-forwarded-for", "198.51.100.7, 10.0.0.2")]);
+        // An untrusted peer's header is ignored: it cannot choose its IP.
+        assert_eq!(t.client_ip(ip("203.0.113.9"), &xff), ip("203.0.113.9"));
+        // A trusted peer: the right-most address that is not a proxy.
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &xff), ip("198.51.100.7"));
+        // A client-supplied left part cannot override the proxy's own entry.
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7")]);
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &spoof), ip("198.51.100.7"));
+        // IPv4-mapped peers are IPv4.
+        assert_eq!(t.client_ip(ip("::ffff:10.0.0.1"), &xff), ip("198.51.100.7"));
+        // Garbage ends the chain; no header: the peer.
+        let bad = headers(&[("x-forwarded-for", "nonsense")]);
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &bad), ip("10.0.0.1"));
+        assert_eq!(t.client_ip(ip("::1"), &HeaderMap::new()), ip("::1"));
+        Ok(())
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_wins_over_x_forwarded_for() -> Result<(), String> {
+        let t = TrustedProxies::parse(["127.0.0.1"])?;
+        let h = headers(&[
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=192.0.2.60:8080",
+            ),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
+        assert_eq!(t.client_ip(ip("127.0.0.1"), &h), ip("192.0.2.60"));
+        let h = headers(&[("forwarded", "for=\"[2001:db8::7]\"")]);
+        assert_eq!(t.client_ip(ip("127.0.0.1"), &h), ip("2001:db8::7"));
+        assert!(TrustedProxies::parse(["not-an-ip"]).is_err());
+        Ok(())
     }
 }

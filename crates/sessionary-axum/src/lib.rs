@@ -89,7 +89,7 @@ pub mod routes;
 
 pub use bearer::{Bearer, BearerRejection, Caller, CallerRejection};
 pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
-pub use device::ClientDevice;
+pub use device::{ClientDevice, TrustedProxies};
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};
 pub use rejection::{PROBLEM_JSON, SessionRejection};

@@ -195,6 +195,11 @@ pub struct Config {
     /// Access and refresh tokens.
     #[serde(default)]
     pub tokens: TokensConfig,
+    /// Reverse proxies (addresses or CIDR networks) whose `Forwarded` /
+    /// `X-Forwarded-For` headers give the client IP; from any other peer those
+    /// headers are ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -210,6 +215,7 @@ impl Default for Config {
             log: "info".into(),
             demo: DemoConfig::default(),
             tokens: TokensConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -412,6 +418,8 @@ pub struct Settings {
     pub demo: bool,
     /// Access and refresh tokens.
     pub tokens: TokenSettings,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: sessionary_axum::TrustedProxies,
 }
 
 /// The validated `[tokens]` section.
@@ -603,6 +611,14 @@ impl Config {
             }
         };
         let tokens = self.tokens.validate(&mut errs);
+        let trusted_proxies = sessionary_axum::TrustedProxies::parse(&self.trusted_proxies)
+            .unwrap_or_else(|e| {
+                errs.push(ConfigError::new(
+                    "trusted_proxies",
+                    format!("{e}; expected addresses or networks such as \"10.0.0.0/8\""),
+                ));
+                sessionary_axum::TrustedProxies::default()
+            });
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
             errs.push(ConfigError::new(
                 "log",
@@ -627,6 +643,7 @@ impl Config {
                 log: self.log.clone(),
                 demo: self.demo.enabled,
                 tokens,
+                trusted_proxies,
             }),
             _ => Err(ConfigErrors(errs)),
         }

@@ -398,7 +398,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let app = match demo {
         Some((users, fresh)) => {
             print_demo(&settings, addr, &fresh);
-            let mut options = crate::demo::DemoOptions::new(users).with_access_tokens(tokens);
+            let mut options = crate::demo::DemoOptions::new(users)
+                .with_access_tokens(tokens)
+                .with_trusted_proxies(settings.trusted_proxies.clone());
             if !addr.ip().is_loopback() {
                 // Plain-HTTP cookies only on loopback; elsewhere the demo
                 // expects HTTPS in front (a TLS-terminating proxy).

@@ -795,3 +795,79 @@ async fn enrolling_after_the_privileged_window_asks_for_the_password_again() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains(r#"data-mfa="enrolling""#));
 }
+
+#[tokio::test]
+async fn the_client_ip_comes_from_forwarding_headers_of_trusted_proxies_only() {
+    use axum::extract::ConnectInfo;
+    let clock = MockClock::default();
+    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)]));
+    let proxies = sessionary_axum::TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+    let app = app_with_demo(
+        state,
+        DemoOptions::new(users()).with_trusted_proxies(proxies),
+    );
+    let sign_in_from = |peer: &str, xff: &str| {
+        let app = app.clone();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        let xff = xff.to_owned();
+        async move {
+            let get = |uri: &str, cookie: Option<&str>| {
+                let mut r = Request::get(uri).header(header::ACCEPT, "text/html");
+                if let Some(c) = cookie {
+                    r = r.header(header::COOKIE, c);
+                }
+                let mut r = r.body(Body::empty()).unwrap();
+                r.extensions_mut().insert(ConnectInfo(peer));
+                r
+            };
+            let res = app.clone().oneshot(get("/login", None)).await.unwrap();
+            let cookie = res.headers()[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            let body =
+                String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+                    .unwrap();
+            let at = body.find("name=\"csrf_token\" value=\"").unwrap() + 25;
+            let token = body[at..].split('"').next().unwrap().to_owned();
+            let mut req = Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "text/html")
+                .header("sec-fetch-site", "same-origin")
+                .header("x-forwarded-for", xff)
+                .header(header::COOKIE, &cookie)
+                .body(Body::from(format!(
+                    "username=alice&password={ALICE_PW}&csrf_token={token}"
+                )))
+                .unwrap();
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        }
+    };
+    sign_in_from("10.0.0.5:4000", "198.51.100.7").await;
+    sign_in_from("203.0.113.9:4000", "198.51.100.8").await;
+    let ips: Vec<String> = manager
+        .list(&UserId::new("alice").unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.device.ip.unwrap().to_string())
+        .collect();
+    assert!(
+        ips.contains(&"198.51.100.7".to_owned()),
+        "behind a trusted proxy: {ips:?}"
+    );
+    assert!(
+        ips.contains(&"203.0.113.9".to_owned()),
+        "an untrusted peer's header is ignored: {ips:?}"
+    );
+    assert!(!ips.contains(&"198.51.100.8".to_owned()));
+}

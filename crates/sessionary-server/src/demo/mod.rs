@@ -111,6 +111,7 @@ pub struct DemoOptions {
     expiry_warning: Duration,
     insecure_http: bool,
     access_tokens: Option<Arc<AccessTokens>>,
+    trusted_proxies: Option<Arc<sessionary_axum::TrustedProxies>>,
 }
 
 impl DemoOptions {
@@ -122,7 +123,16 @@ impl DemoOptions {
             expiry_warning: sessionary_axum::config::DEFAULT_EXPIRY_WARNING,
             insecure_http: true,
             access_tokens: None,
+            trusted_proxies: None,
         }
+    }
+
+    /// Takes the client IP shown in "manage sessions" from `Forwarded` /
+    /// `X-Forwarded-For` when the peer is one of these proxies.
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, proxies: sessionary_axum::TrustedProxies) -> Self {
+        self.trusted_proxies = Some(Arc::new(proxies));
+        self
     }
 
     /// Lets the JSON routes under `/api/` take `Authorization: Bearer <access
@@ -209,6 +219,9 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024));
     if let Some(tokens) = options.access_tokens {
         router = router.layer(Extension(tokens));
+    }
+    if let Some(proxies) = options.trusted_proxies {
+        router = router.layer(Extension(proxies));
     }
     router.with_state(demo)
 }
