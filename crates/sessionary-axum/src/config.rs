@@ -305,14 +305,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Whether the request asks for HTML (a browser navigation or form post): an
+/// `Accept` media range whose type is `text/html`, parameters and case aside.
+/// Decides between pages and problem documents for refusals.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::ACCEPT};
+/// use sessionary_axum::accepts_html;
+/// let mut h = HeaderMap::new();
+/// h.insert(ACCEPT, HeaderValue::from_static("text/html;q=0.9, */*;q=0.8"));
+/// assert!(accepts_html(&h));
+/// h.insert(ACCEPT, HeaderValue::from_static("application/json, text/htmlx"));
+/// assert!(!accepts_html(&h));
+/// ```
+pub fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|range| {
+            let essence = range.split(|&b| b == b';').next().unwrap_or_default();
+            essence.trim_ascii().eq_ignore_ascii_case(b"text/html")
+        })
+}
+
 /// RFC 6265 `token` characters (RFC 9110 `tchar`).
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `p` is a path on this origin: starts with one `/`, not `//` or `/\`
-/// (which browsers read as another host), and has no control characters.
-pub(crate) fn is_local_path(p: &str) -> bool {
+/// (which browsers read as another host), and has no control characters. Check
+/// every `return_to` with it before redirecting there.
+///
+/// ```
+/// use sessionary_axum::is_local_path;
+/// assert!(is_local_path("/cart?x=1"));
+/// assert!(!is_local_path("//evil.example") && !is_local_path("https://evil.example"));
+/// ```
+pub fn is_local_path(p: &str) -> bool {
     let b = p.as_bytes();
     b.first() == Some(&b'/')
         && !matches!(b.get(1), Some(b'/' | b'\\'))

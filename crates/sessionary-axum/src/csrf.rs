@@ -414,7 +414,7 @@ impl CsrfRejection {
     /// Either response carries the rejection as a response extension, so an
     /// outer middleware can render its own page for it.
     pub fn into_response_for(self, request_headers: &HeaderMap) -> Response {
-        if wants_html(request_headers) {
+        if crate::config::accepts_html(request_headers) {
             let mut res = self.html_response();
             res.extensions_mut().insert(self);
             res
@@ -475,19 +475,6 @@ impl IntoResponse for CsrfRejection {
         res.extensions_mut().insert(self);
         res
     }
-}
-
-/// Whether the client asks for HTML (a browser navigation or form post).
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let essence = item.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("text/html")
-        })
 }
 
 /// Whether the method cannot change state (ASVS 5 3.5.3) and so skips the checks.

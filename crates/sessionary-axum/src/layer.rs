@@ -16,7 +16,7 @@ use sessionary_core::token::TOKEN_LEN;
 use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
 use tower::{Layer, Service};
 
-use crate::config::{SessionConfig, is_local_path};
+use crate::config::{SessionConfig, accepts_html, is_local_path};
 use crate::extract::Session;
 use crate::rejection::{ExpiredMarker, NotSignedInMarker};
 
@@ -380,13 +380,6 @@ pub(crate) fn read_token(headers: &HeaderMap, name: &str) -> Option<SessionToken
     None
 }
 
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
-}
-
 fn attributes(config: &SessionConfig) -> String {
     format!(
         "; Path=/{}; HttpOnly; SameSite={}",
@@ -461,17 +454,16 @@ fn see_other(location: String) -> Response {
     res
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+/// Everything but RFC 3986 unreserved characters and `/` is percent-encoded.
+const RETURN_TO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, RETURN_TO).to_string()
 }
 
 #[cfg(test)]

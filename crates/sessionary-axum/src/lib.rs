@@ -88,7 +88,9 @@ pub mod rejection;
 pub mod routes;
 
 pub use bearer::{Bearer, BearerRejection, Caller, CallerRejection};
-pub use config::{ConfigError, DangerousConfig, SameSite, SessionConfig};
+pub use config::{
+    ConfigError, DangerousConfig, SameSite, SessionConfig, accepts_html, is_local_path,
+};
 pub use device::{ClientDevice, TrustedProxies};
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};

@@ -325,19 +325,10 @@ fn page(markup: Markup) -> Response {
         .into_response()
 }
 
-/// Only a path on this site: `/x`, never `//host`, `/\host` or a URL.
+/// Only a path on this site ([`sessionary_axum::is_local_path`]), else `/`.
 fn local_path(p: Option<&str>) -> &str {
-    match p {
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.starts_with("/\\")
-                && !p.chars().any(char::is_control) =>
-        {
-            p
-        }
-        _ => "/",
-    }
+    p.filter(|p| sessionary_axum::is_local_path(p))
+        .unwrap_or("/")
 }
 
 async fn shop(State(demo): State<Demo>, session: Session) -> Result<Response, DemoError> {
@@ -913,19 +904,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-fn wants_html(req: &Request) -> bool {
-    req.headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
-}
-
 /// Turns failures answered to a browser into pages a person understands:
 /// CSRF refusals, missing roles, unknown pages, bad forms, store trouble.
 /// `401`s are left to the session layer, which redirects them to the expired
 /// or sign-in page; JSON callers keep their problem documents.
 async fn error_pages(State(demo): State<Demo>, req: Request, next: Next) -> Response {
-    let html = wants_html(&req);
+    let html = sessionary_axum::accepts_html(req.headers());
     let session = req.extensions().get::<Session>().cloned();
     let res = next.run(req).await;
     let status = res.status();
