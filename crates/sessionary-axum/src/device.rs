@@ -82,22 +82,23 @@ impl TrustedProxies {
     }
 
     /// The client behind `peer`: `peer` itself unless it is trusted, else the
-    /// right-most forwarded address that is not trusted (or the left-most one
-    /// if all are).
+    /// forwarded chain is walked from the right (the entries the trusted
+    /// proxies appended) past every trusted proxy; the first other entry is the
+    /// client. An entry that is not an address there ends the walk at the last
+    /// trusted hop: nothing to its left was written by a proxy we trust.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
-        if !self.contains(peer) {
-            return peer;
+        let mut client = canonical(peer);
+        if !self.contains(client) {
+            return client;
         }
-        let chain = forwarded_chain(headers);
-        let mut last = None;
-        for ip in chain.iter().rev() {
-            if !self.contains(*ip) {
-                return *ip;
+        for entry in forwarded_chain(headers).iter().rev() {
+            match entry {
+                Some(ip) if self.contains(*ip) => client = *ip,
+                Some(ip) => return *ip,
+                None => return client,
             }
-            last = Some(*ip);
         }
-        last.unwrap_or(peer)
+        client
     }
 }
 
@@ -109,56 +110,40 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Client addresses of `Forwarded` (RFC 7239 `for=`) if present, else of
-/// `X-Forwarded-For`, in order (left-most first). A malformed element ends the
-/// list there: what comes after it cannot be trusted to line up.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
-    let mut out = Vec::new();
+/// The entries of `Forwarded` (RFC 7239 `for=`) if present, else of
+/// `X-Forwarded-For`, left-most first; `None` for an entry that is not an IP
+/// address (`unknown`, an obfuscated `_name`, garbage).
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let parse = |s: &str| s.parse::<IpAddr>().ok().map(canonical);
     let forwarded: Vec<&str> = headers
         .get_all(header::FORWARDED)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().unwrap_or(""))
         .collect();
     if !forwarded.is_empty() {
-        for element in forwarded.iter().flat_map(|v| v.split(',')) {
-            let Some(value) = element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.eq_ignore_ascii_case("for").then_some(v.trim())
-            }) else {
-                continue;
-            };
-            let v = value.trim_matches('"');
-            // `[2001:db8::1]:4711`, `192.0.2.1:4711`, `192.0.2.1`.
-            let host = match v.strip_prefix('[') {
-                Some(rest) => rest.split(']').next().unwrap_or(""),
-                None => v.rsplit_once(':').map_or(v, |(h, port)| {
-                    if port.bytes().all(|b| b.is_ascii_digit()) && h.parse::<IpAddr>().is_ok() {
-                        h
-                    } else {
-                        v
-                    }
-                }),
-            };
-            match host.parse::<IpAddr>() {
-                Ok(ip) => out.push(canonical(ip)),
-                Err(_) => return out,
-            }
-        }
-        return out;
+        return forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                let value = element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+                })?;
+                let v = value.trim_matches('"');
+                // `[2001:db8::1]:4711`, `192.0.2.1:4711`, `192.0.2.1`.
+                match v.strip_prefix('[') {
+                    Some(rest) => parse(rest.split(']').next().unwrap_or("")),
+                    None => parse(v).or_else(|| parse(v.rsplit_once(':')?.0)),
+                }
+            })
+            .collect();
     }
-    for v in headers
+    headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        for part in v.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => out.push(canonical(ip)),
-                Err(_) => return out,
-            }
-        }
-    }
-    out
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|part| parse(part.trim()))
+        .collect()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientDevice {
@@ -211,9 +196,16 @@ mod tests {
         assert_eq!(t.client_ip(ip("10.0.0.1"), &spoof), ip("198.51.100.7"));
         // IPv4-mapped peers are IPv4.
         assert_eq!(t.client_ip(ip("::ffff:10.0.0.1"), &xff), ip("198.51.100.7"));
-        // Garbage ends the chain; no header: the peer.
+        // Garbage ends the walk at the last trusted hop; no header: the peer.
         let bad = headers(&[("x-forwarded-for", "nonsense")]);
         assert_eq!(t.client_ip(ip("10.0.0.1"), &bad), ip("10.0.0.1"));
+        // A client cannot hide the proxy's entry behind an unparsable one.
+        let hidden = headers(&[("x-forwarded-for", "6.6.6.6, x, 198.51.100.7")]);
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &hidden), ip("198.51.100.7"));
+        let hidden = headers(&[("x-forwarded-for", "6.6.6.6, x")]);
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &hidden), ip("10.0.0.1"));
+        let via = headers(&[("x-forwarded-for", "6.6.6.6, x, 10.0.0.9")]);
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &via), ip("10.0.0.9"));
         assert_eq!(t.client_ip(ip("::1"), &HeaderMap::new()), ip("::1"));
         Ok(())
     }
@@ -231,6 +223,9 @@ mod tests {
         assert_eq!(t.client_ip(ip("127.0.0.1"), &h), ip("192.0.2.60"));
         let h = headers(&[("forwarded", "for=\"[2001:db8::7]\"")]);
         assert_eq!(t.client_ip(ip("127.0.0.1"), &h), ip("2001:db8::7"));
+        // `for=unknown` (RFC 7239) is not an address: the trusted hop stands.
+        let h = headers(&[("forwarded", "for=6.6.6.6, for=unknown")]);
+        assert_eq!(t.client_ip(ip("127.0.0.1"), &h), ip("127.0.0.1"));
         assert!(TrustedProxies::parse(["not-an-ip"]).is_err());
         Ok(())
     }
