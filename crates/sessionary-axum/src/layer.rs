@@ -340,16 +340,10 @@ fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
 /// wrong length) counts as no cookie, and never reaches the store.
 pub(crate) fn read_token(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
     for value in headers.get_all(header::COOKIE) {
-        let bytes = value.as_bytes();
-        // Like `HeaderValue::to_str`: a value with anything but visible ASCII and
-        // tabs is skipped whole. (A fold without early exit, so it vectorizes.)
-        let invalid = bytes.iter().fold(false, |bad, &b| {
-            bad | ((b < b' ' && b != b'\t') | (b > b'~'))
-        });
-        if invalid {
-            continue;
-        }
-        let mut rest = bytes;
+        // Read as bytes: another cookie's non-ASCII value (set by a script, say)
+        // must not hide the session cookie beside it; the token itself is
+        // checked byte by byte by `parse_bytes`.
+        let mut rest = value.as_bytes();
         loop {
             // `name=value` after optional white space (only spaces and tabs can
             // occur here); cookie names never contain `=` (see `SessionConfig`).
@@ -530,7 +524,9 @@ mod tests {
             two.append(header::COOKIE, v);
         }
         assert_eq!(read_token(&two, "session").as_ref(), Some(&b));
-        // A value that is not visible ASCII is skipped whole, as `to_str` would.
+        // Another cookie's non-ASCII value does not hide the session cookie
+        // beside it (browsers send every cookie in one header), and the first
+        // session cookie still decides.
         let mut odd = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_bytes(format!("x=\u{e9}; session={a_text}").as_bytes()) {
             odd.append(header::COOKIE, v);
@@ -538,7 +534,13 @@ mod tests {
         if let Ok(v) = HeaderValue::try_from(format!("session={b_text}")) {
             odd.append(header::COOKIE, v);
         }
-        assert_eq!(read_token(&odd, "session"), Some(b));
+        assert_eq!(read_token(&odd, "session"), Some(a));
+        // A non-ASCII byte inside the session value itself is no token.
+        let mut bad = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(format!("session=\u{e9}{}", &a_text[2..]).as_bytes()) {
+            bad.append(header::COOKIE, v);
+        }
+        assert_eq!(read_token(&bad, "session"), None);
     }
 
     #[test]
