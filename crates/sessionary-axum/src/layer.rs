@@ -397,9 +397,14 @@ fn set_cookie(
             .absolute_expires_at
             .millis_since(sessionary_core::Timestamp(now_ms));
         let secs = ms.max(0) / 1000;
+        // HTTP dates have four-digit years (and `fmt_http_date` panics beyond):
+        // a "never" policy gets the last second of 9999.
+        const LAST_HTTP_DATE_MS: u64 = 253_402_300_799_000;
         let at = UNIX_EPOCH
             + Duration::from_millis(
-                u64::try_from(record.absolute_expires_at.0.max(0)).unwrap_or(0),
+                u64::try_from(record.absolute_expires_at.0.max(0))
+                    .unwrap_or(0)
+                    .min(LAST_HTTP_DATE_MS),
             );
         s.push_str(&format!(
             "; Max-Age={secs}; Expires={}",
@@ -537,7 +542,8 @@ mod tests {
         assert_eq!(read_token(&odd, "session"), Some(a));
         // A non-ASCII byte inside the session value itself is no token.
         let mut bad = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_bytes(format!("session=\u{e9}{}", &a_text[2..]).as_bytes()) {
+        if let Ok(v) = HeaderValue::from_bytes(format!("session=\u{e9}{}", &a_text[2..]).as_bytes())
+        {
             bad.append(header::COOKIE, v);
         }
         assert_eq!(read_token(&bad, "session"), None);
@@ -588,5 +594,42 @@ mod tests {
             loc,
             Some("/session-expired?reason=expired_idle&return_to=/")
         );
+    }
+}
+
+#[cfg(test)]
+mod far_future {
+    use super::*;
+    use sessionary_core::{MemoryStore, NewSession, Policy, RolePolicy, UserId};
+
+    /// A "never" remember-me policy must not make `Set-Cookie` panic (HTTP dates
+    /// have four-digit years).
+    #[tokio::test]
+    async fn a_remember_me_cookie_beyond_year_9999_is_clamped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let forever = Duration::from_secs(u64::MAX / 4);
+        let mut policy = Policy::default();
+        policy.default = RolePolicy {
+            absolute_timeout: forever,
+            remember_absolute_timeout: forever,
+            remember_idle_timeout: forever,
+            ..RolePolicy::default()
+        };
+        let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+            .with_policy(policy)
+            .build()?;
+        let issued = manager
+            .create(NewSession::user(UserId::new("alice")?).with_remember(true))
+            .await?;
+        let config = SessionConfig::new();
+        let now = manager.now().as_millis();
+        let v =
+            set_cookie(&config, &issued.token.encode(), &issued.session, now).ok_or("no cookie")?;
+        assert!(
+            v.to_str()?
+                .contains("Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
+            "{v:?}"
+        );
+        Ok(())
     }
 }

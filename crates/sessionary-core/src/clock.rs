@@ -52,13 +52,16 @@ impl Timestamp {
     }
 
     /// [`Self::to_rfc3339`] into a fixed buffer, without allocating (for headers
-    /// written on every response). Years outside 0..=9999 wrap to four digits.
+    /// written on every response). Instants outside years 0..=9999, which four
+    /// digits cannot name, are clamped to the nearest end of that range (a
+    /// saturated "never" reads as the last millisecond of 9999, not as year 0).
     pub fn rfc3339_bytes(self) -> [u8; 24] {
         // Years 1970..=9999, the common case, in unsigned arithmetic and two
         // digits at a time: this runs on every response of a live session.
         match u64::try_from(self.0) {
             Ok(ms) if ms < YEAR_10000_MS => rfc3339_bytes_after_epoch(ms),
-            _ => self.rfc3339_bytes_any(),
+            Ok(_) => rfc3339_bytes_after_epoch(YEAR_10000_MS - 1),
+            Err(_) => Self(self.0.max(YEAR_0_MS)).rfc3339_bytes_any(),
         }
     }
 
@@ -100,6 +103,8 @@ pub fn duration_millis(d: Duration) -> i64 {
 
 /// `10000-01-01T00:00:00Z` in milliseconds since the Unix epoch.
 const YEAR_10000_MS: u64 = 253_402_300_800_000;
+/// 0000-01-01T00:00:00Z (proleptic Gregorian), in ms since the epoch.
+const YEAR_0_MS: i64 = -62_167_219_200_000;
 
 /// `"00" "01" ... "99"`.
 const TWO_DIGITS: [u8; 200] = {
@@ -272,7 +277,10 @@ mod tests {
             assert_eq!(t.rfc3339_bytes(), t.rfc3339_bytes_any(), "{ms}");
         }
         assert_eq!(Timestamp(last).to_rfc3339(), "9999-12-31T23:59:59.999Z");
-        assert_eq!(Timestamp(last + 1).to_rfc3339(), "0000-01-01T00:00:00.000Z");
+        // Beyond four-digit years: clamped, never wrapped.
+        assert_eq!(Timestamp(last + 1).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(i64::MIN).to_rfc3339(), "0000-01-01T00:00:00.000Z");
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
     }
 
