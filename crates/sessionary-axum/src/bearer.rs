@@ -46,18 +46,46 @@ pub enum BearerRejection {
     VerifierMissing,
 }
 
-/// The bearer token's text, if the request has one.
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// What the `Authorization` header says about a bearer token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BearerHeader<'a> {
+    /// No `Authorization: Bearer` header.
+    Absent,
+    /// `Bearer <token>`.
+    Token(&'a str),
+    /// A `Bearer` header whose credentials are empty or not visible ASCII.
+    Malformed,
+}
+
+/// Reads `Authorization` once for both the extractors and the CSRF exemption
+/// ([`crate::csrf`]), so "exempt because of a bearer token" and "judged by the
+/// bearer token" are always the same requests.
+pub(crate) fn bearer_header(headers: &http::HeaderMap) -> BearerHeader<'_> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return BearerHeader::Absent;
+    };
+    let b = v.as_bytes().trim_ascii_start();
+    let is_bearer =
+        b.len() > 6 && b[..6].eq_ignore_ascii_case(b"bearer") && b[6].is_ascii_whitespace();
+    if !is_bearer {
+        return BearerHeader::Absent;
+    }
+    match std::str::from_utf8(b[7..].trim_ascii()) {
+        Ok(t) if !t.is_empty() && t.bytes().all(|c| c.is_ascii_graphic()) => BearerHeader::Token(t),
+        _ => BearerHeader::Malformed,
+    }
 }
 
 fn verify(parts: &Parts) -> Result<Bearer, BearerRejection> {
-    let token = bearer_token(parts).ok_or(BearerRejection::Missing)?;
+    let token = match bearer_header(&parts.headers) {
+        BearerHeader::Absent => return Err(BearerRejection::Missing),
+        BearerHeader::Malformed => {
+            return Err(BearerRejection::Invalid(AccessTokenError::Malformed(
+                "the bearer credentials are empty or not visible ASCII",
+            )));
+        }
+        BearerHeader::Token(t) => t,
+    };
     let tokens = parts
         .extensions
         .get::<Arc<AccessTokens>>()
@@ -257,5 +285,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             }
             Err(e) => Err(CallerRejection::Bearer(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    fn auth(v: &'static [u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(v) {
+            h.insert(header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_headers_are_read_one_way() {
+        assert_eq!(bearer_header(&HeaderMap::new()), BearerHeader::Absent);
+        assert_eq!(bearer_header(&auth(b"Basic abc")), BearerHeader::Absent);
+        assert_eq!(bearer_header(&auth(b"Bearerx abc")), BearerHeader::Absent);
+        assert_eq!(
+            bearer_header(&auth(b"bearer a.b.c")),
+            BearerHeader::Token("a.b.c")
+        );
+        assert_eq!(
+            bearer_header(&auth(b"Bearer\ta.b.c ")),
+            BearerHeader::Token("a.b.c")
+        );
+        // A bearer header that cannot be read is refused, never taken as absent
+        // (which would fall back to the cookie while CSRF is exempted).
+        assert_eq!(bearer_header(&auth(b"Bearer ")), BearerHeader::Malformed);
+        assert_eq!(
+            bearer_header(&auth(b"Bearer \xc3\xa9")),
+            BearerHeader::Malformed
+        );
     }
 }

@@ -620,11 +620,9 @@ pub fn check_request_origin(parts: &Parts, config: &CsrfConfig) -> Result<(), Cs
 
 /// Whether the request is authenticated by `Authorization: Bearer ...`.
 fn has_bearer(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim_start().get(..7))
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+    // The same reading as the `Bearer`/`Caller` extractors: a malformed bearer
+    // header is exempt here and refused there, never judged by the cookie.
+    crate::bearer::bearer_header(headers) != crate::bearer::BearerHeader::Absent
 }
 
 /// Whether the body is `application/x-www-form-urlencoded`.
