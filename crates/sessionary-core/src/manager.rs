@@ -719,16 +719,10 @@ impl SessionManager {
     ///
     /// As [`Self::verify`], except [`Error::MalformedToken`].
     pub async fn verify_hash(&self, hash: &TokenHash, extend: bool) -> Result<Arc<SessionRecord>> {
-        let now = self.now();
-        let touch = extend.then_some(Touch { now });
         // A store that answers at once costs no boxed future.
-        let lookup = match self.inner.store.load_now(hash, touch) {
-            Some(lookup) => lookup?,
-            None => self.inner.store.load(hash, touch).await?,
-        };
-        match Self::found(lookup, now) {
+        match self.verify_hash_now(hash, extend) {
             Ok(result) => result,
-            Err((rec, reason)) => Err(self.expire(&rec, reason).await),
+            Err(later) => self.verify_later(hash, later).await,
         }
     }
 
@@ -765,10 +759,23 @@ impl SessionManager {
         hash: &TokenHash,
         later: VerifyLater,
     ) -> Result<Arc<SessionRecord>> {
-        match later.0 {
-            Later::Load { extend } => self.verify_hash(hash, extend).await,
-            Later::Expire(rec, reason) => Err(self.expire(&rec, reason).await),
-        }
+        let (rec, reason) = match later.0 {
+            Later::Load { extend } => {
+                // `load_now` already said no: straight to the store.
+                let now = self.now();
+                let lookup = self
+                    .inner
+                    .store
+                    .load(hash, extend.then_some(Touch { now }))
+                    .await?;
+                match Self::found(lookup, now) {
+                    Ok(result) => return result,
+                    Err(expired) => expired,
+                }
+            }
+            Later::Expire(rec, reason) => (rec, reason),
+        };
+        Err(self.expire(&rec, reason).await)
     }
 
     /// The hot path: the session a token belongs to, recording activity at most once
@@ -797,7 +804,9 @@ impl SessionManager {
     ///
     /// As [`Self::verify`].
     pub async fn extend(&self, token: &str) -> Result<Arc<SessionRecord>> {
-        let rec = self.lookup(token, false).await?;
+        // Parsed and hashed once for both lookups.
+        let hash = SessionToken::parse(token)?.hash();
+        let rec = self.verify_hash(&hash, false).await?;
         let now = self.now();
         match self.inner.store.touch(&rec.id, now).await? {
             Some(r) => {
@@ -805,7 +814,7 @@ impl SessionManager {
                 Ok(r)
             }
             // Expired or ended meanwhile: look again so the caller learns why.
-            None => Err(match self.lookup(token, false).await {
+            None => Err(match self.verify_hash(&hash, false).await {
                 Err(e) => e,
                 Ok(_) => Error::UnknownSession,
             }),
