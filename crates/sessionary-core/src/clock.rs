@@ -224,17 +224,26 @@ impl MockClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (saturating).
     pub fn advance(&self, d: Duration) {
         let d = duration_millis(d);
-        let now = self.now.fetch_add(d, Ordering::SeqCst).saturating_add(d);
-        self.jumps.send_replace(Timestamp(now));
+        self.jump(|now| now.saturating_add(d));
     }
 
     /// Sets the clock to an absolute instant.
     pub fn set(&self, at: Timestamp) {
-        self.now.store(at.0, Ordering::SeqCst);
-        self.jumps.send_replace(at);
+        self.jump(|_| at.0);
+    }
+
+    /// Moves the time and tells the [`Clock::jumps`] receivers, as one step:
+    /// concurrent moves are published in the order they happened, so the last
+    /// value a receiver sees is always `now()`.
+    fn jump(&self, to: impl FnOnce(i64) -> i64) {
+        self.jumps.send_modify(|published| {
+            let next = to(self.now.load(Ordering::SeqCst));
+            self.now.store(next, Ordering::SeqCst);
+            *published = Timestamp(next);
+        });
     }
 }
 
