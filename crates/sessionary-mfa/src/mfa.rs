@@ -546,6 +546,10 @@ fn check_recovery(state: &mut State, user: &UserId, code: &str) -> Result<Verifi
 
 /// Lower case, without spaces and hyphens; `None` unless 24 letters of the alphabet.
 fn normalise_recovery(code: &str) -> Option<String> {
+    // Anything much longer than a formatted code is refused before copying it.
+    if code.len() > 4 * RECOVERY_LEN {
+        return None;
+    }
     let s: String = code
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
@@ -621,6 +625,7 @@ mod tests {
             Some(code.replace('-', ""))
         );
         assert_eq!(normalise_recovery("too-short"), None);
+        assert_eq!(normalise_recovery(&"a".repeat(1 << 20)), None, "huge input");
         let user = UserId::new("u").expect("id");
         let other = UserId::new("v").expect("id");
         assert_ne!(recovery_hash(&user, &code), recovery_hash(&other, &code));
