@@ -608,12 +608,14 @@ mod far_future {
     async fn a_remember_me_cookie_beyond_year_9999_is_clamped()
     -> Result<(), Box<dyn std::error::Error>> {
         let forever = Duration::from_secs(u64::MAX / 4);
-        let mut policy = Policy::default();
-        policy.default = RolePolicy {
-            absolute_timeout: forever,
-            remember_absolute_timeout: forever,
-            remember_idle_timeout: forever,
-            ..RolePolicy::default()
+        let policy = Policy {
+            default: RolePolicy {
+                absolute_timeout: forever,
+                remember_absolute_timeout: forever,
+                remember_idle_timeout: forever,
+                ..RolePolicy::default()
+            },
+            ..Policy::default()
         };
         let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
             .with_policy(policy)
