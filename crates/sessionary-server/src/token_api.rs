@@ -153,7 +153,8 @@ fn access_for(
         other => access_problem(&other),
     })?;
     let expires_in = (at.expires_at.as_millis() - now_ms).max(0) / 1000;
-    Ok((at.token.clone(), expires_in, at.expires_at.to_rfc3339()))
+    let expires_at = at.expires_at.to_rfc3339();
+    Ok((at.token, expires_in, expires_at))
 }
 
 fn no_store(status: StatusCode, body: TokensResponse) -> Response {

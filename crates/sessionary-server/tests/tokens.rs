@@ -369,3 +369,41 @@ async fn rotating_the_signing_key_keeps_earlier_tokens_valid() {
         .await;
     assert_eq!(s, 401);
 }
+
+#[tokio::test]
+async fn the_demo_api_answers_bad_json_with_a_problem_and_changes_nothing() {
+    let svc = service();
+    let session = svc.session().await;
+    let t = svc.tokens(&session).await;
+    let access = t["access_token"].as_str().unwrap();
+    for (body, ct, status) in [
+        ("{", "application/json", StatusCode::BAD_REQUEST),
+        (
+            r#"{"product":"caviar"}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"product":"tea"}"#,
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let req = Request::post("/api/cart")
+            .header(header::AUTHORIZATION, format!("Bearer {access}"))
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap();
+        let res = svc.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), status, "{body} as {ct}");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let p: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(p["type"], "/problems/invalid-request");
+    }
+    let (_, cart) = svc.call(Method::GET, "/api/cart", Some(access), None).await;
+    assert_eq!(cart["items"], json!([]), "nothing was added");
+}

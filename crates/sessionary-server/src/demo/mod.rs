@@ -69,6 +69,9 @@ pub use i18n::Lang;
 pub use users::{ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME};
 use view::Ctx;
 
+use crate::extract::ApiJson;
+use crate::problem::Problem;
+
 /// A product of the shop.
 #[derive(Debug)]
 struct Product {
@@ -285,6 +288,19 @@ fn internal() -> DemoError {
 }
 
 impl Demo {
+    /// The account and role if `password` is right. Argon2id takes tens of
+    /// milliseconds of CPU, so it runs off the async threads.
+    async fn check_password(
+        &self,
+        name: String,
+        password: String,
+    ) -> Result<Option<(sessionary_core::UserId, String)>, DemoError> {
+        let users = Arc::clone(&self.users);
+        tokio::task::spawn_blocking(move || users.check(&name, &password))
+            .await
+            .map_err(|_| internal())
+    }
+
     /// The page context: preferences (the user's, else the session's), the
     /// user, and a CSRF token when the page has forms (which needs a session:
     /// an anonymous one is created then).
@@ -317,6 +333,13 @@ impl Demo {
     }
 }
 
+/// An HTML page with another status than `200`.
+fn page_with(status: StatusCode, markup: Markup) -> Response {
+    let mut res = page(markup);
+    *res.status_mut() = status;
+    res
+}
+
 fn page(markup: Markup) -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -342,21 +365,22 @@ struct AddForm {
     product: String,
 }
 
+/// Adds `p` to the cart in `data` (at most [`MAX_CART`] items).
+fn push_to_cart(data: &mut sessionary_core::Data, p: &Product) {
+    let cart = data.entry("cart").or_insert_with(|| json!([]));
+    if let Some(items) = cart.as_array_mut() {
+        if items.len() < MAX_CART {
+            items.push(p.slug.into());
+        }
+    }
+}
+
 async fn cart_add(session: Session, Form(form): Form<AddForm>) -> Result<Response, DemoError> {
-    let Some(p) = PRODUCTS.iter().find(|p| p.slug == form.product) else {
+    let Some(p) = view::product(&form.product) else {
         return Err(bad_request());
     };
     // Compare-and-set with retry: two tabs adding at once lose nothing.
-    session
-        .update(|data| {
-            let cart = data.entry("cart").or_insert_with(|| json!([]));
-            if let Some(items) = cart.as_array_mut() {
-                if items.len() < MAX_CART {
-                    items.push(p.slug.into());
-                }
-            }
-        })
-        .await?;
+    session.update(|data| push_to_cart(data, p)).await?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -399,18 +423,13 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
-    let users = Arc::clone(&demo.users);
-    let (name, password) = (form.username, form.password);
-    // Argon2id takes tens of milliseconds of CPU: off the async threads.
-    let checked = tokio::task::spawn_blocking(move || users.check(&name, &password))
-        .await
-        .map_err(|_| internal())?;
-    let Some((user, role)) = checked else {
+    let Some((user, role)) = demo.check_password(form.username, form.password).await? else {
         tracing::info!("demo sign-in refused");
         let ctx = demo.ctx(&session, true).await?;
-        let mut res = page(view::login(&ctx, &return_to, true));
-        *res.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(res);
+        return Ok(page_with(
+            StatusCode::UNAUTHORIZED,
+            view::login(&ctx, &return_to, true),
+        ));
     };
     let new = NewSession::user(user)
         .with_roles([role])
@@ -456,40 +475,37 @@ struct PrefsChange {
 async fn set_prefs(
     State(demo): State<Demo>,
     session: Session,
-    Json(change): Json<PrefsChange>,
-) -> Result<Response, DemoError> {
-    let mut patch = serde_json::Map::new();
+    ApiJson(change): ApiJson<PrefsChange>,
+) -> Result<Response, Response> {
+    let refuse = |what: &str| Problem::invalid_request(what).into_response();
+    let mut prefs = serde_json::Map::new();
     match change.theme.as_deref() {
         Some(t @ ("light" | "dark")) => {
-            patch.insert("theme".into(), t.into());
+            prefs.insert("theme".into(), t.into());
         }
-        Some(_) => return Err(bad_request()),
+        Some(_) => return Err(refuse("`theme` is \"light\" or \"dark\"")),
         None => {}
     }
     match change.lang.as_deref() {
         Some(l @ ("en" | "fr")) => {
-            patch.insert("lang".into(), l.into());
+            prefs.insert("lang".into(), l.into());
         }
-        Some(_) => return Err(bad_request()),
+        Some(_) => return Err(refuse("`lang` is \"en\" or \"fr\"")),
         None => {}
     }
-    let apply = |data: &mut sessionary_core::Data| {
-        let prefs = data.entry("prefs").or_insert_with(|| json!({}));
-        if !prefs.is_object() {
-            *prefs = json!({});
-        }
-        if let Some(obj) = prefs.as_object_mut() {
-            for (k, v) in &patch {
-                obj.insert(k.clone(), v.clone());
-            }
-        }
+    let mut patch = serde_json::Map::new();
+    patch.insert("prefs".into(), Value::Object(prefs));
+    let apply = |data: &mut sessionary_core::Data| sessionary_core::merge_patch(data, &patch);
+    let saved = match session.user() {
+        Some(user) => demo
+            .manager
+            .update_user_data(&user, None, apply)
+            .await
+            .map(drop)
+            .map_err(SessionRejection::from),
+        None => session.update(apply).await,
     };
-    match session.user() {
-        Some(user) => {
-            demo.manager.update_user_data(&user, None, apply).await?;
-        }
-        None => session.update(apply).await?,
-    }
+    saved.map_err(IntoResponse::into_response)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -650,21 +666,14 @@ async fn api_cart(
 async fn api_cart_add(
     State(demo): State<Demo>,
     caller: Result<Caller, sessionary_axum::CallerRejection>,
-    Json(form): Json<AddForm>,
+    ApiJson(form): ApiJson<AddForm>,
 ) -> Result<Response, Response> {
     let caller = caller.map_err(IntoResponse::into_response)?;
-    let Some(p) = PRODUCTS.iter().find(|p| p.slug == form.product) else {
-        return Err(bad_request().into_response());
+    let Some(p) = view::product(&form.product) else {
+        return Err(Problem::invalid_request("`product` is tea, coffee or mug").into_response());
     };
     demo.manager
-        .update_data(&caller.session_id(), None, |data| {
-            let cart = data.entry("cart").or_insert_with(|| json!([]));
-            if let Some(items) = cart.as_array_mut() {
-                if items.len() < MAX_CART {
-                    items.push(p.slug.into());
-                }
-            }
-        })
+        .update_data(&caller.session_id(), None, |data| push_to_cart(data, p))
         .await
         .map_err(|e| DemoError::from(e).into_response())?;
     cart_doc(&demo, &caller)
@@ -766,9 +775,10 @@ async fn security_confirm(
                 recovery: &[],
                 refused: true,
             };
-            let mut res = page(view::security(&ctx, &state, user.record.aal));
-            *res.status_mut() = StatusCode::FORBIDDEN;
-            Ok(res)
+            Ok(page_with(
+                StatusCode::FORBIDDEN,
+                view::security(&ctx, &state, user.record.aal),
+            ))
         }
         Err(sessionary_mfa::Error::NotEnrolled) => {
             Ok(Redirect::to("/account/security").into_response())
@@ -818,9 +828,10 @@ async fn step_up(
         }
         Err(e) if code_refused(&e) || matches!(e, sessionary_mfa::Error::NotEnrolled) => {
             let ctx = demo.ctx(&user.session, true).await?;
-            let mut res = page(view::step_up(&ctx, &return_to, true));
-            *res.status_mut() = StatusCode::FORBIDDEN;
-            Ok(res)
+            Ok(page_with(
+                StatusCode::FORBIDDEN,
+                view::step_up(&ctx, &return_to, true),
+            ))
         }
         Err(e) => Err(mfa_err(e)),
     }
@@ -854,16 +865,13 @@ async fn reauth(
     Form(form): Form<ReauthForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
-    let users = Arc::clone(&demo.users);
     let name = user.user.as_str().to_owned();
-    let checked = tokio::task::spawn_blocking(move || users.check(&name, &form.password))
-        .await
-        .map_err(|_| internal())?;
-    if checked.is_none() {
+    if demo.check_password(name, form.password).await?.is_none() {
         let ctx = demo.ctx(&user.session, true).await?;
-        let mut res = page(view::reauth(&ctx, &return_to, true));
-        *res.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(res);
+        return Ok(page_with(
+            StatusCode::UNAUTHORIZED,
+            view::reauth(&ctx, &return_to, true),
+        ));
     }
     user.session
         .regenerate(Privilege {
@@ -944,8 +952,7 @@ async fn error_pages(State(demo): State<Demo>, req: Request, next: Next) -> Resp
         Some(s) => demo.ctx(s, false).await.unwrap_or_default(),
         None => Ctx::default(),
     };
-    let mut page = page(view::error(&ctx, status.as_u16(), problem, key));
-    *page.status_mut() = status;
+    let mut page = page_with(status, view::error(&ctx, status.as_u16(), problem, key));
     page.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     page

@@ -153,7 +153,8 @@ pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
     layout(ctx, "shop.title", &main)
 }
 
-fn product(slug: &str) -> Option<&'static Product> {
+/// The product called `slug`, if the shop sells it.
+pub(super) fn product(slug: &str) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.slug == slug)
 }
 
