@@ -217,6 +217,42 @@ impl RefreshFamily {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.absolute_expires_at
     }
+
+    /// What presenting the token hashed as `presented` means for this family:
+    /// the one rule every store applies inside its atomic refresh step, in this
+    /// order: revoked, expired, the current token (rotate), the previous one
+    /// within `grace_ms` of its rotation (retry: the same successor), anything
+    /// else (reuse: revoke the family and end the session).
+    pub fn classify(&self, presented: &TokenHash, now: Timestamp, grace_ms: i64) -> RefreshUse {
+        if self.revoked.is_some() {
+            RefreshUse::Revoked
+        } else if self.is_expired(now) {
+            RefreshUse::Expired
+        } else if self.current_hash == *presented {
+            RefreshUse::Current
+        } else if self.previous_hash.as_ref() == Some(presented)
+            && now <= self.rotated_at.add_millis(grace_ms)
+        {
+            RefreshUse::Retry
+        } else {
+            RefreshUse::Reuse
+        }
+    }
+}
+
+/// The verdict of [`RefreshFamily::classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// The family was revoked.
+    Revoked,
+    /// The family is past its absolute lifetime.
+    Expired,
+    /// The current token: rotate.
+    Current,
+    /// The previous token within the grace window: answer with the successor.
+    Retry,
+    /// A spent token: revoke the family, end the session.
+    Reuse,
 }
 
 /// A rotation request for [`crate::SessionStore::refresh`].

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use super::{FastMap, Inner};
 use crate::record::SessionRecord;
 use crate::refresh::{
-    CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRequest,
+    CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRequest, RefreshUse,
 };
 use crate::store::{StoreError, StoreResult};
 use crate::token::{SessionId, TokenHash, UserId};
@@ -81,17 +81,14 @@ impl Inner {
             return Ok(RefreshOutcome::Missing);
         };
         let f = &mut entry.family;
-        if f.revoked.is_some() {
-            return Ok(RefreshOutcome::Revoked(f.clone()));
+        let verdict = f.classify(&req.presented, req.now, req.grace_ms);
+        match verdict {
+            RefreshUse::Revoked => return Ok(RefreshOutcome::Revoked(f.clone())),
+            RefreshUse::Expired => return Ok(RefreshOutcome::Expired(f.clone())),
+            RefreshUse::Current | RefreshUse::Retry | RefreshUse::Reuse => {}
         }
-        if f.is_expired(req.now) {
-            return Ok(RefreshOutcome::Expired(f.clone()));
-        }
-        let current = f.current_hash == req.presented;
-        let retry = !current
-            && f.previous_hash == Some(req.presented)
-            && req.now <= f.rotated_at.add_millis(req.grace_ms);
-        if !current && !retry {
+        let current = verdict == RefreshUse::Current;
+        if verdict == RefreshUse::Reuse {
             f.revoked = Some(FamilyEnd::Reused);
             let family = f.clone();
             drop(m);

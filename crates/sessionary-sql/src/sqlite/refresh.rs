@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use sessionary_core::refresh::{
-    CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRequest,
+    CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRequest, RefreshUse,
 };
 use sessionary_core::store::StoreResult;
 use sessionary_core::{Sealed, SessionId, StoreError, Timestamp, TokenHash, UserId};
@@ -185,18 +185,15 @@ impl Db {
         let Some(mut family) = select_family(&mut tx, &req.presented).await? else {
             return Ok(RefreshOutcome::Missing);
         };
-        if family.revoked.is_some() {
-            return Ok(RefreshOutcome::Revoked(family));
+        let verdict = family.classify(&req.presented, req.now, req.grace_ms);
+        match verdict {
+            RefreshUse::Revoked => return Ok(RefreshOutcome::Revoked(family)),
+            RefreshUse::Expired => return Ok(RefreshOutcome::Expired(family)),
+            RefreshUse::Current | RefreshUse::Retry | RefreshUse::Reuse => {}
         }
-        if family.is_expired(req.now) {
-            return Ok(RefreshOutcome::Expired(family));
-        }
-        let current = family.current_hash == req.presented;
-        let retry = !current
-            && family.previous_hash == Some(req.presented)
-            && req.now <= family.rotated_at.add_millis(req.grace_ms);
+        let current = verdict == RefreshUse::Current;
         let session = select_by_id(&mut tx, &family.session_id).await?;
-        if !current && !retry {
+        if verdict == RefreshUse::Reuse {
             set_revoked(&mut tx, &mut family, FamilyEnd::Reused).await?;
             let ended = match session {
                 Some(mut rec) => {
