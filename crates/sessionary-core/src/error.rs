@@ -61,6 +61,10 @@ pub enum Error {
     /// A refresh token was refused; the refusal says why.
     #[error("refresh token refused: {0}")]
     RefreshRefused(RefreshRefusal),
+    /// The session is held after a binding mismatch: its user must pass MFA
+    /// (or re-authenticate) before it can be used again.
+    #[error("step-up required: the session's device or network changed")]
+    StepUpRequired,
 }
 
 /// Shorthand for engine results.
@@ -78,6 +82,7 @@ impl Error {
             Self::InvalidInput(_) | Self::InvalidData(_) => "invalid-request",
             Self::Config(_) => "internal",
             Self::RefreshRefused(_) => "refresh-refused",
+            Self::StepUpRequired => "step-up-required",
             Self::Store(StoreError::Unavailable(_)) => "store-unavailable",
             Self::Store(_) | Self::Seal(_) | Self::Random => "internal",
         }
@@ -90,6 +95,7 @@ impl Error {
             Self::UnknownSession => Some("unknown"),
             Self::MalformedToken(_) => Some("malformed"),
             Self::RefreshRefused(r) => Some(r.as_str()),
+            Self::StepUpRequired => Some("binding_changed"),
             _ => None,
         }
     }

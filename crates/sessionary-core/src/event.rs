@@ -2,11 +2,13 @@
 //! to in-process subscribers. Events carry session ids, never tokens.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::binding::{BindingAction, BindingChange};
 use crate::clock::Timestamp;
 use crate::record::EndReason;
 use crate::refresh::FamilyId;
@@ -71,6 +73,50 @@ pub enum EventKind {
         /// The family.
         family: FamilyId,
     },
+    /// A request came from another network or browser than the session is
+    /// bound to ([`crate::Binding`]); `ip` is the new address.
+    BindingMismatch {
+        /// What changed.
+        change: BindingChange,
+        /// What the policy did about it.
+        action: BindingAction,
+    },
+    /// The session proved a higher assurance level (MFA) or its user
+    /// re-authenticated, releasing a binding hold if there was one.
+    SteppedUp {
+        /// The assurance level now.
+        aal: u8,
+    },
+    /// A request presented a session token that did not verify (malformed,
+    /// unknown, or of an ended session); reported by the web layer with
+    /// [`crate::SessionManager::report_failure`].
+    VerifyFailed {
+        /// Why (`malformed`, `unknown_session`, or the end reason).
+        reason: &'static str,
+    },
+}
+
+impl EventKind {
+    /// The snake_case name of the kind.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Regenerated { .. } => "regenerated",
+            Self::Extended => "extended",
+            Self::DataChanged => "data_changed",
+            Self::UserDataChanged => "user_data_changed",
+            Self::Ended { .. } => "ended",
+            Self::Restored { .. } => "restored",
+            Self::LimitRejected => "limit_rejected",
+            Self::RefreshIssued { .. } => "refresh_issued",
+            Self::Refreshed { .. } => "refreshed",
+            Self::RefreshReused { .. } => "refresh_reused",
+            Self::RefreshRevoked { .. } => "refresh_revoked",
+            Self::BindingMismatch { .. } => "binding_mismatch",
+            Self::SteppedUp { .. } => "stepped_up",
+            Self::VerifyFailed { .. } => "verify_failed",
+        }
+    }
 }
 
 /// One event.
@@ -82,6 +128,9 @@ pub struct Event {
     pub session_id: Option<SessionId>,
     /// Its user.
     pub user: Option<UserId>,
+    /// The client address concerned, when known: the session's device, or the
+    /// requesting client for binding mismatches and failed verifications.
+    pub ip: Option<IpAddr>,
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
@@ -100,20 +149,7 @@ pub struct TracingSink;
 impl EventSink for TracingSink {
     fn emit(&self, e: &Event) {
         let sid = e.session_id.map(|s| s.to_string());
-        let kind = match &e.kind {
-            EventKind::Created { .. } => "created",
-            EventKind::Regenerated { .. } => "regenerated",
-            EventKind::Extended => "extended",
-            EventKind::DataChanged => "data_changed",
-            EventKind::UserDataChanged => "user_data_changed",
-            EventKind::Ended { .. } => "ended",
-            EventKind::Restored { .. } => "restored",
-            EventKind::LimitRejected => "limit_rejected",
-            EventKind::RefreshIssued { .. } => "refresh_issued",
-            EventKind::Refreshed { .. } => "refreshed",
-            EventKind::RefreshReused { .. } => "refresh_reused",
-            EventKind::RefreshRevoked { .. } => "refresh_revoked",
-        };
+        let kind = e.kind.name();
         let family = match &e.kind {
             EventKind::RefreshIssued { family }
             | EventKind::Refreshed { family, .. }
@@ -123,8 +159,11 @@ impl EventSink for TracingSink {
         };
         let reason = match &e.kind {
             EventKind::Ended { reason } => reason.as_str(),
+            EventKind::VerifyFailed { reason } => reason,
+            EventKind::BindingMismatch { change, .. } => change.as_str(),
             _ => "",
         };
+        let ip = e.ip.map(|ip| ip.to_string());
         tracing::info!(
             target: "sessionary::event",
             at = %e.at,
@@ -132,6 +171,7 @@ impl EventSink for TracingSink {
             session_id = sid.as_deref().unwrap_or(""),
             user = e.user.as_ref().map(UserId::as_str).unwrap_or(""),
             reason,
+            ip = ip.as_deref().unwrap_or(""),
             family = family.as_deref().unwrap_or(""),
         );
     }

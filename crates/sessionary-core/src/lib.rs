@@ -50,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+pub mod binding;
 pub mod clock;
 pub mod error;
 pub mod event;
@@ -62,6 +63,7 @@ pub mod seal;
 pub mod store;
 pub mod token;
 
+pub use binding::{Binding, BindingAction, BindingChange, IpMatch, Mismatch, UaMatch};
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};

@@ -1,11 +1,13 @@
 //! [`SessionManager`]: every lifecycle rule, over any [`SessionStore`].
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
+use crate::binding::{BindingAction, Mismatch};
 use crate::clock::{Clock, SystemClock, Timestamp, duration_millis};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventBus, EventKind, EventSink, TracingSink};
@@ -167,6 +169,9 @@ pub struct Privilege {
     pub aal: Option<u8>,
     /// The user just authenticated again: `auth_time` becomes now.
     pub reauthenticated: bool,
+    /// The device the session is bound to from now on (after a step-up that
+    /// released a binding hold, the device that passed it).
+    pub device: Option<Device>,
 }
 
 /// A session just issued, with the only copy of its token.
@@ -473,10 +478,32 @@ impl SessionManager {
     }
 
     fn emit(&self, session_id: Option<SessionId>, user: Option<UserId>, kind: EventKind) {
+        self.emit_with(session_id, user, None, kind);
+    }
+
+    fn emit_with(
+        &self,
+        session_id: Option<SessionId>,
+        user: Option<UserId>,
+        ip: Option<IpAddr>,
+        kind: EventKind,
+    ) {
         self.inner.events.emit(Event {
             at: self.now(),
             session_id,
             user,
+            ip,
+            kind,
+        });
+    }
+
+    /// An event about a session, with its id, user and device address.
+    fn emit_for(&self, rec: &SessionRecord, kind: EventKind) {
+        self.inner.events.emit(Event {
+            at: self.now(),
+            session_id: Some(rec.id),
+            user: rec.user.clone(),
+            ip: rec.device.ip,
             kind,
         });
     }
@@ -598,17 +625,17 @@ impl SessionManager {
             match self.inner.store.create(record, limit).await? {
                 Create::Created { evicted } => {
                     let user = new.user.clone();
-                    self.emit(
+                    self.emit_with(
                         Some(id),
                         user.clone(),
+                        new.device.ip,
                         EventKind::Created {
                             authenticated: user.is_some(),
                         },
                     );
                     for e in &evicted {
-                        self.emit(
-                            Some(e.id),
-                            e.user.clone(),
+                        self.emit_for(
+                            e,
                             EventKind::Ended {
                                 reason: EndReason::EvictedByLimit,
                             },
@@ -676,11 +703,7 @@ impl SessionManager {
         let ending = self.ending(reason, at, rec.user.is_some());
         match self.inner.store.end(&rec.id, ending).await {
             Ok(Some(gone)) => {
-                self.emit(
-                    Some(gone.id),
-                    gone.user.clone(),
-                    EventKind::Ended { reason },
-                );
+                self.emit_for(&gone, EventKind::Ended { reason });
                 Error::Ended(reason)
             }
             Ok(None) => Error::Ended(reason),
@@ -810,7 +833,7 @@ impl SessionManager {
         let now = self.now();
         match self.inner.store.touch(&rec.id, now).await? {
             Some(r) => {
-                self.emit(Some(r.id), r.user.clone(), EventKind::Extended);
+                self.emit_for(&r, EventKind::Extended);
                 Ok(r)
             }
             // Expired or ended meanwhile: look again so the caller learns why.
@@ -819,6 +842,111 @@ impl SessionManager {
                 Ok(_) => Error::UnknownSession,
             }),
         }
+    }
+
+    /// Compares a verified session with the requesting client under its role's
+    /// [`crate::Binding`]. Pure and cheap (no allocation unless the user agent
+    /// differs from the stored one); `None` also for a session already held.
+    pub fn binding_check(
+        &self,
+        rec: &SessionRecord,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Option<Mismatch> {
+        if rec.step_up_required() {
+            return None;
+        }
+        self.policy_for(rec)
+            .binding
+            .check(&rec.device, ip, user_agent)
+    }
+
+    /// Acts on a [`Mismatch`] found by [`Self::binding_check`] for a request
+    /// from `seen`, and records it (event `binding_mismatch` with the new IP):
+    ///
+    /// - `log`: the session follows the device (so one change is one entry)
+    ///   and the request continues with the updated record;
+    /// - `step_up`: the session is held (AAL 0, still bound to the old device)
+    ///   and returned so; it claims nothing until a [`Self::regenerate`] with
+    ///   a new AAL or re-authentication, which should carry the new device;
+    /// - `revoke`: the session ends with reason `hijack_suspected`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] with `hijack_suspected` for `revoke` (or the reason it
+    /// ended meanwhile), store errors.
+    pub async fn on_binding_mismatch(
+        &self,
+        rec: &Arc<SessionRecord>,
+        mismatch: Mismatch,
+        seen: Device,
+    ) -> Result<Arc<SessionRecord>> {
+        let ip = seen.ip;
+        let event = EventKind::BindingMismatch {
+            change: mismatch.change,
+            action: mismatch.action,
+        };
+        if mismatch.action == BindingAction::Revoke {
+            let reason = EndReason::HijackSuspected;
+            let ending = self.ending(reason, self.now(), false);
+            self.emit_with(Some(rec.id), rec.user.clone(), ip, event);
+            if let Some(gone) = self.inner.store.end(&rec.id, ending).await? {
+                self.emit_for(&gone, EventKind::Ended { reason });
+            }
+            return Err(Error::Ended(reason));
+        }
+        let mut current = Arc::clone(rec);
+        for _ in 0..MAX_ATTEMPTS {
+            let mut new = SessionRecord::clone(&current);
+            match mismatch.action {
+                BindingAction::StepUp => new.aal = 0,
+                _ => new.device.clone_from(&seen),
+            }
+            match self.inner.store.update(new, current.version).await? {
+                Update::Updated(r) => {
+                    self.emit_with(Some(r.id), r.user.clone(), ip, event);
+                    return Ok(r);
+                }
+                // Another request wrote first. If it already settled this
+                // change (held the session, or moved it to this device), go on
+                // with that; otherwise apply the action to what is stored, so a
+                // racing write never lets a request slip past a hold.
+                Update::Conflict(r) => {
+                    let settled = match mismatch.action {
+                        BindingAction::StepUp => r.step_up_required(),
+                        _ => r.device == seen,
+                    };
+                    if r.token_hash != rec.token_hash {
+                        // Regenerated meanwhile: this request's token is dead.
+                        return Err(Error::Ended(EndReason::Regenerated));
+                    }
+                    if settled {
+                        return Ok(r);
+                    }
+                    current = r;
+                }
+                Update::Gone => {
+                    return Err(match self.session(&rec.id).await {
+                        Err(e) => e,
+                        Ok(_) => Error::UnknownSession,
+                    });
+                }
+            }
+        }
+        Err(Error::Contention)
+    }
+
+    /// Records a failed verification (event `verify_failed`, with the client
+    /// address) for the audit log; the web layer calls it when a presented
+    /// token does not verify. Audit sinks rate-limit these per address.
+    pub fn report_failure(&self, ip: Option<IpAddr>, error: &Error) {
+        let reason = match error {
+            Error::MalformedToken(_) => "malformed",
+            Error::UnknownSession => "unknown_session",
+            Error::Ended(r) => r.as_str(),
+            _ => return,
+        };
+        self.emit_with(None, None, ip, EventKind::VerifyFailed { reason });
     }
 
     /// A session by id (for the service API and "manage sessions").
@@ -871,7 +999,7 @@ impl SessionManager {
             new.data = self.seal_data(id, &after)?;
             match self.inner.store.update(new, rec.version).await? {
                 Update::Updated(r) => {
-                    self.emit(Some(r.id), r.user.clone(), EventKind::DataChanged);
+                    self.emit_for(&r, EventKind::DataChanged);
                     return Ok(r);
                 }
                 Update::Conflict(cur) if expected_version.is_some() => {
@@ -940,6 +1068,9 @@ impl SessionManager {
             if let Some(aal) = change.aal {
                 new.aal = aal;
             }
+            if let Some(device) = &change.device {
+                new.device.clone_from(device);
+            }
             if change.reauthenticated || change.aal.is_some() {
                 new.auth_time = Some(now);
             }
@@ -953,11 +1084,10 @@ impl SessionManager {
             };
             match self.inner.store.rotate(new, rec.version, tomb).await? {
                 Update::Updated(session) => {
-                    self.emit(
-                        Some(session.id),
-                        session.user.clone(),
-                        EventKind::Regenerated { previous: None },
-                    );
+                    if session.aal > rec.aal && change.reauthenticated {
+                        self.emit_for(&session, EventKind::SteppedUp { aal: session.aal });
+                    }
+                    self.emit_for(&session, EventKind::Regenerated { previous: None });
                     return Ok(Issued {
                         token,
                         session,
@@ -1030,11 +1160,7 @@ impl SessionManager {
                 .end(&p.id, self.ending(reason, self.now(), false))
                 .await?
             {
-                self.emit(
-                    Some(gone.id),
-                    gone.user.clone(),
-                    EventKind::Ended { reason },
-                );
+                self.emit_for(&gone, EventKind::Ended { reason });
             }
             if carried.is_some() {
                 self.emit(
@@ -1133,11 +1259,7 @@ impl SessionManager {
             .end(id, self.ending(reason, self.now(), false))
             .await?
             .ok_or(Error::NotFound)?;
-        self.emit(
-            Some(gone.id),
-            gone.user.clone(),
-            EventKind::Ended { reason },
-        );
+        self.emit_for(&gone, EventKind::Ended { reason });
         Ok(gone)
     }
 
@@ -1178,7 +1300,7 @@ impl SessionManager {
             .end_user(user, except, self.ending(reason, self.now(), false))
             .await?;
         for g in &gone {
-            self.emit(Some(g.id), g.user.clone(), EventKind::Ended { reason });
+            self.emit_for(&g, EventKind::Ended { reason });
         }
         Ok(gone.iter().map(|g| g.id).collect())
     }
@@ -1285,11 +1407,7 @@ impl SessionManager {
         };
         let ended = self.inner.store.sweep(spec, max).await?;
         for e in &ended {
-            self.emit(
-                Some(e.record.id),
-                e.record.user.clone(),
-                EventKind::Ended { reason: e.reason },
-            );
+            self.emit_for(&e.record, EventKind::Ended { reason: e.reason });
         }
         self.inner.store.sweep_refresh(spec.now, max).await?;
         Ok(ended.len())
@@ -1332,11 +1450,7 @@ impl SessionManager {
             let family_id = family.id;
             match self.inner.store.create_refresh_family(family).await? {
                 CreateFamily::Created => {
-                    self.emit(
-                        Some(rec.id),
-                        rec.user.clone(),
-                        EventKind::RefreshIssued { family: family_id },
-                    );
+                    self.emit_for(&rec, EventKind::RefreshIssued { family: family_id });
                     return Ok(IssuedRefresh {
                         token,
                         family_id,
@@ -1411,9 +1525,8 @@ impl SessionManager {
         let refused = |r| Err(Error::RefreshRefused(r));
         match self.inner.store.refresh(request).await? {
             RefreshOutcome::Rotated { family, session } => {
-                self.emit(
-                    Some(session.id),
-                    session.user.clone(),
+                self.emit_for(
+                    &session,
                     EventKind::Refreshed {
                         family: family.id,
                         retried: false,
@@ -1430,9 +1543,8 @@ impl SessionManager {
             RefreshOutcome::Retry { family, session } => {
                 let sealed = family.successor.as_ref().ok_or(SealError::Corrupt)?;
                 let token = open_successor(&presented, sealed, &family.current_hash)?;
-                self.emit(
-                    Some(session.id),
-                    session.user.clone(),
+                self.emit_for(
+                    &session,
                     EventKind::Refreshed {
                         family: family.id,
                         retried: true,
@@ -1453,9 +1565,8 @@ impl SessionManager {
                     EventKind::RefreshReused { family: family.id },
                 );
                 if let Some(gone) = ended {
-                    self.emit(
-                        Some(gone.id),
-                        gone.user.clone(),
+                    self.emit_for(
+                        &gone,
                         EventKind::Ended {
                             reason: EndReason::RefreshReused,
                         },

@@ -10,6 +10,11 @@
 //! | default   | 30 min | 12 h     | 7 days           | 30 days              | none  | 30 days        |
 //! | `admin`   | 10 min | 8 h      | (no remember-me: same as idle/absolute) | | 3, evict oldest | 8 h |
 //! | anonymous | 30 min | 24 h     | -                | -                    | none  | - (signed-in only) |
+//!
+//! Binding ([`Binding`]): by default another network is logged and another
+//! browser or OS holds the session for a step-up; `admin` needs a step-up on
+//! another network and ends the session on any user-agent change; anonymous
+//! sessions are not bound.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::binding::{Binding, BindingAction};
 use crate::clock::duration_millis;
 
 /// What happens when a user already has the maximum number of sessions.
@@ -58,6 +64,8 @@ pub struct RolePolicy {
     /// often it rotates (also capped by the session's own absolute lifetime).
     #[serde(with = "human")]
     pub refresh_absolute_timeout: Duration,
+    /// Binding to device and network: what an IP or user-agent change leads to.
+    pub binding: Binding,
 }
 
 impl Default for RolePolicy {
@@ -72,13 +80,14 @@ impl Default for RolePolicy {
             max_sessions: None,
             on_limit: LimitMode::EvictOldest,
             refresh_absolute_timeout: Duration::from_secs(30 * 86_400),
+            binding: Binding::default(),
         }
     }
 }
 
 impl RolePolicy {
     /// The administrator default: 10 min idle, 8 h absolute, no remember-me, 3
-    /// sessions, refresh token families for 8 h.
+    /// sessions, refresh token families for 8 h, [`Binding::strict`].
     pub fn admin() -> Self {
         Self {
             idle_timeout: Duration::from_secs(10 * 60),
@@ -90,14 +99,16 @@ impl RolePolicy {
             max_sessions: Some(3),
             on_limit: LimitMode::EvictOldest,
             refresh_absolute_timeout: Duration::from_secs(8 * 3600),
+            binding: Binding::strict(),
         }
     }
 
-    /// The anonymous default: 30 min idle, 24 h absolute.
+    /// The anonymous default: 30 min idle, 24 h absolute, no binding.
     pub fn anonymous() -> Self {
         Self {
             absolute_timeout: Duration::from_secs(24 * 3600),
             allow_remember: false,
+            binding: Binding::none(),
             ..Self::default()
         }
     }
@@ -212,6 +223,12 @@ impl Policy {
         self.anonymous
             .validate()
             .map_err(|e| format!("policy.anonymous: {e}"))?;
+        let b = &self.anonymous.binding;
+        if b.on_ip_change == BindingAction::StepUp
+            || b.on_user_agent_change == BindingAction::StepUp
+        {
+            return Err("policy.anonymous.binding: an anonymous session has no one to step up; use log or revoke".into());
+        }
         for (name, p) in &self.roles {
             p.validate()
                 .map_err(|e| format!("policy.roles.{name}: {e}"))?;

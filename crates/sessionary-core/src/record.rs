@@ -38,7 +38,7 @@ impl Device {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -49,35 +49,34 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// A short label ("Chrome on Linux") from a user agent, by a few well-known markers.
+/// Whether two user agents are the same browser family on the same
+/// operating system, as the [`woothee`] parser reads them (a version update is
+/// not a change; two unrecognised agents are the same only when equal).
+pub fn same_device_kind(a: &str, b: &str) -> bool {
+    let parser = woothee::parser::Parser::new();
+    match (parser.parse(a), parser.parse(b)) {
+        (Some(x), Some(y)) => x.name == y.name && x.os == y.os,
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+/// A short label ("Chrome on Linux") from a user agent.
 pub fn device_label(ua: &str) -> String {
-    let browser = if ua.contains("Edg/") {
-        "Edge"
-    } else if ua.contains("Firefox/") {
-        "Firefox"
-    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
-        "Chrome"
-    } else if ua.contains("Safari/") {
-        "Safari"
-    } else if ua.starts_with("curl/") {
-        "curl"
-    } else {
-        "Unknown browser"
+    let Some(r) = woothee::parser::Parser::new().parse(ua) else {
+        return "Unknown device".to_owned();
     };
-    let os = if ua.contains("Android") {
-        "Android"
-    } else if ua.contains("iPhone") || ua.contains("iPad") {
-        "iOS"
-    } else if ua.contains("Windows") {
-        "Windows"
-    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
-        "macOS"
-    } else if ua.contains("Linux") {
-        "Linux"
-    } else {
-        "unknown OS"
+    let known = |s: &str| s != woothee::woothee::VALUE_UNKNOWN;
+    let os = match r.os {
+        "Mac OSX" => "macOS",
+        os => os,
     };
-    format!("{browser} on {os}")
+    match (known(r.name), known(os)) {
+        (true, true) => format!("{} on {os}", r.name),
+        (true, false) => r.name.to_owned(),
+        (false, true) => format!("Unknown browser on {os}"),
+        (false, false) => "Unknown device".to_owned(),
+    }
 }
 
 /// Why a session ended. Kept for a while after the end so the next request can say why.
@@ -200,7 +199,9 @@ pub struct SessionRecord {
     pub user: Option<UserId>,
     /// Roles granted at sign-in.
     pub roles: Vec<String>,
-    /// Authenticator assurance level proved by the authentication event (0 anonymous, 1-3).
+    /// Authenticator assurance level proved by the authentication event (1-3);
+    /// 0 for an anonymous session, and for a signed-in one held for a step-up
+    /// ([`Self::step_up_required`]).
     pub aal: u8,
     /// When the user last authenticated (password, MFA); `None` when anonymous.
     pub auth_time: Option<Timestamp>,
@@ -265,6 +266,13 @@ impl SessionRecord {
     pub fn is_authenticated(&self) -> bool {
         self.user.is_some()
     }
+
+    /// Whether the session is held for a step-up after a binding mismatch: a
+    /// signed-in session at AAL 0 proves nothing until its user passes MFA or
+    /// re-authenticates ([`crate::Privilege`]).
+    pub fn step_up_required(&self) -> bool {
+        self.user.is_some() && self.aal == 0
+    }
 }
 
 /// What stays of an ended session's token for a while: who, when and why.
@@ -321,9 +329,9 @@ mod tests {
             device_label(
                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
             ),
-            "Firefox on Windows"
+            "Firefox on Windows 10"
         );
-        assert_eq!(device_label("curl/8.0"), "curl on unknown OS");
+        assert_eq!(device_label("no browser at all"), "Unknown device");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sessionary_core::clock::duration_millis;
 use sessionary_core::{
-    Data, Issued, Privilege, SessionId, SessionManager, SessionRecord, Timestamp, UserId,
+    Data, Device, Issued, Privilege, SessionId, SessionManager, SessionRecord, Timestamp, UserId,
 };
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
@@ -338,6 +338,26 @@ impl Mfa {
     ///
     /// [`Error::NotSignedIn`], the errors of [`Self::verify`], session errors.
     pub async fn step_up(&self, id: &SessionId, code: &str) -> Result<Issued> {
+        self.step_up_device(id, code, None).await
+    }
+
+    /// [`Self::step_up`] from a device that becomes the session's binding:
+    /// what releases a session held after a binding mismatch
+    /// ([`sessionary_core::Binding`]) rebinds it to the device that passed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::step_up`].
+    pub async fn step_up_from(&self, id: &SessionId, code: &str, device: Device) -> Result<Issued> {
+        self.step_up_device(id, code, Some(device)).await
+    }
+
+    async fn step_up_device(
+        &self,
+        id: &SessionId,
+        code: &str,
+        device: Option<Device>,
+    ) -> Result<Issued> {
         let record = self.manager.session(id).await?;
         let user = record.user.as_ref().ok_or(Error::NotSignedIn)?;
         match self.check(user, code, Mode::Verify).await {
@@ -350,6 +370,7 @@ impl Mfa {
                             roles: None,
                             aal: Some(STEP_UP_AAL),
                             reauthenticated: true,
+                            device,
                         },
                     )
                     .await?;

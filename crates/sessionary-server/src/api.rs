@@ -598,6 +598,7 @@ pub(crate) async fn regenerate(
         roles: req.roles,
         aal: req.aal,
         reauthenticated: req.reauthenticated,
+        device: None,
     };
     let issued = state
         .manager

@@ -362,6 +362,7 @@ fn ended(sid: SessionId, at: Timestamp) -> Arc<Event> {
         at,
         session_id: Some(sid),
         user: None,
+        ip: None,
         kind: EventKind::Ended {
             reason: EndReason::LoggedOut,
         },
@@ -433,6 +434,7 @@ fn revocations_are_forgotten_after_the_longest_lifetime() {
         at: clock.now(),
         session_id: Some(b),
         user: None,
+        ip: None,
         kind: EventKind::Regenerated { previous: None },
     });
     assert!(!r.is_revoked(&b));

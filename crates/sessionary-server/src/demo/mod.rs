@@ -822,6 +822,7 @@ async fn step_up(
                     aal: Some(sessionary_mfa::STEP_UP_AAL),
                     reauthenticated: true,
                     roles: None,
+                    device: None,
                 })
                 .await?;
             Ok(Redirect::to(&return_to).into_response())
