@@ -1300,7 +1300,7 @@ impl SessionManager {
             .end_user(user, except, self.ending(reason, self.now(), false))
             .await?;
         for g in &gone {
-            self.emit_for(&g, EventKind::Ended { reason });
+            self.emit_for(g, EventKind::Ended { reason });
         }
         Ok(gone.iter().map(|g| g.id).collect())
     }
