@@ -109,7 +109,7 @@ impl Device {
             .header(header::ACCEPT, "text/html")
             .header(
                 header::USER_AGENT,
-                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0",
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
             )
             .header("sec-fetch-site", "same-origin");
         if let Some(c) = self.cookie() {

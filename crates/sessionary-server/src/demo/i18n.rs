@@ -219,6 +219,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("stepup.submit", "Continue", "Continuer"),
     (
+        "stepup.held",
+        "This session was just used from another network or browser. To keep it, confirm it's you.",
+        "Cette session vient d'être utilisée depuis un autre réseau ou navigateur. Pour la garder, confirmez votre identité.",
+    ),
+    (
         "stepup.refused",
         "That code was not accepted. Wait for the next one and try again.",
         "Ce code n'a pas été accepté. Attendez le suivant et réessayez.",

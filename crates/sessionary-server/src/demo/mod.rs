@@ -177,7 +177,16 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     let mut config = SessionConfig::new()
         .with_expiry_warning(options.expiry_warning)
         .with_sign_in_path("/login")
-        .with_strict_prefix("/admin");
+        .with_strict_prefix("/admin")
+        // A session held after its network or browser changed may only prove
+        // itself (code or password), sign out, or load the page assets.
+        .with_step_up_path("/step-up")
+        .with_step_up_exempt("/reauth")
+        .with_step_up_exempt("/logout")
+        .with_step_up_exempt("/assets");
+    if let Some(proxies) = &options.trusted_proxies {
+        config = config.with_trusted_proxies(sessionary_axum::TrustedProxies::clone(proxies));
+    }
     let mut csrf = CsrfConfig::new();
     if options.insecure_http {
         // Loopback only (see `DemoOptions::new`): browsers treat it as secure
@@ -222,9 +231,6 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024));
     if let Some(tokens) = options.access_tokens {
         router = router.layer(Extension(tokens));
-    }
-    if let Some(proxies) = options.trusted_proxies {
-        router = router.layer(Extension(proxies));
     }
     router.with_state(demo)
 }
@@ -787,17 +793,26 @@ async fn security_confirm(
     }
 }
 
+/// A local path as a query value.
+fn query_value(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 async fn step_up_page(
     State(demo): State<Demo>,
     user: CurrentUser,
     Query(q): Query<ReturnTo>,
 ) -> Result<Response, DemoError> {
+    let return_to = local_path(q.return_to.as_deref());
+    let held = user.record.step_up_required();
+    // A held session of a user without MFA proves itself with the password.
+    if held && !demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? {
+        return Ok(
+            Redirect::to(&format!("/reauth?return_to={}", query_value(return_to))).into_response(),
+        );
+    }
     let ctx = demo.ctx(&user.session, true).await?;
-    Ok(page(view::step_up(
-        &ctx,
-        local_path(q.return_to.as_deref()),
-        false,
-    )))
+    Ok(page(view::step_up(&ctx, return_to, false, held)))
 }
 
 /// A code form with where to go next. No `Debug`: it holds a code.
@@ -808,10 +823,13 @@ struct StepUpForm {
 }
 
 /// `POST /step-up`: a TOTP or recovery code raises the session to AAL 2 under
-/// a new token (the cookie changes; the old token is dead).
+/// a new token (the cookie changes; the old token is dead), bound to this
+/// device from now on: this is also what releases a session held after its
+/// network or browser changed.
 async fn step_up(
     State(demo): State<Demo>,
     user: CurrentUser,
+    ClientDevice(device): ClientDevice,
     Form(form): Form<StepUpForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
@@ -822,7 +840,7 @@ async fn step_up(
                     aal: Some(sessionary_mfa::STEP_UP_AAL),
                     reauthenticated: true,
                     roles: None,
-                    device: None,
+                    device: Some(device),
                 })
                 .await?;
             Ok(Redirect::to(&return_to).into_response())
@@ -831,11 +849,20 @@ async fn step_up(
             let ctx = demo.ctx(&user.session, true).await?;
             Ok(page_with(
                 StatusCode::FORBIDDEN,
-                view::step_up(&ctx, &return_to, true),
+                view::step_up(&ctx, &return_to, true, user.record.step_up_required()),
             ))
         }
         Err(e) => Err(mfa_err(e)),
     }
+}
+
+/// Whether a held session must use `/step-up` (its user has MFA) rather than
+/// the password.
+async fn needs_mfa(demo: &Demo, user: &CurrentUser) -> Result<bool, DemoError> {
+    Ok(
+        user.record.step_up_required()
+            && demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)?,
+    )
 }
 
 async fn reauth_page(
@@ -843,11 +870,18 @@ async fn reauth_page(
     user: CurrentUser,
     Query(q): Query<ReturnTo>,
 ) -> Result<Response, DemoError> {
+    let return_to = local_path(q.return_to.as_deref());
+    if needs_mfa(&demo, &user).await? {
+        return Ok(
+            Redirect::to(&format!("/step-up?return_to={}", query_value(return_to))).into_response(),
+        );
+    }
     let ctx = demo.ctx(&user.session, true).await?;
     Ok(page(view::reauth(
         &ctx,
-        local_path(q.return_to.as_deref()),
+        return_to,
         false,
+        user.record.step_up_required(),
     )))
 }
 
@@ -859,24 +893,36 @@ struct ReauthForm {
 }
 
 /// `POST /reauth`: the password again opens the privileged window (a new
-/// token, `auth_time` now).
+/// token, `auth_time` now, bound to this device). For a session held after
+/// its network or browser changed, the password releases it only when the
+/// user has no MFA (AAL 1); with MFA it takes a code (`/step-up`).
 async fn reauth(
     State(demo): State<Demo>,
     user: CurrentUser,
+    ClientDevice(device): ClientDevice,
     Form(form): Form<ReauthForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
+    if needs_mfa(&demo, &user).await? {
+        return Ok(
+            Redirect::to(&format!("/step-up?return_to={}", query_value(&return_to)))
+                .into_response(),
+        );
+    }
+    let held = user.record.step_up_required();
     let name = user.user.as_str().to_owned();
     if demo.check_password(name, form.password).await?.is_none() {
         let ctx = demo.ctx(&user.session, true).await?;
         return Ok(page_with(
             StatusCode::UNAUTHORIZED,
-            view::reauth(&ctx, &return_to, true),
+            view::reauth(&ctx, &return_to, true, held),
         ));
     }
     user.session
         .regenerate(Privilege {
             reauthenticated: true,
+            aal: held.then_some(1),
+            device: Some(device),
             ..Privilege::default()
         })
         .await?;

@@ -420,10 +420,13 @@ pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
 }
 
 /// The step-up page: a TOTP or recovery code raises the session to AAL 2.
-pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool) -> Markup {
+pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool, held: bool) -> Markup {
     let main = html! {
-        main #step-up {
+        main #step-up data-held=[held.then_some("true")] {
             h1 { (tr(ctx, "stepup.title")) }
+            @if held {
+                p #binding-notice .notice role="alert" { (tr(ctx, "stepup.held")) }
+            }
             p { (tr(ctx, "stepup.intro")) }
             @if refused {
                 p #step-up-error .error role="alert" { (tr(ctx, "stepup.refused")) }
@@ -440,11 +443,15 @@ pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool) -> Markup {
 }
 
 /// Re-authentication: the password again, for sensitive changes.
-pub(super) fn reauth(ctx: &Ctx, return_to: &str, failed: bool) -> Markup {
+pub(super) fn reauth(ctx: &Ctx, return_to: &str, failed: bool, held: bool) -> Markup {
     let main = html! {
-        main #reauth {
+        main #reauth data-held=[held.then_some("true")] {
             h1 { (tr(ctx, "reauth.title")) }
-            p { (tr(ctx, "reauth.intro")) }
+            @if held {
+                p #binding-notice .notice role="alert" { (tr(ctx, "stepup.held")) }
+            } @else {
+                p { (tr(ctx, "reauth.intro")) }
+            }
             @if failed {
                 p #reauth-error .error role="alert" { (tr(ctx, "login.error")) }
             }
