@@ -953,3 +953,83 @@ async fn every_response_is_private() {
         assert_eq!(r.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     }
 }
+
+const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const FIREFOX_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+#[tokio::test]
+async fn verify_with_the_client_applies_the_binding_policy() {
+    let h = Harness::new();
+    let device = json!({ "ip": "203.0.113.7", "user_agent": CHROME_UA });
+    let (token, id) = h.create(json!({ "user": "alice", "device": device })).await;
+    let verify = |client: Value| {
+        let token = token.clone();
+        let h = &h;
+        async move {
+            h.call(
+                Method::POST,
+                "/v1/sessions/verify",
+                Some(json!({ "token": token, "client": client })),
+            )
+            .await
+        }
+    };
+    // The same /24: fine; the default policy logs another network and follows it.
+    let r = verify(json!({ "ip": "203.0.113.99", "user_agent": CHROME_UA })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["step_up_required"], false);
+    let r = verify(json!({ "ip": "198.51.100.1", "user_agent": CHROME_UA })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["device"]["ip"], "198.51.100.1");
+    // Another browser: held for a step-up, named for the MFA call.
+    let r = verify(json!({ "ip": "198.51.100.1", "user_agent": FIREFOX_UA })).await;
+    r.problem(403, "step-up-required").reason("binding_changed");
+    assert_eq!(r.body["session_id"], id.as_str());
+    // Held for every caller, with or without a client.
+    h.verify(&token).await.problem(403, "step-up-required");
+    // A re-authentication from the new browser releases and rebinds it.
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/regenerate"),
+            Some(json!({
+                "aal": 1,
+                "reauthenticated": true,
+                "device": { "ip": "198.51.100.1", "user_agent": FIREFOX_UA },
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token, "client": { "ip": "198.51.100.1", "user_agent": FIREFOX_UA } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["aal"], 1);
+}
+
+#[tokio::test]
+async fn an_admin_session_used_from_another_browser_is_revoked() {
+    let h = Harness::new();
+    let device = json!({ "ip": "203.0.113.7", "user_agent": CHROME_UA });
+    let (token, _) = h
+        .create(json!({ "user": "root", "roles": ["admin"], "device": device }))
+        .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token, "client": { "ip": "203.0.113.7", "user_agent": "curl/8.5.0" } })),
+        )
+        .await;
+    r.problem(401, "session-expired").reason("hijack_suspected");
+    h.verify(&token)
+        .await
+        .problem(401, "session-expired")
+        .reason("hijack_suspected");
+}

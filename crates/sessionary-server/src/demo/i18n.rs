@@ -196,6 +196,58 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Codes de secours : chacun sert une fois si vous perdez votre téléphone. Gardez-les en lieu sûr ; ils ne sont affichés que maintenant.",
     ),
     ("security.code", "Code", "Code"),
+    ("security.password", "Password", "Mot de passe"),
+    (
+        "security.new_password",
+        "New password",
+        "Nouveau mot de passe",
+    ),
+    ("security.repeat_password", "Repeat it", "Répétez-le"),
+    (
+        "security.end_others",
+        "Also sign out my other sessions",
+        "Déconnecter aussi mes autres sessions",
+    ),
+    (
+        "security.change_password",
+        "Change password",
+        "Changer le mot de passe",
+    ),
+    (
+        "security.password_changed",
+        "Your password was changed.",
+        "Votre mot de passe a été changé.",
+    ),
+    (
+        "security.mfa_changed",
+        "Your two-step verification was changed.",
+        "Votre validation en deux étapes a été modifiée.",
+    ),
+    (
+        "security.ended_others",
+        "Other sessions signed out:",
+        "Autres sessions déconnectées :",
+    ),
+    (
+        "security.offer_end_others",
+        "If someone else might be using your account, sign out your other sessions now.",
+        "Si quelqu'un d'autre utilise peut-être votre compte, déconnectez vos autres sessions maintenant.",
+    ),
+    (
+        "security.password_mismatch",
+        "The two passwords differ.",
+        "Les deux mots de passe diffèrent.",
+    ),
+    (
+        "security.password_length",
+        "Use 8 to 256 characters.",
+        "Utilisez de 8 à 256 caractères.",
+    ),
+    (
+        "security.disable",
+        "Turn off two-step verification",
+        "Désactiver la validation en deux étapes",
+    ),
     ("security.confirm", "Confirm", "Confirmer"),
     (
         "security.aal",

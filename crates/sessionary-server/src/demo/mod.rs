@@ -213,6 +213,8 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/security", get(security_page))
         .route("/account/security/enrol", post(security_enrol))
         .route("/account/security/confirm", post(security_confirm))
+        .route("/account/security/password", post(security_password))
+        .route("/account/security/disable", post(security_disable))
         .route("/step-up", get(step_up_page).post(step_up))
         .route("/reauth", get(reauth_page).post(reauth))
         .route("/admin", get(admin_page))
@@ -581,7 +583,7 @@ async fn admin_page(
     let ctx = demo.ctx(&admin.session, true).await?;
     let mut rows = Vec::new();
     for name in demo.users.names() {
-        for r in demo.manager.list(name).await? {
+        for r in demo.manager.list(&name).await? {
             rows.push((name.as_str().to_owned(), r));
         }
     }
@@ -711,7 +713,32 @@ fn svg_data_url(svg: &str) -> String {
 }
 
 /// `GET /account/security`: two-step verification on or off.
-async fn security_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+/// `?changed=mfa` after a change of the second factor.
+#[derive(Deserialize)]
+struct SecurityQuery {
+    changed: Option<String>,
+}
+
+async fn security_page(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Query(q): Query<SecurityQuery>,
+) -> Result<Response, DemoError> {
+    let notice = match q.changed.as_deref() {
+        Some("mfa") => view::SecurityNotice::MfaChanged,
+        Some("password") => view::SecurityNotice::PasswordChanged(None),
+        _ => view::SecurityNotice::None,
+    };
+    security_with(&demo, &user, StatusCode::OK, notice).await
+}
+
+/// The security page in its current state, with a notice.
+async fn security_with(
+    demo: &Demo,
+    user: &CurrentUser,
+    status: StatusCode,
+    notice: view::SecurityNotice,
+) -> Result<Response, DemoError> {
     let ctx = demo.ctx(&user.session, true).await?;
     let state = if demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? {
         view::SecurityView::On {
@@ -724,7 +751,112 @@ async fn security_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Re
     } else {
         view::SecurityView::Off
     };
-    Ok(page(view::security(&ctx, &state, user.record.aal)))
+    Ok(page_with(
+        status,
+        view::security(&ctx, &state, user.record.aal, notice),
+    ))
+}
+
+/// The password form. No `Debug`: it holds passwords.
+#[derive(Deserialize)]
+struct PasswordForm {
+    new_password: String,
+    repeat_password: String,
+    end_others: Option<String>,
+}
+
+/// Where a sensitive action sends a session outside its privileged window
+/// (`/reauth`) or below the AAL its user's MFA gives (`/step-up`), if anywhere.
+fn privileged_redirect(e: &sessionary_mfa::Error) -> Option<Response> {
+    match e {
+        sessionary_mfa::Error::ReauthenticationRequired => {
+            Some(Redirect::to("/reauth?return_to=/account/security").into_response())
+        }
+        sessionary_mfa::Error::InsufficientAal { .. } => {
+            Some(Redirect::to("/step-up?return_to=/account/security").into_response())
+        }
+        _ => None,
+    }
+}
+
+/// `POST /account/security/password`: a sensitive action, inside the
+/// privileged window only (and at AAL 2 for a user with MFA). The user's other
+/// sessions are signed out when asked (the default), else offered.
+async fn security_password(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, DemoError> {
+    if let Err(e) = demo.mfa.require_privileged(&user.record.id).await {
+        return privileged_redirect(&e).ok_or_else(|| mfa_err(e));
+    }
+    if demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? && user.record.aal < 2 {
+        return Ok(Redirect::to("/step-up?return_to=/account/security").into_response());
+    }
+    let refused = |key| view::SecurityNotice::PasswordRefused(key);
+    if form.new_password != form.repeat_password {
+        return security_with(
+            &demo,
+            &user,
+            StatusCode::BAD_REQUEST,
+            refused("security.password_mismatch"),
+        )
+        .await;
+    }
+    let users = Arc::clone(&demo.users);
+    let name = user.user.clone();
+    let changed =
+        tokio::task::spawn_blocking(move || users.set_password(&name, &form.new_password))
+            .await
+            .map_err(|_| internal())?;
+    match changed {
+        Ok(()) => {}
+        Err(DemoUsersError::Refused(_)) => {
+            return security_with(
+                &demo,
+                &user,
+                StatusCode::BAD_REQUEST,
+                refused("security.password_length"),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "demo password change failed");
+            return Err(internal());
+        }
+    }
+    tracing::info!(user = %user.user, "password changed");
+    let ended = if form.end_others.is_some() {
+        let gone = demo
+            .manager
+            .end_user_sessions(&user.user, Some(&user.record.id), EndReason::RevokedByUser)
+            .await?;
+        Some(gone.len())
+    } else {
+        None
+    };
+    security_with(
+        &demo,
+        &user,
+        StatusCode::OK,
+        view::SecurityNotice::PasswordChanged(ended),
+    )
+    .await
+}
+
+/// `POST /account/security/disable`: turns MFA off (privileged window and
+/// AAL 2 needed), then offers to sign out the other sessions.
+async fn security_disable(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+) -> Result<Response, DemoError> {
+    match demo.mfa.disable(&user.record.id).await {
+        Ok(()) => Ok(Redirect::to("/account/security?changed=mfa").into_response()),
+        Err(sessionary_mfa::Error::NotEnrolled) => {
+            Ok(Redirect::to("/account/security").into_response())
+        }
+        Err(e) => privileged_redirect(&e).ok_or_else(|| mfa_err(e)),
+    }
 }
 
 /// `POST /account/security/enrol`: a new secret, QR code and recovery codes;
@@ -751,7 +883,12 @@ async fn security_enrol(
         recovery: &e.recovery_codes,
         refused: false,
     };
-    Ok(page(view::security(&ctx, &state, user.record.aal)))
+    Ok(page(view::security(
+        &ctx,
+        &state,
+        user.record.aal,
+        view::SecurityNotice::None,
+    )))
 }
 
 /// The confirm form. No `Debug`: it holds a secret.
@@ -772,7 +909,7 @@ async fn security_confirm(
         .confirm_enrolment(&user.record.id, form.code.trim())
         .await
     {
-        Ok(()) => Ok(Redirect::to("/account/security").into_response()),
+        Ok(()) => Ok(Redirect::to("/account/security?changed=mfa").into_response()),
         Err(e) if code_refused(&e) => {
             let ctx = demo.ctx(&user.session, true).await?;
             let state = view::SecurityView::Enrolling {
@@ -783,7 +920,7 @@ async fn security_confirm(
             };
             Ok(page_with(
                 StatusCode::FORBIDDEN,
-                view::security(&ctx, &state, user.record.aal),
+                view::security(&ctx, &state, user.record.aal, view::SecurityNotice::None),
             ))
         }
         Err(sessionary_mfa::Error::NotEnrolled) => {

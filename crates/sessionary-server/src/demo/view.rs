@@ -376,10 +376,57 @@ pub(super) enum SecurityView<'a> {
 }
 
 /// The two-step verification page.
-pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
+/// What the security page reports after a change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum SecurityNotice {
+    /// Nothing.
+    #[default]
+    None,
+    /// The password changed; `Some(n)`: n other sessions were signed out.
+    PasswordChanged(Option<usize>),
+    /// MFA was turned on or off.
+    MfaChanged,
+    /// A new password was refused (message key).
+    PasswordRefused(&'static str),
+}
+
+pub(super) fn security(
+    ctx: &Ctx,
+    state: &SecurityView<'_>,
+    aal: u8,
+    notice: SecurityNotice,
+) -> Markup {
+    let offer_end_others = matches!(
+        notice,
+        SecurityNotice::PasswordChanged(None) | SecurityNotice::MfaChanged
+    );
     let main = html! {
         main #security data-mfa=(match state { SecurityView::Off => "off", SecurityView::Enrolling { .. } => "enrolling", SecurityView::On { .. } => "on" }) {
             h1 { (tr(ctx, "security.title")) }
+            @match notice {
+                SecurityNotice::PasswordChanged(ended) => {
+                    p #security-notice .notice role="status" data-changed="password" {
+                        (tr(ctx, "security.password_changed"))
+                        @if let Some(n) = ended {
+                            " " (tr(ctx, "security.ended_others")) " " span #ended-others { (n) }
+                        }
+                    }
+                }
+                SecurityNotice::MfaChanged => {
+                    p #security-notice .notice role="status" data-changed="mfa" { (tr(ctx, "security.mfa_changed")) }
+                }
+                SecurityNotice::PasswordRefused(key) => {
+                    p #password-error .error role="alert" { (tr(ctx, key)) }
+                }
+                SecurityNotice::None => {}
+            }
+            @if offer_end_others {
+                form #offer-end-others method="post" action="/account/sessions/end-others" {
+                    (csrf_field(ctx))
+                    p { (tr(ctx, "security.offer_end_others")) }
+                    button #end-others-after-change type="submit" { (tr(ctx, "sessions.end_others")) }
+                }
+            }
             p { (tr(ctx, "security.aal")) ": " strong #aal { (aal) } }
             @match state {
                 SecurityView::Off => {
@@ -412,7 +459,19 @@ pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
                 SecurityView::On { codes_left } => {
                     p #mfa-on { (tr(ctx, "security.on")) }
                     p { (tr(ctx, "security.codes_left")) ": " (codes_left) }
+                    form method="post" action="/account/security/disable" {
+                        (csrf_field(ctx))
+                        button #mfa-disable type="submit" { (tr(ctx, "security.disable")) }
+                    }
                 }
+            }
+            h2 { (tr(ctx, "security.password")) }
+            form #password-form method="post" action="/account/security/password" {
+                (csrf_field(ctx))
+                label { (tr(ctx, "security.new_password")) " " input #new-password type="password" name="new_password" autocomplete="new-password" minlength="8" maxlength="256" required; }
+                label { (tr(ctx, "security.repeat_password")) " " input #repeat-password type="password" name="repeat_password" autocomplete="new-password" required; }
+                label { input #end-others-check type="checkbox" name="end_others" value="on" checked; " " (tr(ctx, "security.end_others")) }
+                button #change-password type="submit" { (tr(ctx, "security.change_password")) }
             }
         }
     };
