@@ -147,8 +147,8 @@ impl NewDeviceAlerts {
     /// Session errors (store, sealing).
     pub async fn known_devices(&self, user: &UserId) -> Result<Vec<KnownDevice>> {
         let (_, data) = self.manager.user_data(user).await?;
-        let mut devices = load(&data, KNOWN_DEVICES_KEY);
-        devices.sort_by(|a: &KnownDevice, b| b.last_seen.cmp(&a.last_seen));
+        let mut devices: Vec<KnownDevice> = load(&data, KNOWN_DEVICES_KEY);
+        devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
         Ok(devices)
     }
 

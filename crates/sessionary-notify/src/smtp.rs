@@ -134,6 +134,16 @@ impl SmtpConfig {
     }
 }
 
+/// Checks that `address` is a mailbox (`a@example.com` or
+/// `Name <a@example.com>`).
+///
+/// # Errors
+///
+/// [`NotifyError::Address`].
+pub fn check_mailbox(address: &str) -> Result<()> {
+    mailbox(address).map(|_| ())
+}
+
 fn mailbox(address: &str) -> Result<Mailbox> {
     address.parse().map_err(|source| NotifyError::Address {
         address: address.to_owned(),

@@ -118,7 +118,7 @@ async fn alert_sent_once_for_a_new_device_and_never_for_a_known_one() -> Result<
     let Outcome::Alerted(alert) = w.alerts.sign_in(&s).await? else {
         panic!("a new device alerts");
     };
-    assert_eq!(w.recorder.sent(), [alert.clone()]);
+    assert_eq!(w.recorder.sent(), std::slice::from_ref(&alert));
     assert_eq!(alert.kind, NEW_DEVICE);
     assert_eq!(alert.user, alice());
     assert_eq!(alert.device, "Firefox on Windows 10");

@@ -21,6 +21,8 @@ use tower::ServiceExt as _;
 
 const ALICE_PW: &str = "alice-password";
 const ADMIN_PW: &str = "admin-password";
+/// A whole user agent: woothee reads "Chrome on Linux" only from the full form.
+const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
 
 /// Hashing is slow on purpose: once per test binary.
 fn users() -> DemoUsers {
@@ -97,6 +99,8 @@ impl Page {
 #[derive(Default)]
 struct Device {
     cookie: Mutex<Option<String>>,
+    /// Another browser than the default Chrome on Linux.
+    user_agent: Option<&'static str>,
 }
 
 impl Device {
@@ -107,10 +111,7 @@ impl Device {
     async fn send(&self, shop: &Shop, req: http::request::Builder, body: Body) -> Page {
         let mut req = req
             .header(header::ACCEPT, "text/html")
-            .header(
-                header::USER_AGENT,
-                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0",
-            )
+            .header(header::USER_AGENT, self.user_agent.unwrap_or(CHROME_LINUX))
             .header("sec-fetch-site", "same-origin");
         if let Some(c) = self.cookie() {
             req = req.header(header::COOKIE, format!("session={c}"));
@@ -870,4 +871,62 @@ async fn the_client_ip_comes_from_forwarding_headers_of_trusted_proxies_only() {
         "an untrusted peer's header is ignored: {ips:?}"
     );
     assert!(!ips.contains(&"198.51.100.8".to_owned()));
+}
+
+#[tokio::test]
+async fn the_outbox_shows_one_alert_for_a_new_device_and_none_for_a_known_one() {
+    use sessionary_core::Clock as _;
+    let shop = shop();
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-demo-outbox-{}-{}",
+        std::process::id(),
+        shop.clock.now().as_millis()
+    ));
+    let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+    let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+        shop.manager.clone(),
+        outbox.clone(),
+    ));
+    let state = AppState::new(shop.manager.clone(), ApiKeys::new(["k".repeat(40)]))
+        .with_alerts(alerts)
+        .with_outbox(outbox);
+    let shop = Shop {
+        app: app_with_demo(state, DemoOptions::new(users())),
+        ..shop
+    };
+    let alerts_shown = |p: &Page| p.body.matches(r#"<tr class="alert""#).count();
+    let laptop = Device::default();
+    laptop.sign_in(&shop, "alice", ALICE_PW, false).await; // the first device: no alert
+    let page = laptop.get(&shop, "/outbox").await;
+    assert!(page.body.contains(r#"id="outbox-empty""#), "{}", page.body);
+
+    const FIREFOX: &str =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+    let other = Device {
+        user_agent: Some(FIREFOX),
+        ..Device::default()
+    };
+    assert_eq!(
+        other.sign_in(&shop, "alice", ALICE_PW, false).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = laptop.get(&shop, "/outbox").await;
+    assert_eq!(alerts_shown(&page), 1, "{}", page.body);
+    assert!(page.body.contains(r#"data-user="alice""#));
+    assert!(
+        page.body
+            .contains("New sign-in to your account from Firefox on Windows 10")
+    );
+
+    // The same browser again (a fresh cookie jar), and the first one: still one.
+    let again = Device {
+        user_agent: Some(FIREFOX),
+        ..Device::default()
+    };
+    again.sign_in(&shop, "alice", ALICE_PW, false).await;
+    Device::default()
+        .sign_in(&shop, "alice", ALICE_PW, false)
+        .await;
+    assert_eq!(alerts_shown(&laptop.get(&shop, "/outbox").await), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
