@@ -446,6 +446,7 @@ pub(crate) async fn create_session(
         }
     }
     .map_err(id_err)?;
+    crate::check_new_device(state.alerts.as_deref(), &issued.session).await;
     Ok(issued_response(StatusCode::CREATED, &issued))
 }
 

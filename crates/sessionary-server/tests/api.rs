@@ -1033,3 +1033,40 @@ async fn an_admin_session_used_from_another_browser_is_revoked() {
         .problem(401, "session-expired")
         .reason("hijack_suspected");
 }
+
+#[tokio::test]
+async fn sign_ins_from_a_new_device_alert_once_through_the_outbox() {
+    use sessionary_core::Clock as _;
+    let clock = MockClock::default();
+    let store = Arc::new(ProbeStore::new());
+    let manager = SessionManager::builder(store.clone())
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-api-outbox-{}-{}",
+        std::process::id(),
+        clock.now().as_millis()
+    ));
+    let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+    let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+        manager.clone(),
+        outbox.clone(),
+    ));
+    let app = app(AppState::new(manager, ApiKeys::new([KEY])).with_alerts(alerts));
+    let h = Harness { app, clock, store };
+    let laptop =
+        json!({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0"});
+    let phone = json!({"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"});
+    h.create(json!({"user": "alice", "device": laptop})).await; // first: no alert
+    h.create(json!({"user": "alice", "device": phone})).await; // new: one alert
+    h.create(json!({"user": "alice", "device": phone})).await; // known: none
+    h.create(json!({"device": {"ip": "192.0.2.1", "user_agent": "curl/8.0"}}))
+        .await; // anonymous: none
+    let sent = outbox.read_all().await.unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].user.as_str(), "alice");
+    assert_eq!(sent[0].device, "Firefox on Windows 10");
+    assert_eq!(sent[0].network.as_deref(), Some("198.51.100.0/24"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

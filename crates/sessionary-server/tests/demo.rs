@@ -1022,3 +1022,55 @@ async fn changing_the_password_signs_out_the_other_sessions() {
         .await;
     assert_eq!(r.location(), "/reauth?return_to=/account/security");
 }
+
+#[tokio::test]
+async fn the_outbox_shows_one_alert_for_a_new_device_and_none_for_a_known_one() {
+    use sessionary_core::Clock as _;
+    let shop = shop();
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-demo-outbox-{}-{}",
+        std::process::id(),
+        shop.clock.now().as_millis()
+    ));
+    let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+    let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+        shop.manager.clone(),
+        outbox.clone(),
+    ));
+    let state = AppState::new(shop.manager.clone(), ApiKeys::new(["k".repeat(40)]))
+        .with_alerts(alerts)
+        .with_outbox(outbox);
+    let shop = Shop {
+        app: app_with_demo(state, DemoOptions::new(users())),
+        ..shop
+    };
+    let alerts_shown = |p: &Page| p.body.matches(r#"<tr class="alert""#).count();
+    let laptop = Device::default();
+    laptop.sign_in(&shop, "alice", ALICE_PW, false).await; // the first device: no alert
+    let page = laptop.get(&shop, "/outbox").await;
+    assert!(page.body.contains(r#"id="outbox-empty""#), "{}", page.body);
+
+    let other = Device::default();
+    *other.ua.lock() = Some(FIREFOX_UA);
+    assert_eq!(
+        other.sign_in(&shop, "alice", ALICE_PW, false).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = laptop.get(&shop, "/outbox").await;
+    assert_eq!(alerts_shown(&page), 1, "{}", page.body);
+    assert!(page.body.contains(r#"data-user="alice""#));
+    assert!(
+        page.body
+            .contains("New sign-in to your account from Firefox on Windows 10")
+    );
+
+    // The same browser again (a fresh cookie jar), and the first one: still one.
+    let again = Device::default();
+    *again.ua.lock() = Some(FIREFOX_UA);
+    again.sign_in(&shop, "alice", ALICE_PW, false).await;
+    Device::default()
+        .sign_in(&shop, "alice", ALICE_PW, false)
+        .await;
+    assert_eq!(alerts_shown(&laptop.get(&shop, "/outbox").await), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

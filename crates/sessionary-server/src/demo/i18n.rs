@@ -341,6 +341,27 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Une erreur s'est produite de notre côté. Réessayez.",
     ),
     ("error.back", "Back to the shop", "Retour à la boutique"),
+    ("nav.outbox", "Outbox", "Boîte d'envoi"),
+    ("outbox.title", "Outbox", "Boîte d'envoi"),
+    (
+        "outbox.intro",
+        "The demo's mailbox: every alert the service sent, newest first.",
+        "La boîte aux lettres de la démo : toutes les alertes envoyées, les plus récentes d'abord.",
+    ),
+    (
+        "outbox.empty",
+        "No alerts yet. Sign in from another browser to get one.",
+        "Aucune alerte pour l'instant. Connectez-vous depuis un autre navigateur pour en recevoir une.",
+    ),
+    (
+        "outbox.off",
+        "Alerts do not go to the outbox here (e-mail, webhook, or none).",
+        "Ici, les alertes ne vont pas dans la boîte d'envoi (e-mail, webhook, ou aucune).",
+    ),
+    ("outbox.time", "Time", "Heure"),
+    ("outbox.user", "User", "Utilisateur"),
+    ("outbox.subject", "Subject", "Objet"),
+    ("outbox.message", "Message", "Message"),
 ];
 
 /// The text of `key` in `lang` (the key itself if unknown, which tests catch).

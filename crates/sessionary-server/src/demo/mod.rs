@@ -12,6 +12,7 @@
 //! | `GET /account/security`, `POST /account/security/enrol`, `.../confirm` | two-step verification (TOTP, `sessionary-mfa`): QR code, recovery codes |
 //! | `GET`/`POST /step-up`, `GET`/`POST /reauth` | a code raises the session to AAL 2; the password again opens the privileged window |
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
+//! | `GET /outbox` | the demo's mailbox: new-device alerts of the file outbox, newest first |
 //! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
 //! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
 //! | `GET`/`POST /api/cart` | the cart as JSON, for the cookie or an access token (`Authorization: Bearer`) |
@@ -39,6 +40,7 @@
 //! ```
 
 mod i18n;
+mod outbox;
 mod users;
 mod view;
 
@@ -115,6 +117,7 @@ pub struct DemoOptions {
     insecure_http: bool,
     access_tokens: Option<Arc<AccessTokens>>,
     trusted_proxies: Option<Arc<sessionary_axum::TrustedProxies>>,
+    alerts: outbox::Alerts,
 }
 
 impl DemoOptions {
@@ -127,6 +130,7 @@ impl DemoOptions {
             insecure_http: true,
             access_tokens: None,
             trusted_proxies: None,
+            alerts: outbox::Alerts::default(),
         }
     }
 
@@ -168,6 +172,7 @@ struct Demo {
     manager: SessionManager,
     users: Arc<DemoUsers>,
     mfa: Arc<Mfa>,
+    alerts: outbox::Alerts,
 }
 
 /// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
@@ -198,6 +203,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         manager: manager.clone(),
         users: options.users,
         mfa: Arc::new(Mfa::new(manager.clone(), "Sessionary demo shop")),
+        alerts: options.alerts,
     };
     let mut router = Router::new()
         .route("/", get(shop))
@@ -219,6 +225,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/reauth", get(reauth_page).post(reauth))
         .route("/admin", get(admin_page))
         .route("/admin/sessions/end", post(admin_end))
+        .route("/outbox", get(outbox::outbox_page))
         .route("/session-expired", get(expired_page))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
@@ -445,7 +452,10 @@ async fn login(
         .with_remember(form.remember.is_some())
         .with_device(device);
     match session.login(new).await {
-        Ok(_) => Ok(Redirect::to(&return_to).into_response()),
+        Ok(record) => {
+            demo.alerts.sign_in(&record).await;
+            Ok(Redirect::to(&return_to).into_response())
+        }
         Err(SessionRejection::Operation(sessionary_core::Error::LimitReached { .. })) => {
             Err(DemoError::Page(
                 StatusCode::TOO_MANY_REQUESTS,

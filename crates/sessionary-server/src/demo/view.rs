@@ -26,7 +26,7 @@ impl Ctx {
 }
 
 /// An element whose text the language switch replaces.
-fn tr(ctx: &Ctx, key: &str) -> Markup {
+pub(super) fn tr(ctx: &Ctx, key: &str) -> Markup {
     html! { span data-i18n=(key) { (ctx.t(key)) } }
 }
 
@@ -59,6 +59,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
                     a.brand href="/" { (tr(ctx, "site.name")) }
                     nav {
                         a #nav-shop href="/" { (tr(ctx, "nav.shop")) }
+                        a #nav-outbox href="/outbox" { (tr(ctx, "nav.outbox")) }
                         @if let Some((name, admin)) = &ctx.user {
                             a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
                             a #nav-security href="/account/security" { (tr(ctx, "nav.security")) }
@@ -222,7 +223,7 @@ fn ago(now: Timestamp, then: Timestamp) -> String {
 }
 
 /// `2026-11-26 07:40 UTC`.
-fn when(at: Timestamp) -> String {
+pub(super) fn when(at: Timestamp) -> String {
     let s = at.to_rfc3339();
     format!("{} UTC", s.get(..16).unwrap_or(&s).replace('T', " "))
 }
