@@ -25,8 +25,12 @@
 //!   "expires_at": "2026-11-26T05:00:00.000Z",
 //!   "idle_expires_at": "2026-11-26T05:00:00.000Z",
 //!   "absolute_expires_at": "2026-11-26T16:30:00.000Z",
-//!   "seconds_left": 1800 }
+//!   "seconds_left": 1800, "step_up_required": false }
 //! ```
+//!
+//! `step_up_required` is `true` while the session is held after its device or
+//! network changed ([`sessionary_core::Binding`]); status and events keep
+//! working then, so a page can say so.
 //!
 //! Without a session: `{ "authenticated": false }` (200). A presented session
 //! that ended: `401` problem with its `reason`.
@@ -120,6 +124,7 @@ fn status_doc(record: &SessionRecord, now: Timestamp) -> Value {
         "idle_expires_at": idle.to_rfc3339(),
         "absolute_expires_at": record.absolute_expires_at.to_rfc3339(),
         "seconds_left": expires_at.millis_since(now).max(0) / 1000,
+        "step_up_required": record.step_up_required(),
     })
 }
 

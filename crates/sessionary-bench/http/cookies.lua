@@ -11,7 +11,10 @@ function init(args)
   local path = wrk.path
   for line in io.lines(args[1]) do
     n = n + 1
-    reqs[n] = wrk.format("GET", path, { ["Cookie"] = "session=" .. line })
+    reqs[n] = wrk.format("GET", path, {
+      ["Cookie"] = "session=" .. line,
+      ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    })
   end
   if n == 0 then
     error("no tokens in " .. args[1])

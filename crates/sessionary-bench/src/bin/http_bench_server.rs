@@ -29,6 +29,10 @@ use serde_json::Value;
 use sessionary_axum::{Session, SessionConfig, SessionLayer};
 use sessionary_core::{Data, MemoryStore, NewSession, SessionManager, UserId};
 
+/// The `User-Agent` `cookies.lua` sends (a browser's, so the binding compares
+/// a realistic header).
+const BENCH_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
 async fn bare() -> &'static str {
     "hello"
 }
@@ -83,7 +87,15 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..sessions {
         let mut data = Data::new();
         data.insert("theme".to_owned(), Value::from("dark"));
-        let new = NewSession::user(UserId::new(format!("user{i}"))?).with_data(data);
+        // Bound to the device wrk presents (loopback, the `User-Agent` of
+        // `cookies.lua`), so the layer's binding check runs on every request.
+        let device = sessionary_core::Device::new(
+            Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            Some(BENCH_USER_AGENT),
+        );
+        let new = NewSession::user(UserId::new(format!("user{i}"))?)
+            .with_data(data)
+            .with_device(device);
         let issued = manager.create(new).await?;
         writeln!(out, "{}", issued.token.encode())?;
     }
@@ -121,9 +133,21 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ready: bare on {bare_port}, session on {session_port}, {sessions} sessions in {tokens_file}"
     );
-    let bare_server = tokio::spawn(async move { axum::serve(bare_listener, bare_app).await });
-    let session_server =
-        tokio::spawn(async move { axum::serve(session_listener, session_app).await });
+    // Both with connect info, so they differ by the session layer only.
+    let bare_server = tokio::spawn(async move {
+        axum::serve(
+            bare_listener,
+            bare_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let session_server = tokio::spawn(async move {
+        axum::serve(
+            session_listener,
+            session_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     let (a, b) = tokio::try_join!(bare_server, session_server)?;
     a?;
     b?;
