@@ -50,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod binding;
 pub mod clock;
 pub mod error;
@@ -63,6 +64,7 @@ pub mod seal;
 pub mod store;
 pub mod token;
 
+pub use audit::{AuditEntry, AuditLog, AuditQuery, AuditRecord};
 pub use binding::{Binding, BindingAction, BindingChange, IpMatch, Mismatch, UaMatch};
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
