@@ -386,6 +386,32 @@ impl EventSink for AuditLog {
     }
 }
 
+/// Forgets every audit entry older than `retention` at `now`, in batches of
+/// 10 000 (one store call each); returns how many. Call it periodically.
+///
+/// # Errors
+///
+/// Store errors (entries forgotten before the error stay forgotten).
+pub async fn sweep_expired(
+    store: &dyn SessionStore,
+    now: Timestamp,
+    retention: std::time::Duration,
+) -> crate::store::StoreResult<usize> {
+    const BATCH: usize = 10_000;
+    let before = Timestamp(
+        now.as_millis()
+            .saturating_sub(crate::clock::duration_millis(retention)),
+    );
+    let mut total = 0;
+    loop {
+        let n = store.sweep_audit(before, BATCH).await?;
+        total += n;
+        if n < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 /// The writer task: takes what is queued (up to a batch), writes it in one
 /// call, then answers the flushes received meanwhile.
 async fn writer(store: Arc<dyn SessionStore>, mut rx: mpsc::Receiver<Msg>) {

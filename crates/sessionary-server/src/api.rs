@@ -447,7 +447,12 @@ pub(crate) async fn verify(
     } else {
         state.manager.status(&req.token).await
     }
-    .map_err(token_err)?;
+    .map_err(|e| {
+        // For the audit log (rate-limited there); the caller's client address
+        // is not known here.
+        state.manager.report_failure(None, &e);
+        token_err(e)
+    })?;
     record_sid(&rec.id);
     let data = if req.include_data.unwrap_or(false) {
         Some(state.manager.data(&rec).map_err(id_err)?)
@@ -831,7 +836,7 @@ impl Modify for Security {
         crate::token_api::issue, crate::token_api::refresh, crate::token_api::revoke,
         crate::token_api::verify, crate::token_api::jwks, crate::token_api::rotate_key,
         crate::mfa_api::enrol, crate::mfa_api::confirm, crate::mfa_api::step_up,
-        crate::mfa_api::disable, crate::mfa_api::status,
+        crate::mfa_api::disable, crate::mfa_api::status, crate::audit_api::list,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -842,6 +847,7 @@ impl Modify for Security {
         (name = "users", description = "A user's sessions"),
         (name = "tokens", description = "Access (JWT) and refresh tokens for API clients"),
         (name = "mfa", description = "TOTP enrolment and step-up"),
+        (name = "audit", description = "The audit log"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -40,6 +40,7 @@
 //! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
 //! | `POST /v1/tokens`, `/v1/tokens/refresh`, `/v1/tokens/revoke`, `/v1/tokens/verify` | access (JWT) and refresh tokens ([`token_api`]) |
 //! | `GET /.well-known/jwks.json` | the access tokens' public keys (no API key) |
+//! | `GET /v1/audit?user=&session=&kind=&before=&limit=` | the audit log, newest first ([`audit_api`]) |
 //! | `/v1/sessions/{id}/mfa/...`, `GET /v1/users/{user}/mfa` | TOTP enrolment, confirmation, step-up to AAL 2, disabling ([`mfa_api`]) |
 //!
 //! # Security model
@@ -57,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit_api;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -94,6 +96,9 @@ pub struct AppState {
     pub tokens: Option<Arc<sessionary_token::AccessTokens>>,
     /// Where rotated signing keys are saved, and the algorithm of new ones.
     token_keys: Option<(std::path::PathBuf, sessionary_token::SigningAlg)>,
+    /// The audit log sink of `manager`, flushed before `GET /v1/audit` reads
+    /// ([`AppState::with_audit`]).
+    pub audit: Option<Arc<sessionary_core::AuditLog>>,
 }
 
 impl AppState {
@@ -104,7 +109,17 @@ impl AppState {
             keys: Arc::new(keys),
             tokens: None,
             token_keys: None,
+            audit: None,
         }
+    }
+
+    /// The audit log that `manager` writes to (one of its event sinks): the
+    /// API and the demo wait for it to write what was emitted before reading
+    /// (`GET /v1/audit`, the demo's "Security activity").
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<sessionary_core::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Saves the key ring to `path` after each rotation
@@ -163,7 +178,11 @@ pub fn app(state: AppState) -> Router {
 /// under `/v1/` get problem documents, others the demo's error page.
 pub fn app_with_demo(state: AppState, options: demo::DemoOptions) -> Router {
     let manager = state.manager.clone();
-    outer_layers(api(state, false).merge(demo::router(manager, options)))
+    let mut shop = demo::router(manager, options);
+    if let Some(audit) = &state.audit {
+        shop = shop.layer(axum::Extension(Arc::clone(audit)));
+    }
+    outer_layers(api(state, false).merge(shop))
 }
 
 /// The API routes, each answering with private problem documents; with
@@ -204,6 +223,7 @@ fn api(state: AppState, fallback: bool) -> Router {
         .route("/v1/tokens/revoke", post(token_api::revoke))
         .route("/v1/tokens/verify", post(token_api::verify))
         .route("/v1/tokens/keys/rotate", post(token_api::rotate_key))
+        .route("/v1/audit", get(audit_api::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
