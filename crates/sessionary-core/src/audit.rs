@@ -454,6 +454,38 @@ async fn writer(store: Arc<dyn SessionStore>, mut rx: mpsc::Receiver<Msg>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::EndReason;
+
+    #[tokio::test]
+    async fn emit_never_waits_and_counts_drops() {
+        // A queue of 2 that nobody reads: the third entry on is dropped, at once.
+        let (tx, _rx) = mpsc::channel(2);
+        let log = AuditLog {
+            tx,
+            clock: Arc::new(crate::clock::MockClock::new(0)),
+            limiter: Mutex::new(Limiter::default()),
+            dropped: AtomicU64::new(0),
+        };
+        let event = Event {
+            at: Timestamp(0),
+            session_id: None,
+            user: None,
+            ip: None,
+            kind: EventKind::Ended {
+                reason: EndReason::LoggedOut,
+            },
+        };
+        for _ in 0..5 {
+            log.emit(&event);
+        }
+        assert_eq!(log.dropped(), 3);
+        let not_audited = Event {
+            kind: EventKind::Extended,
+            ..event
+        };
+        log.emit(&not_audited);
+        assert_eq!(log.dropped(), 3);
+    }
 
     #[test]
     fn limiter_caps_per_ip_and_globally_and_rolls() {

@@ -225,6 +225,10 @@ pub struct VerifyRequest {
     pub touch: Option<bool>,
     /// Also return the session data (opened from the same store read). Default `false`.
     pub include_data: Option<bool>,
+    /// The client's IP address, for the audit log of a refused token (failed
+    /// verifications are rate-limited per address there).
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub client_ip: Option<IpAddr>,
 }
 
 /// `POST /v1/sessions/{id}/regenerate`.
@@ -448,9 +452,8 @@ pub(crate) async fn verify(
         state.manager.status(&req.token).await
     }
     .map_err(|e| {
-        // For the audit log (rate-limited there); the caller's client address
-        // is not known here.
-        state.manager.report_failure(None, &e);
+        // For the audit log (rate-limited there per client address).
+        state.manager.report_failure(req.client_ip, &e);
         token_err(e)
     })?;
     record_sid(&rec.id);
