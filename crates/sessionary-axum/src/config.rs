@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::device::TrustedProxies;
 
 /// The prefix that binds a cookie to one origin (RFC 6265bis `__Host-`): it
 /// requires `Secure`, `Path=/` and no `Domain`.
@@ -88,6 +91,9 @@ pub struct SessionConfig {
     strict_prefixes: Vec<Cow<'static, str>>,
     sign_in_path: Option<Cow<'static, str>>,
     expiry_warning: Duration,
+    trusted_proxies: Arc<TrustedProxies>,
+    step_up_path: Option<Cow<'static, str>>,
+    hold_exempt: Vec<Cow<'static, str>>,
 }
 
 impl Default for SessionConfig {
@@ -111,6 +117,9 @@ impl SessionConfig {
             strict_prefixes: Vec::new(),
             sign_in_path: None,
             expiry_warning: DEFAULT_EXPIRY_WARNING,
+            trusted_proxies: Arc::default(),
+            step_up_path: None,
+            hold_exempt: Vec::new(),
         }
     }
 
@@ -212,12 +221,63 @@ impl SessionConfig {
     /// Whether `path` belongs to a `SameSite=Strict` route group
     /// ([`SessionConfig::with_strict_prefix`]).
     pub fn is_strict_path(&self, path: &str) -> bool {
-        self.strict_prefixes.iter().any(|p| {
-            p == "/"
-                || path
-                    .strip_prefix(p.as_ref())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+        under_any(&self.strict_prefixes, path)
+    }
+
+    /// The reverse proxies whose `Forwarded`/`X-Forwarded-For` headers give the
+    /// client IP, for the binding check ([`sessionary_core::Binding`]) and the
+    /// [`crate::ClientDevice`] extractor. None by default: the client is the
+    /// TCP peer (serve with `into_make_service_with_connect_info::<SocketAddr>()`).
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The trusted proxies ([`Self::with_trusted_proxies`]).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+
+    /// Sets the step-up page. A session held after a binding mismatch
+    /// ([`sessionary_core::SessionRecord::step_up_required`]) may only reach
+    /// this page, the sign-in page, the expired page, the passive paths and the
+    /// [`Self::with_step_up_exempt`] prefixes; any other HTML request is sent
+    /// there with `303` and `?return_to=`, any other request gets `403`
+    /// `step-up-required`. Must be a local path without query.
+    #[must_use]
+    pub fn with_step_up_path(mut self, path: &str) -> Self {
+        if is_local_path(path) && !path.contains(['?', '#']) {
+            self.step_up_path = Some(Cow::Owned(path.to_owned()));
+        }
+        self
+    }
+
+    /// The step-up page, if set.
+    pub fn step_up_path(&self) -> Option<&str> {
+        self.step_up_path.as_deref()
+    }
+
+    /// Lets a held session reach `prefix` and what lies under it (sign-out,
+    /// a re-authentication page, static assets). Anything but a local path is
+    /// ignored.
+    #[must_use]
+    pub fn with_step_up_exempt(mut self, prefix: &str) -> Self {
+        if is_local_path(prefix) && !prefix.contains(['?', '#']) {
+            let p = prefix.trim_end_matches('/');
+            self.hold_exempt
+                .push(Cow::Owned(if p.is_empty() { "/".into() } else { p.into() }));
+        }
+        self
+    }
+
+    /// Whether a session held for a step-up may reach `path`.
+    pub fn is_hold_exempt(&self, path: &str) -> bool {
+        self.step_up_path.as_deref() == Some(path)
+            || self.sign_in_path.as_deref() == Some(path)
+            || self.expired_path == path
+            || self.is_passive_path(path)
+            || under_any(&self.hold_exempt, path)
     }
 
     /// Sets how long before the session's end the events stream sends
@@ -262,6 +322,17 @@ impl SessionConfig {
     pub fn expiry_warning(&self) -> Duration {
         self.expiry_warning
     }
+}
+
+/// Whether `path` is one of `prefixes` or lies under one (`/a` covers `/a`
+/// and `/a/...`, not `/ab`).
+fn under_any(prefixes: &[Cow<'static, str>], path: &str) -> bool {
+    prefixes.iter().any(|p| {
+        p == "/"
+            || path
+                .strip_prefix(p.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// Switches that weaken the cookie; see [`SessionConfig::dangerous`].

@@ -146,6 +146,16 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
+/// The client IP of a request: the peer's (`ConnectInfo<SocketAddr>`), or the
+/// forwarded client when the peer is one of `proxies`.
+pub(crate) fn client_ip<B>(req: &http::Request<B>, proxies: &TrustedProxies) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    Some(proxies.client_ip(peer, req.headers()))
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientDevice {
     type Rejection = std::convert::Infallible;
 
@@ -154,7 +164,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientDevice {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        let ip = match (peer, parts.extensions.get::<Arc<TrustedProxies>>()) {
+        // An `Arc<TrustedProxies>` extension, else the session layer's.
+        let layer = parts.extensions.get::<crate::Session>();
+        let trusted = parts
+            .extensions
+            .get::<Arc<TrustedProxies>>()
+            .map(|t| &**t)
+            .or_else(|| layer.map(|s| s.config().trusted_proxies()));
+        let ip = match (peer, trusted) {
             (Some(peer), Some(trusted)) => Some(trusted.client_ip(peer, &parts.headers)),
             (peer, _) => peer.map(canonical),
         };

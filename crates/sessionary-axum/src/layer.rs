@@ -9,16 +9,20 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::response::IntoResponse;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use pin_project_lite::pin_project;
 use sessionary_core::token::TOKEN_LEN;
-use sessionary_core::{EndReason, SessionManager, SessionRecord, SessionToken};
+use sessionary_core::{
+    Device, EndReason, Error, Mismatch, SessionManager, SessionRecord, SessionToken,
+};
 use tower::{Layer, Service};
 
 use crate::config::{SessionConfig, accepts_html, is_local_path};
+use crate::device::client_ip;
 use crate::extract::Session;
-use crate::rejection::{ExpiredMarker, NotSignedInMarker};
+use crate::rejection::{ExpiredMarker, NotSignedInMarker, SessionRejection, StepUpMarker};
 
 /// The response header that says when the session ends (RFC 3339, UTC).
 pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
@@ -244,25 +248,50 @@ where
         if let Some(token) = token {
             // Decoded and hashed once, here.
             let hash = token.hash();
-            match session.manager().verify_hash_now(&hash, !passive) {
-                Ok(verified) => session.presented(token, verified),
-                Err(later) => {
-                    // The service that was driven to readiness serves this request,
-                    // later; a clone takes its place.
-                    let clone = self.inner.clone();
-                    let mut inner = std::mem::replace(&mut self.inner, clone);
-                    return ResponseFuture {
-                        kind: Kind::Waiting {
-                            fut: Box::pin(async move {
+            let (gate_now, later) = match session.manager().verify_hash_now(&hash, !passive) {
+                Ok(verified) => (gate(&session, &req, verified), None),
+                Err(later) => (Gate::Later, Some(later)),
+            };
+            if let Gate::Pass(verified) = gate_now {
+                session.presented(token, verified);
+            } else {
+                // The service that was driven to readiness serves this request,
+                // later; a clone takes its place.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                return ResponseFuture {
+                    kind: Kind::Waiting {
+                        fut: Box::pin(async move {
+                            let mut g = gate_now;
+                            if let Some(later) = later {
                                 let verified = session.manager().verify_later(&hash, later).await;
-                                session.presented(token, verified);
-                                let mut res = inner.call(req).await?;
-                                finish(&session, &mut res, html_uri.as_deref());
-                                Ok(res)
-                            }),
-                        },
-                    };
-                }
+                                g = gate(&session, &req, verified);
+                            }
+                            if let Gate::Mismatch(rec, mismatch, device) = g {
+                                let acted = session
+                                    .manager()
+                                    .on_binding_mismatch(&rec, mismatch, device)
+                                    .await;
+                                g = gate(&session, &req, acted);
+                            }
+                            match g {
+                                Gate::Held => {
+                                    return Ok(held(session.config(), html_uri.as_deref()));
+                                }
+                                Gate::Pass(verified) => session.presented(token, verified),
+                                // `gate` after `on_binding_mismatch` never finds
+                                // another mismatch (the session follows the
+                                // device, is held, or ended); refuse if it did.
+                                Gate::Mismatch(..) | Gate::Later => {
+                                    return Ok(held(session.config(), html_uri.as_deref()));
+                                }
+                            }
+                            let mut res = inner.call(req).await?;
+                            finish(&session, &mut res, html_uri.as_deref());
+                            Ok(res)
+                        }),
+                    },
+                };
             }
         }
         ResponseFuture {
@@ -271,6 +300,68 @@ where
                 finish: Some(Finish { session, html_uri }),
             },
         }
+    }
+}
+
+/// What the layer does with a verified cookie before the handler runs.
+enum Gate {
+    /// Go on with this result.
+    Pass(Result<Arc<SessionRecord>, Error>),
+    /// The session's binding broke: act on it (a store write) first.
+    Mismatch(Arc<SessionRecord>, Mismatch, Device),
+    /// The session is held for a step-up and the path is not exempt.
+    Held,
+    /// The store must be awaited before anything is known.
+    Later,
+}
+
+/// Checks a verified session against the requesting client: failed
+/// verifications are reported for the audit log, held sessions are stopped
+/// outside the exempt paths, and the binding is compared. Costs nothing but a
+/// policy lookup when the session's role binds nothing; otherwise the client
+/// IP and a comparison of two short strings, without allocating.
+fn gate<B>(
+    session: &Session,
+    req: &Request<B>,
+    verified: Result<Arc<SessionRecord>, Error>,
+) -> Gate {
+    let manager = session.manager();
+    let config = session.config();
+    let rec = match verified {
+        Ok(rec) => rec,
+        Err(e) => {
+            manager.report_failure(client_ip(req, config.trusted_proxies()), &e);
+            return Gate::Pass(Err(e));
+        }
+    };
+    if rec.step_up_required() {
+        return if config.is_hold_exempt(req.uri().path()) {
+            Gate::Pass(Ok(rec))
+        } else {
+            Gate::Held
+        };
+    }
+    let binding = &manager.policy_for(&rec).binding;
+    if binding.is_off() {
+        return Gate::Pass(Ok(rec));
+    }
+    let ip = client_ip(req, config.trusted_proxies());
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    match binding.check(&rec.device, ip, ua) {
+        None => Gate::Pass(Ok(rec)),
+        Some(m) => Gate::Mismatch(rec, m, Device::new(ip, ua)),
+    }
+}
+
+/// The answer to a held session outside the exempt paths: the step-up page for
+/// HTML requests (when configured), else `403 step-up-required`.
+fn held(config: &SessionConfig, html_uri: Option<&Uri>) -> Response {
+    match (html_uri, config.step_up_path()) {
+        (Some(uri), Some(path)) => see_other(format!("{path}?return_to={}", return_to(uri))),
+        _ => SessionRejection::StepUpRequired.into_response(),
     }
 }
 
@@ -299,6 +390,14 @@ fn finish(session: &Session, res: &mut Response, html_uri: Option<&Uri>) {
             ) {
                 *res = see_other(format!("{path}?return_to={}", return_to(uri)));
             }
+        }
+    } else if res.status() == StatusCode::FORBIDDEN {
+        if let (Some(uri), Some(path), Some(_)) = (
+            html_uri,
+            session.config().step_up_path(),
+            res.extensions().get::<StepUpMarker>(),
+        ) {
+            *res = see_other(format!("{path}?return_to={}", return_to(uri)));
         }
     }
     let state = session.lock();

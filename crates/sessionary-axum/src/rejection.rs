@@ -53,6 +53,9 @@ pub enum SessionRejection {
         /// The session's level.
         current: u8,
     },
+    /// The session is held after a binding mismatch (its device or network
+    /// changed): its user must pass MFA or re-authenticate first (403).
+    StepUpRequired,
     /// The session store did not answer (503).
     StoreUnavailable,
     /// No [`crate::SessionLayer`] runs in front of this handler: a programming
@@ -68,6 +71,11 @@ pub enum SessionRejection {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ExpiredMarker(pub(crate) EndReason);
 
+/// Put on a response by [`SessionRejection::StepUpRequired`] so the layer can
+/// send HTML requests to the step-up page, if one is configured.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepUpMarker;
+
 /// Put on a response by [`SessionRejection::NotSignedIn`] so the layer can
 /// send HTML requests to the sign-in page, if one is configured.
 #[derive(Clone, Copy, Debug)]
@@ -80,7 +88,7 @@ impl SessionRejection {
             Self::NotSignedIn => "not-signed-in",
             Self::SessionExpired { .. } => "session-expired",
             Self::MissingRole { .. } => "missing-role",
-            Self::InsufficientAal { .. } => "step-up-required",
+            Self::InsufficientAal { .. } | Self::StepUpRequired => "step-up-required",
             Self::StoreUnavailable => "store-unavailable",
             Self::LayerMissing => "internal",
             Self::Operation(e) => e.problem_type(),
@@ -91,7 +99,9 @@ impl SessionRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotSignedIn | Self::SessionExpired { .. } => StatusCode::UNAUTHORIZED,
-            Self::MissingRole { .. } | Self::InsufficientAal { .. } => StatusCode::FORBIDDEN,
+            Self::MissingRole { .. } | Self::InsufficientAal { .. } | Self::StepUpRequired => {
+                StatusCode::FORBIDDEN
+            }
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::LayerMissing => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Operation(e) => match e.problem_type() {
@@ -111,7 +121,7 @@ impl SessionRejection {
             Self::NotSignedIn => "Not signed in",
             Self::SessionExpired { .. } => "Session expired",
             Self::MissingRole { .. } => "Missing role",
-            Self::InsufficientAal { .. } => "Step-up required",
+            Self::InsufficientAal { .. } | Self::StepUpRequired => "Step-up required",
             Self::StoreUnavailable => "Session store unavailable",
             Self::LayerMissing => "Internal error",
             Self::Operation(_) => "Session operation failed",
@@ -128,6 +138,9 @@ impl fmt::Display for SessionRejection {
             Self::InsufficientAal { required, current } => write!(
                 f,
                 "authentication assurance level {required} is required (the session has {current})"
+            ),
+            Self::StepUpRequired => f.write_str(
+                "this session's device or network changed: confirm it is you (MFA or password) to continue",
             ),
             Self::StoreUnavailable => f.write_str("the session store is unavailable"),
             Self::LayerMissing => f.write_str("no SessionLayer in front of this handler"),
@@ -151,6 +164,7 @@ impl From<Error> for SessionRejection {
             Error::Ended(reason) => Self::SessionExpired { reason },
             Error::UnknownSession | Error::MalformedToken(_) => Self::NotSignedIn,
             Error::Store(StoreError::Unavailable(_)) => Self::StoreUnavailable,
+            Error::StepUpRequired => Self::StepUpRequired,
             e => Self::Operation(e),
         }
     }
@@ -181,6 +195,7 @@ impl IntoResponse for SessionRejection {
             Self::SessionExpired { reason } => doc["reason"] = reason.as_str().into(),
             Self::MissingRole { role } => doc["role"] = (*role).into(),
             Self::InsufficientAal { required, .. } => doc["required_aal"] = (*required).into(),
+            Self::StepUpRequired => doc["reason"] = "binding_changed".into(),
             Self::Operation(e) => {
                 if let Some(reason) = e.reason() {
                     doc["reason"] = reason.into();
@@ -191,7 +206,7 @@ impl IntoResponse for SessionRejection {
         let mut res = (status, doc.to_string()).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED || matches!(self, Self::StepUpRequired) {
             // Problems about a session are per user: never cache them.
             res.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -202,6 +217,9 @@ impl IntoResponse for SessionRejection {
             }
             Self::NotSignedIn => {
                 res.extensions_mut().insert(NotSignedInMarker);
+            }
+            Self::StepUpRequired => {
+                res.extensions_mut().insert(StepUpMarker);
             }
             _ => {}
         }

@@ -905,6 +905,12 @@ impl SessionManager {
             match self.inner.store.update(new, current.version).await? {
                 Update::Updated(r) => {
                     self.emit_with(Some(r.id), r.user.clone(), ip, event);
+                    if r.step_up_required() {
+                        // Refresh tokens are bearer credentials of clients that
+                        // cannot step up interactively: they sign in again.
+                        self.revoke_refresh_families(&r.id, FamilyEnd::BindingChanged)
+                            .await?;
+                    }
                     return Ok(r);
                 }
                 // Another request wrote first. If it already settled this
@@ -937,13 +943,26 @@ impl SessionManager {
     }
 
     /// Records a failed verification (event `verify_failed`, with the client
-    /// address) for the audit log; the web layer calls it when a presented
-    /// token does not verify. Audit sinks rate-limit these per address.
+    /// address) for the audit log; the web layer and the service API call it
+    /// when a presented token does not verify. Reported: malformed and unknown
+    /// tokens (forged or guessed), and tokens of sessions ended for a reason
+    /// that makes a replay suspicious (`hijack_suspected`, `refresh_reused`,
+    /// `token_reuse`, `regenerated`, `revoked_by_admin`, `user_disabled`).
+    /// Not reported: sessions that merely timed out or were signed out, whose
+    /// cookies browsers keep sending until they are cleared. Audit sinks
+    /// rate-limit these per address.
     pub fn report_failure(&self, ip: Option<IpAddr>, error: &Error) {
         let reason = match error {
             Error::MalformedToken(_) => "malformed",
             Error::UnknownSession => "unknown_session",
-            Error::Ended(r) => r.as_str(),
+            Error::Ended(
+                r @ (EndReason::HijackSuspected
+                | EndReason::RefreshReused
+                | EndReason::TokenReuse
+                | EndReason::Regenerated
+                | EndReason::RevokedByAdmin
+                | EndReason::UserDisabled),
+            ) => r.as_str(),
             _ => return,
         };
         self.emit_with(None, None, ip, EventKind::VerifyFailed { reason });
@@ -1430,6 +1449,9 @@ impl SessionManager {
                     "refresh tokens are for signed-in sessions",
                 ));
             };
+            if rec.step_up_required() {
+                return Err(Error::StepUpRequired);
+            }
             let now = self.now();
             let lifetime = self.policy_for(&rec).refresh_absolute_timeout;
             let expires_at = now.plus(lifetime).min(rec.absolute_expires_at);
@@ -1628,11 +1650,16 @@ impl SessionManager {
     ///
     /// Store errors.
     pub async fn revoke_session_refresh(&self, id: &SessionId) -> Result<Vec<FamilyId>> {
-        let revoked = self
-            .inner
-            .store
-            .revoke_refresh_families(id, FamilyEnd::RevokedByUser)
-            .await?;
+        self.revoke_refresh_families(id, FamilyEnd::RevokedByUser)
+            .await
+    }
+
+    async fn revoke_refresh_families(
+        &self,
+        id: &SessionId,
+        why: FamilyEnd,
+    ) -> Result<Vec<FamilyId>> {
+        let revoked = self.inner.store.revoke_refresh_families(id, why).await?;
         for f in &revoked {
             self.emit(
                 Some(f.session_id),

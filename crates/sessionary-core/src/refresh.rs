@@ -160,6 +160,9 @@ pub enum FamilyEnd {
     RevokedByUser,
     /// Its session was found ended or expired at a refresh.
     SessionEnded,
+    /// Its session was held for a step-up after a binding mismatch: a client
+    /// that cannot step up interactively signs in again.
+    BindingChanged,
 }
 
 impl FamilyEnd {
@@ -169,6 +172,7 @@ impl FamilyEnd {
             Self::Reused => "refresh_reused",
             Self::RevokedByUser => "revoked_by_user",
             Self::SessionEnded => "session_ended",
+            Self::BindingChanged => "binding_changed",
         }
     }
 
@@ -178,6 +182,7 @@ impl FamilyEnd {
             "refresh_reused" => Self::Reused,
             "revoked_by_user" => Self::RevokedByUser,
             "session_ended" => Self::SessionEnded,
+            "binding_changed" => Self::BindingChanged,
             _ => return None,
         })
     }
@@ -343,6 +348,8 @@ pub enum RefreshRefusal {
     RevokedByUser,
     /// The session ended (with this reason, when known) or expired.
     SessionEnded(Option<EndReason>),
+    /// The session was held for a step-up after its device or network changed.
+    BindingChanged,
 }
 
 impl RefreshRefusal {
@@ -356,6 +363,7 @@ impl RefreshRefusal {
             Self::RevokedByUser => "revoked_by_user",
             Self::SessionEnded(Some(r)) => r.as_str(),
             Self::SessionEnded(None) => "session_ended",
+            Self::BindingChanged => "binding_changed",
         }
     }
 
@@ -364,6 +372,7 @@ impl RefreshRefusal {
         match end {
             Some(FamilyEnd::Reused) => Self::Reused,
             Some(FamilyEnd::RevokedByUser) => Self::RevokedByUser,
+            Some(FamilyEnd::BindingChanged) => Self::BindingChanged,
             Some(FamilyEnd::SessionEnded) | None => Self::SessionEnded(None),
         }
     }

@@ -70,6 +70,10 @@ pub struct SessionView {
     pub version: u64,
     /// Usage counters.
     pub counters: BTreeMap<String, u64>,
+    /// The session is held after its device or network changed: nothing but
+    /// a step-up (MFA) or a re-authentication (`regenerate` with
+    /// `reauthenticated`) may use it. Its `aal` is 0 meanwhile.
+    pub step_up_required: bool,
 }
 
 impl From<&SessionRecord> for SessionView {
@@ -93,6 +97,7 @@ impl From<&SessionRecord> for SessionView {
             },
             version: r.version,
             counters: r.counters.clone(),
+            step_up_required: r.step_up_required(),
         }
     }
 }
@@ -179,6 +184,13 @@ pub struct DeviceInput {
     pub user_agent: Option<String>,
 }
 
+impl DeviceInput {
+    /// As a [`Device`] (label derived from the user agent).
+    pub fn device(&self) -> Device {
+        Device::new(self.ip, self.user_agent.as_deref())
+    }
+}
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -225,10 +237,12 @@ pub struct VerifyRequest {
     pub touch: Option<bool>,
     /// Also return the session data (opened from the same store read). Default `false`.
     pub include_data: Option<bool>,
-    /// The client's IP address, for the audit log of a refused token (failed
-    /// verifications are rate-limited per address there).
-    #[schema(value_type = Option<String>, example = "203.0.113.7")]
-    pub client_ip: Option<IpAddr>,
+    /// The requesting client, as your service sees it. When given, the
+    /// session's binding policy compares it with the session's device: a change
+    /// is logged (the session follows), holds the session for a step-up (`403
+    /// step-up-required`), or ends it (`401`, reason `hijack_suspected`). Failed
+    /// verifications are recorded with this IP.
+    pub client: Option<DeviceInput>,
 }
 
 /// `POST /v1/sessions/{id}/regenerate`.
@@ -242,6 +256,9 @@ pub struct RegenerateRequest {
     /// The user authenticated again: `auth_time` becomes now.
     #[serde(default)]
     pub reauthenticated: bool,
+    /// The device the session is bound to from now on: give the client that
+    /// just stepped up or re-authenticated, which releases a binding hold.
+    pub device: Option<DeviceInput>,
 }
 
 /// Reasons a caller may give for ending sessions.
@@ -429,6 +446,7 @@ pub(crate) async fn create_session(
         }
     }
     .map_err(id_err)?;
+    crate::check_new_device(state.alerts.as_deref(), &issued.session).await;
     Ok(issued_response(StatusCode::CREATED, &issued))
 }
 
@@ -439,26 +457,39 @@ pub(crate) async fn create_session(
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "The session is live", body = SessionResponse),
-        (status = 401, description = "Refused; `reason` says why (`malformed`, `unknown`, `expired_idle`, `logged_out`, `regenerated`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Refused; `reason` says why (`malformed`, `unknown`, `expired_idle`, `logged_out`, `regenerated`, `hijack_suspected`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`step-up-required`: the session is held after its device or network changed; `session_id` names it for the MFA step-up", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn verify(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
-    let rec = if req.touch.unwrap_or(true) {
-        state.manager.verify(&req.token).await
+    let m = &state.manager;
+    let verified = if req.touch.unwrap_or(true) {
+        m.verify(&req.token).await
     } else {
-        state.manager.status(&req.token).await
-    }
-    .map_err(|e| {
-        // For the audit log (rate-limited there per client address).
-        state.manager.report_failure(req.client_ip, &e);
+        m.status(&req.token).await
+    };
+    let client = req.client.as_ref();
+    let mut rec = verified.map_err(|e| {
+        m.report_failure(client.and_then(|c| c.ip), &e);
         token_err(e)
     })?;
     record_sid(&rec.id);
+    if let Some(c) = client {
+        if let Some(mismatch) = m.binding_check(&rec, c.ip, c.user_agent.as_deref()) {
+            rec = m
+                .on_binding_mismatch(&rec, mismatch, c.device())
+                .await
+                .map_err(token_err)?;
+        }
+    }
+    if rec.step_up_required() {
+        return Err(token_err(Error::StepUpRequired).with_session(&rec.id));
+    }
     let data = if req.include_data.unwrap_or(false) {
-        Some(state.manager.data(&rec).map_err(id_err)?)
+        Some(m.data(&rec).map_err(id_err)?)
     } else {
         None
     };
@@ -606,7 +637,7 @@ pub(crate) async fn regenerate(
         roles: req.roles,
         aal: req.aal,
         reauthenticated: req.reauthenticated,
-        device: None,
+        device: req.device.as_ref().map(DeviceInput::device),
     };
     let issued = state
         .manager

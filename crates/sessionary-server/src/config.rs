@@ -185,6 +185,60 @@ impl Default for AuditConfig {
     }
 }
 
+/// Which notifier delivers new-device alerts (`[alerts] notifier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// One JSON line per alert in a file (`alerts.outbox`); the demo shows it at `/outbox`.
+    #[default]
+    Outbox,
+    /// E-mail through an SMTP relay (`[alerts.smtp]`).
+    Smtp,
+    /// A signed JSON POST (`[alerts.webhook]`).
+    Webhook,
+    /// No new-device alerts (and no known devices recorded).
+    None,
+}
+
+/// `[alerts.smtp]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSmtpConfig {
+    /// The relay's host name.
+    pub host: String,
+    /// The relay's port (587).
+    pub port: u16,
+    /// `starttls` (default), `tls` (port 465) or `none` (plain text: a local relay only).
+    pub tls: sessionary_notify::SmtpTls,
+    /// User name for `AUTH`, if the relay wants one (with `password`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password for `AUTH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// The sender, such as `Sessionary <security@example.com>`.
+    pub from: String,
+    /// The recipient; `{user}` is replaced by the user id (`{user}@example.com`).
+    pub to: String,
+    /// Time allowed for one delivery (`10s`).
+    pub timeout: String,
+}
+
+impl Default for AlertsSmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: sessionary_notify::SmtpTls::default(),
+            username: None,
+            password: None,
+            from: String::new(),
+            to: "{user}@example.com".into(),
+            timeout: "10s".into(),
+        }
+    }
+}
+
 /// Shortest audit retention accepted.
 pub const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(3600);
 
@@ -200,6 +254,267 @@ impl AuditConfig {
                 errs.push(ConfigError::new("audit.retention", e));
                 None
             }
+        }
+    }
+}
+
+/// `[alerts.webhook]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsWebhookConfig {
+    /// Where alerts are POSTed (`https://...`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the `Sessionary-Signature` header (at least 32 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Time allowed for one request (`5s`).
+    pub timeout: String,
+}
+
+impl Default for AlertsWebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: None,
+            timeout: "5s".into(),
+        }
+    }
+}
+
+/// `[alerts]`: new-device alerts (`sessionary-notify`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// `outbox` (default), `smtp`, `webhook` or `none`.
+    pub notifier: NotifierKind,
+    /// The outbox file; default `<data_dir>/outbox.jsonl`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<PathBuf>,
+    /// Most alerts per user per hour (3); further new devices are recorded silently.
+    pub max_per_hour: u32,
+    /// SMTP settings (for `notifier = "smtp"`).
+    pub smtp: AlertsSmtpConfig,
+    /// Webhook settings (for `notifier = "webhook"`).
+    pub webhook: AlertsWebhookConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            notifier: NotifierKind::default(),
+            outbox: None,
+            max_per_hour: 3,
+            smtp: AlertsSmtpConfig::default(),
+            webhook: AlertsWebhookConfig::default(),
+        }
+    }
+}
+
+/// Shortest webhook secret accepted, in characters.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 32;
+
+/// How new-device alerts are delivered (validated `[alerts]`).
+#[derive(Clone, Debug)]
+pub enum AlertNotifier {
+    /// No alerts.
+    None,
+    /// To this file.
+    Outbox(PathBuf),
+    /// By e-mail.
+    Smtp(sessionary_notify::SmtpConfig),
+    /// To a webhook.
+    Webhook {
+        /// The URL.
+        url: String,
+        /// The signing key.
+        secret: Secret,
+        /// Request timeout.
+        timeout: Duration,
+    },
+}
+
+/// The validated `[alerts]` section.
+#[derive(Clone, Debug)]
+pub struct AlertSettings {
+    /// The notifier.
+    pub notifier: AlertNotifier,
+    /// Most alerts per user per hour.
+    pub max_per_hour: usize,
+}
+
+/// A duration between `min` and `max`, or an error naming `key`.
+fn bounded_duration(
+    key: &str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Duration> {
+    match parse_duration(value) {
+        Ok(d) if (min..=max).contains(&d) => Some(d),
+        Ok(_) => {
+            errs.push(ConfigError::new(
+                key,
+                format!(
+                    "must be between {} and {}",
+                    sessionary_core::policy::format_duration(min),
+                    sessionary_core::policy::format_duration(max)
+                ),
+            ));
+            None
+        }
+        Err(e) => {
+            errs.push(ConfigError::new(key, e));
+            None
+        }
+    }
+}
+
+impl AlertsConfig {
+    fn validate(&self, data_dir: &Path, errs: &mut Vec<ConfigError>) -> Option<AlertSettings> {
+        let before = errs.len();
+        if !(1..=100).contains(&self.max_per_hour) {
+            errs.push(ConfigError::new(
+                "alerts.max_per_hour",
+                format!(
+                    "expected 1 to 100 alerts per user and hour, got {} (use notifier = \"none\" for no alerts)",
+                    self.max_per_hour
+                ),
+            ));
+        }
+        if self
+            .outbox
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            errs.push(ConfigError::new(
+                "alerts.outbox",
+                "expected a file path, got an empty string",
+            ));
+        }
+        let notifier = match self.notifier {
+            NotifierKind::None => Some(AlertNotifier::None),
+            NotifierKind::Outbox => Some(AlertNotifier::Outbox(
+                self.outbox
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("outbox.jsonl")),
+            )),
+            NotifierKind::Smtp => self.smtp.validate(errs).map(AlertNotifier::Smtp),
+            NotifierKind::Webhook => self.webhook.validate(errs),
+        };
+        match notifier {
+            Some(notifier) if errs.len() == before => Some(AlertSettings {
+                notifier,
+                max_per_hour: usize::try_from(self.max_per_hour).unwrap_or(usize::MAX),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl AlertsSmtpConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> Option<sessionary_notify::SmtpConfig> {
+        let before = errs.len();
+        if self.host.trim().is_empty()
+            || self
+                .host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            errs.push(ConfigError::new(
+                "alerts.smtp.host",
+                "expected the SMTP relay's host name, such as \"smtp.example.com\" (required with notifier = \"smtp\")",
+            ));
+        }
+        if self.port == 0 {
+            errs.push(ConfigError::new(
+                "alerts.smtp.port",
+                "expected a port from 1 to 65535 (587 for STARTTLS, 465 for TLS)",
+            ));
+        }
+        let timeout = bounded_duration(
+            "alerts.smtp.timeout",
+            &self.timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+            errs,
+        );
+        let credentials = match (&self.username, &self.password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.expose().to_owned())),
+            (None, None) => None,
+            _ => {
+                errs.push(ConfigError::new(
+                    "alerts.smtp.username",
+                    "expected both a username and a password, or neither",
+                ));
+                None
+            }
+        };
+        if credentials.is_some() && self.tls == sessionary_notify::SmtpTls::None {
+            errs.push(ConfigError::new(
+                "alerts.smtp.tls",
+                "\"none\" would send the password in clear; use \"starttls\" or \"tls\" with credentials",
+            ));
+        }
+        let mut config = sessionary_notify::SmtpConfig::new(self.host.trim(), &self.from, &self.to)
+            .with_port(self.port)
+            .with_tls(self.tls);
+        if let Some((u, p)) = credentials {
+            config = config.with_credentials(u, p);
+        }
+        if let Some(t) = timeout {
+            config = config.with_timeout(t);
+        }
+        if let Err(e) = sessionary_notify::smtp::check_mailbox(&self.from) {
+            errs.push(ConfigError::new(
+                "alerts.smtp.from",
+                format!("{e}; expected an address such as \"Sessionary <security@example.com>\""),
+            ));
+        } else if let Err(e) = config.validate() {
+            errs.push(ConfigError::new(
+                "alerts.smtp.to",
+                format!("{e}; expected an address where {{user}} stands for the user id, such as \"{{user}}@example.com\""),
+            ));
+        }
+        (errs.len() == before).then_some(config)
+    }
+}
+
+impl AlertsWebhookConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> Option<AlertNotifier> {
+        let before = errs.len();
+        if let Err(e) = sessionary_notify::webhook::check_url(&self.url) {
+            errs.push(ConfigError::new(
+                "alerts.webhook.url",
+                format!("{e}: expected an http:// or https:// URL (required with notifier = \"webhook\")"),
+            ));
+        }
+        let secret = match &self.secret {
+            Some(s) if s.expose().len() >= MIN_WEBHOOK_SECRET_LEN => Some(s.clone()),
+            _ => {
+                errs.push(ConfigError::new(
+                    "alerts.webhook.secret",
+                    format!(
+                        "expected at least {MIN_WEBHOOK_SECRET_LEN} characters (the HMAC key the receiver checks the Sessionary-Signature header with)"
+                    ),
+                ));
+                None
+            }
+        };
+        let timeout = bounded_duration(
+            "alerts.webhook.timeout",
+            &self.timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            errs,
+        );
+        match (secret, timeout) {
+            (Some(secret), Some(timeout)) if errs.len() == before => Some(AlertNotifier::Webhook {
+                url: self.url.clone(),
+                secret,
+                timeout,
+            }),
+            _ => None,
         }
     }
 }
@@ -240,6 +555,9 @@ pub struct Config {
     /// headers are ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// New-device alerts.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -257,6 +575,7 @@ impl Default for Config {
             tokens: TokensConfig::default(),
             audit: AuditConfig::default(),
             trusted_proxies: Vec::new(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -464,6 +783,8 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: sessionary_axum::TrustedProxies,
+    /// New-device alerts.
+    pub alerts: AlertSettings,
 }
 
 /// The validated `[tokens]` section.
@@ -664,37 +985,41 @@ impl Config {
                 ));
                 sessionary_axum::TrustedProxies::default()
             });
+        let alerts = self.alerts.validate(&self.data_dir, &mut errs);
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
             errs.push(ConfigError::new(
                 "log",
                 format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
             ));
         }
-        match (listen, sweep_interval, tokens, audit_retention) {
-            (Some(listen), Some(sweep_interval), Some(tokens), Some(audit_retention))
-                if errs.is_empty() =>
-            {
-                Ok(Settings {
-                    listen,
-                    store_path: self
-                        .store
-                        .path
-                        .clone()
-                        .unwrap_or_else(|| self.data_dir.join("sessions.db")),
-                    store_exclusive: self.store.exclusive,
-                    data_dir: self.data_dir.clone(),
-                    store: self.store.kind,
-                    api_keys: self.api.keys.clone(),
-                    data_keys,
-                    policy: self.policy.clone(),
-                    sweep_interval,
-                    log: self.log.clone(),
-                    demo: self.demo.enabled,
-                    tokens,
-                    audit_retention,
-                    trusted_proxies,
-                })
-            }
+        match (listen, sweep_interval, tokens, alerts, audit_retention) {
+            (
+                Some(listen),
+                Some(sweep_interval),
+                Some(tokens),
+                Some(alerts),
+                Some(audit_retention),
+            ) if errs.is_empty() => Ok(Settings {
+                listen,
+                store_path: self
+                    .store
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("sessions.db")),
+                store_exclusive: self.store.exclusive,
+                data_dir: self.data_dir.clone(),
+                store: self.store.kind,
+                api_keys: self.api.keys.clone(),
+                data_keys,
+                policy: self.policy.clone(),
+                sweep_interval,
+                log: self.log.clone(),
+                demo: self.demo.enabled,
+                tokens,
+                audit_retention,
+                trusted_proxies,
+                alerts,
+            }),
             _ => Err(ConfigErrors(errs)),
         }
     }
@@ -707,7 +1032,14 @@ impl Config {
     /// If TOML serialization fails.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         let mut c = self.clone();
-        for k in c.api.keys.iter_mut().chain(c.data_keys.iter_mut()) {
+        for k in c
+            .api
+            .keys
+            .iter_mut()
+            .chain(c.data_keys.iter_mut())
+            .chain(c.alerts.smtp.password.iter_mut())
+            .chain(c.alerts.webhook.secret.iter_mut())
+        {
             *k = Secret::new("REDACTED");
         }
         if c.store.path.is_none() {
@@ -838,5 +1170,75 @@ mod tests {
         }
         let err = env(&[("SESSIONARY_AUDIT__KEEP", "1d")]).unwrap_err();
         assert_eq!(err.0[0].key, "audit.keep");
+    }
+
+    #[test]
+    fn alerts_default_to_the_outbox_in_the_data_dir() {
+        let s = Config::default().validate().unwrap();
+        assert!(matches!(
+            s.alerts.notifier,
+            AlertNotifier::Outbox(ref p) if p == &PathBuf::from("./sessionary-data/outbox.jsonl")
+        ));
+        assert_eq!(s.alerts.max_per_hour, 3);
+    }
+
+    #[test]
+    fn alerts_smtp_and_webhook_are_checked_when_chosen() {
+        let c = env(&[
+            ("SESSIONARY_ALERTS__NOTIFIER", "smtp"),
+            ("SESSIONARY_ALERTS__SMTP__FROM", "not an address"),
+            ("SESSIONARY_ALERTS__SMTP__TIMEOUT", "10m"),
+            ("SESSIONARY_ALERTS__SMTP__USERNAME", "u"),
+        ])
+        .unwrap();
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.smtp.host",
+                "alerts.smtp.timeout",
+                "alerts.smtp.username",
+                "alerts.smtp.from"
+            ],
+            "{errs}"
+        );
+
+        let c = env(&[
+            ("SESSIONARY_ALERTS__NOTIFIER", "smtp"),
+            ("SESSIONARY_ALERTS__SMTP__HOST", "smtp.example.com"),
+            (
+                "SESSIONARY_ALERTS__SMTP__FROM",
+                "Sessionary <security@example.com>",
+            ),
+            ("SESSIONARY_ALERTS__SMTP__USERNAME", "u"),
+            ("SESSIONARY_ALERTS__SMTP__PASSWORD", "hunter2"),
+        ])
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert!(matches!(s.alerts.notifier, AlertNotifier::Smtp(ref m) if m.port == 587));
+        let t = c.to_redacted_toml().unwrap();
+        assert!(!t.contains("hunter2") && !format!("{c:?}").contains("hunter2"));
+
+        let c = env(&[
+            ("SESSIONARY_ALERTS__NOTIFIER", "webhook"),
+            ("SESSIONARY_ALERTS__WEBHOOK__URL", "ftp://example.com"),
+            ("SESSIONARY_ALERTS__WEBHOOK__SECRET", "short"),
+            ("SESSIONARY_ALERTS__MAX_PER_HOUR", "0"),
+        ])
+        .unwrap();
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.max_per_hour",
+                "alerts.webhook.url",
+                "alerts.webhook.secret"
+            ],
+            "{errs}"
+        );
+        let err = env(&[("SESSIONARY_ALERTS__NOTIFIER", "pigeon")]).unwrap_err();
+        assert_eq!(err.0[0].key, "alerts.notifier", "{err}");
     }
 }

@@ -96,6 +96,12 @@ pub struct AppState {
     pub tokens: Option<Arc<sessionary_token::AccessTokens>>,
     /// Where rotated signing keys are saved, and the algorithm of new ones.
     token_keys: Option<(std::path::PathBuf, sessionary_token::SigningAlg)>,
+    /// New-device alerts, when configured ([`AppState::with_alerts`]): called
+    /// after each sign-in (`POST /v1/sessions` with a user, the demo's sign-in).
+    pub alerts: Option<Arc<sessionary_notify::NewDeviceAlerts>>,
+    /// The file outbox, when it is the notifier ([`AppState::with_outbox`]):
+    /// the demo lists it at `/outbox`.
+    pub outbox: Option<Arc<sessionary_notify::FileOutbox>>,
     /// The audit log sink of `manager`, flushed before `GET /v1/audit` reads
     /// ([`AppState::with_audit`]).
     pub audit: Option<Arc<sessionary_core::AuditLog>>,
@@ -109,8 +115,24 @@ impl AppState {
             keys: Arc::new(keys),
             tokens: None,
             token_keys: None,
+            alerts: None,
+            outbox: None,
             audit: None,
         }
+    }
+
+    /// Watches sign-ins for new devices with `alerts`.
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: Arc<sessionary_notify::NewDeviceAlerts>) -> Self {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// Shows `outbox` (the file notifier of the alerts) in the demo at `/outbox`.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Arc<sessionary_notify::FileOutbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// The audit log that `manager` writes to (one of its event sinks): the
@@ -176,8 +198,14 @@ pub fn app(state: AppState) -> Router {
 /// The API ([`app`]) and the demo shop ([`demo::router`]) at `/`, as
 /// `sessionary serve` runs them, over the same session manager. Unknown paths
 /// under `/v1/` get problem documents, others the demo's error page.
-pub fn app_with_demo(state: AppState, options: demo::DemoOptions) -> Router {
+pub fn app_with_demo(state: AppState, mut options: demo::DemoOptions) -> Router {
     let manager = state.manager.clone();
+    if let Some(alerts) = &state.alerts {
+        options = options.with_alerts(Arc::clone(alerts));
+    }
+    if let Some(outbox) = &state.outbox {
+        options = options.with_outbox(Arc::clone(outbox));
+    }
     let mut shop = demo::router(manager, options);
     if let Some(audit) = &state.audit {
         shop = shop.layer(axum::Extension(Arc::clone(audit)));
@@ -243,6 +271,25 @@ fn api(state: AppState, fallback: bool) -> Router {
         .layer(axum::middleware::map_response(private_responses))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Runs the new-device check after a sign-in that created `session`. Never
+/// fails the sign-in: errors are logged.
+pub(crate) async fn check_new_device(
+    alerts: Option<&sessionary_notify::NewDeviceAlerts>,
+    session: &sessionary_core::SessionRecord,
+) {
+    let Some(alerts) = alerts else { return };
+    if session.user.is_none() {
+        return;
+    }
+    if let Err(e) = alerts.sign_in(session).await {
+        tracing::warn!(
+            sid = %session.id,
+            error = &e as &dyn std::error::Error,
+            "new-device check failed; sign-in goes on"
+        );
+    }
 }
 
 /// Tracing (method, route and session id only) and panics as `500` problems.

@@ -24,12 +24,23 @@ use crate::problem::Problem;
 
 type ApiResult<T = Response> = Result<T, Problem>;
 
-/// `POST .../mfa/confirm` and `.../mfa/step-up`.
+/// `POST .../mfa/confirm`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// Six digits from the authenticator app, or a recovery code.
     pub code: String,
+}
+
+/// `POST .../mfa/step-up`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// Six digits from the authenticator app, or a recovery code.
+    pub code: String,
+    /// The client stepping up: the session is bound to it from now on (which
+    /// releases a hold after a binding mismatch).
+    pub device: Option<crate::api::DeviceInput>,
 }
 
 /// A pending enrolment: show the QR code (or the secret) and the recovery codes
@@ -133,11 +144,12 @@ pub(crate) async fn confirm(
 }
 
 /// Steps the session up to AAL 2 with a TOTP or recovery code: a new token is
-/// issued and the old one is refused from now on (`regenerated`).
+/// issued and the old one is refused from now on (`regenerated`). This is also
+/// what releases a session held after its device or network changed.
 #[utoipa::path(
     post, path = "/v1/sessions/{id}/mfa/step-up", tag = "mfa",
     params(("id" = String, Path, description = "Session id")),
-    request_body = CodeRequest,
+    request_body = StepUpRequest,
     responses(
         (status = 200, description = "The new token. `Cache-Control: no-store`", body = crate::api::IssuedResponse),
         (status = 403, description = "Code refused", body = Problem, content_type = "application/problem+json"),
@@ -148,12 +160,14 @@ pub(crate) async fn confirm(
 pub(crate) async fn step_up(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    ApiJson(req): ApiJson<CodeRequest>,
+    ApiJson(req): ApiJson<StepUpRequest>,
 ) -> ApiResult {
-    let issued = mfa(&state)
-        .step_up(&id, &req.code)
-        .await
-        .map_err(|e| mfa_problem(&e))?;
+    let m = mfa(&state);
+    let issued = match &req.device {
+        Some(d) => m.step_up_from(&id, &req.code, d.device()).await,
+        None => m.step_up(&id, &req.code).await,
+    }
+    .map_err(|e| mfa_problem(&e))?;
     Ok(issued_response(StatusCode::OK, &issued))
 }
 

@@ -32,13 +32,13 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Problem {
     /// `/problems/<name>`: the failure class (`session-expired`, `malformed-token`,
     /// `session-conflict`, `session-limit`, `invalid-request`, `not-found`,
-    /// `store-unavailable`, `unauthorized`, `internal`).
+    /// `store-unavailable`, `step-up-required`, `unauthorized`, `internal`).
     #[serde(rename = "type")]
     #[schema(example = "/problems/session-expired")]
     pub type_: String,
     /// A short, human-readable summary of the failure class.
     #[schema(example = "Session expired")]
-    pub title: String,
+    pub title: &'static str,
     /// The HTTP status code.
     #[schema(example = 401)]
     pub status: u16,
@@ -48,13 +48,18 @@ pub struct Problem {
     /// Why a session token was refused: `malformed`, `unknown`, or the end reason
     /// (`expired_idle`, `expired_absolute`, `logged_out`, `revoked_by_user`,
     /// `revoked_by_admin`, `evicted_by_limit`, `hijack_suspected`, `token_reuse`,
-    /// `regenerated`, `user_disabled`, `refresh_reused`).
+    /// `regenerated`, `user_disabled`, `refresh_reused`), or `binding_changed` for a
+    /// session held for a step-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "expired_idle")]
-    pub reason: Option<String>,
+    pub reason: Option<&'static str>,
     /// On a version conflict: the version now stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// On `step-up-required`: the held session, for the MFA step-up call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub session_id: Option<sessionary_core::SessionId>,
 }
 
 impl Problem {
@@ -62,11 +67,12 @@ impl Problem {
     pub fn new(status: StatusCode, name: &str, detail: impl Into<String>) -> Self {
         Self {
             type_: format!("/problems/{name}"),
-            title: title_of(name).to_owned(),
+            title: title_of(name),
             status: status.as_u16(),
             detail: detail.into(),
             reason: None,
             current_version: None,
+            session_id: None,
         }
     }
 
@@ -98,10 +104,17 @@ impl Problem {
         )
     }
 
+    /// Sets the `session_id` member.
+    #[must_use]
+    pub fn with_session(mut self, id: &sessionary_core::SessionId) -> Self {
+        self.session_id = Some(*id);
+        self
+    }
+
     /// Sets the `reason` member.
     #[must_use]
-    pub fn with_reason(mut self, reason: &str) -> Self {
-        self.reason = Some(reason.to_owned());
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
         self
     }
 
@@ -133,6 +146,7 @@ impl Problem {
             ("session-conflict" | "session-limit", _) => StatusCode::CONFLICT,
             ("invalid-request", _) => StatusCode::BAD_REQUEST,
             ("refresh-refused", _) => StatusCode::UNAUTHORIZED,
+            ("step-up-required", _) => StatusCode::FORBIDDEN,
             ("store-unavailable", _) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -150,7 +164,7 @@ impl Problem {
             tracing::error!(error = %e, source = ?std::error::Error::source(e), "request failed");
         }
         let mut p = Self::new(status, name, detail);
-        p.reason = e.reason().map(str::to_owned);
+        p.reason = e.reason();
         if let Error::VersionConflict { current } = e {
             p.current_version = Some(*current);
         }
@@ -172,6 +186,7 @@ fn title_of(name: &str) -> &'static str {
         "session-limit" => "Concurrent session limit reached",
         "invalid-request" => "Invalid request",
         "not-found" => "Not found",
+        "step-up-required" => "Step-up required",
         "store-unavailable" => "Session store unavailable",
         "unauthorized" => "Unauthorized",
         "method-not-allowed" => "Method not allowed",
@@ -207,16 +222,16 @@ mod tests {
         let p = Problem::from_token_error(&Error::Ended(EndReason::ExpiredIdle));
         assert_eq!(p.status, 401);
         assert_eq!(p.type_, "/problems/session-expired");
-        assert_eq!(p.reason.as_deref(), Some("expired_idle"));
+        assert_eq!(p.reason, Some("expired_idle"));
         let p = Problem::from_token_error(&Error::UnknownSession);
-        assert_eq!(p.reason.as_deref(), Some("unknown"));
+        assert_eq!(p.reason, Some("unknown"));
     }
 
     #[test]
     fn ended_sessions_by_id_are_410() {
         let p = Problem::from_id_error(&Error::Ended(EndReason::LoggedOut));
         assert_eq!(p.status, 410);
-        assert_eq!(p.reason.as_deref(), Some("logged_out"));
+        assert_eq!(p.reason, Some("logged_out"));
     }
 
     #[test]

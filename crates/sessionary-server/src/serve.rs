@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sessionary_core::{KeyRing, MemoryStore, SessionManager, SessionStore};
 
-use crate::config::{Secret, Settings, StoreKind};
+use crate::config::{AlertNotifier, AlertSettings, Secret, Settings, StoreKind};
 use crate::{ApiKeys, AppState, app};
 
 /// `println!` that never panics: a closed stdout (`sessionary | head -1`) must not
@@ -85,6 +85,9 @@ pub enum ServeError {
         #[source]
         source: sessionary_token::AccessTokenError,
     },
+    /// The new-device notifier could not be set up.
+    #[error("new-device alerts")]
+    Alerts(#[source] sessionary_notify::NotifyError),
     /// The engine refused its configuration.
     #[error(transparent)]
     Engine(#[from] sessionary_core::Error),
@@ -276,6 +279,48 @@ fn access_tokens(
     builder.build().map_err(err)
 }
 
+/// The new-device watcher of `[alerts]` over `manager`, with the file outbox
+/// when that is the notifier; `None` for `notifier = "none"`.
+///
+/// # Errors
+///
+/// [`ServeError::Alerts`] if the notifier cannot be built.
+#[allow(clippy::type_complexity)] // a pair, said once
+pub fn new_device_alerts(
+    settings: &AlertSettings,
+    manager: SessionManager,
+) -> Result<
+    Option<(
+        Arc<sessionary_notify::NewDeviceAlerts>,
+        Option<Arc<sessionary_notify::FileOutbox>>,
+    )>,
+    ServeError,
+> {
+    let mut outbox = None;
+    let notifier: Arc<dyn sessionary_notify::Notifier> = match &settings.notifier {
+        AlertNotifier::None => return Ok(None),
+        AlertNotifier::Outbox(path) => {
+            let o = Arc::new(sessionary_notify::FileOutbox::new(path));
+            outbox = Some(Arc::clone(&o));
+            o
+        }
+        AlertNotifier::Smtp(config) => Arc::new(
+            sessionary_notify::SmtpNotifier::new(config.clone()).map_err(ServeError::Alerts)?,
+        ),
+        AlertNotifier::Webhook {
+            url,
+            secret,
+            timeout,
+        } => Arc::new(
+            sessionary_notify::WebhookNotifier::new(url, secret.expose().as_bytes(), *timeout)
+                .map_err(ServeError::Alerts)?,
+        ),
+    };
+    let alerts = sessionary_notify::NewDeviceAlerts::new(manager, notifier)
+        .with_max_alerts(settings.max_per_hour);
+    Ok(Some((Arc::new(alerts), outbox)))
+}
+
 /// The store the service runs on, with what must be done to close it.
 #[derive(Debug, Clone)]
 pub struct OpenedStore {
@@ -399,13 +444,19 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
-    let state = AppState::new(manager, keys)
+    let mut state = AppState::new(manager.clone(), keys)
         .with_audit(Arc::clone(&audit))
         .with_tokens(Arc::clone(&tokens))
         .with_token_key_file(
             settings.data_dir.join(TOKEN_KEYS_FILE),
             settings.tokens.algorithm,
         );
+    if let Some((alerts, outbox)) = new_device_alerts(&settings.alerts, manager)? {
+        state = state.with_alerts(alerts);
+        if let Some(outbox) = outbox {
+            state = state.with_outbox(outbox);
+        }
+    }
     let app = match demo {
         Some((users, fresh)) => {
             print_demo(&settings, addr, &fresh);
@@ -529,6 +580,16 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
                 p.display()
             );
         }
+    }
+    match &settings.alerts.notifier {
+        AlertNotifier::None => say!("  alerts:   off (new devices are not watched)"),
+        AlertNotifier::Outbox(p) => say!("  alerts:   new-device alerts to {}", p.display()),
+        AlertNotifier::Smtp(c) => say!(
+            "  alerts:   new-device alerts by e-mail via {}:{}",
+            c.host,
+            c.port
+        ),
+        AlertNotifier::Webhook { .. } => say!("  alerts:   new-device alerts to the webhook"),
     }
     say!("  API:      {url}/v1/openapi.json  (send Authorization: Bearer <API key>)");
     say!("  JWKS:     {url}/.well-known/jwks.json  (access tokens from POST /v1/tokens)");

@@ -150,6 +150,10 @@ fn access_for(
         AccessTokenError::Anonymous => {
             Problem::invalid_request("anonymous sessions get no access token; sign in first")
         }
+        AccessTokenError::StepUpRequired => {
+            Problem::new(StatusCode::FORBIDDEN, e.problem_type(), e.to_string())
+                .with_reason("binding_changed")
+        }
         other => access_problem(&other),
     })?;
     let expires_in = (at.expires_at.as_millis() - now_ms).max(0) / 1000;

@@ -970,6 +970,123 @@ async fn every_response_is_private() {
     }
 }
 
+const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const FIREFOX_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+#[tokio::test]
+async fn verify_with_the_client_applies_the_binding_policy() {
+    let h = Harness::new();
+    let device = json!({ "ip": "203.0.113.7", "user_agent": CHROME_UA });
+    let (token, id) = h.create(json!({ "user": "alice", "device": device })).await;
+    let verify = |client: Value| {
+        let token = token.clone();
+        let h = &h;
+        async move {
+            h.call(
+                Method::POST,
+                "/v1/sessions/verify",
+                Some(json!({ "token": token, "client": client })),
+            )
+            .await
+        }
+    };
+    // The same /24: fine; the default policy logs another network and follows it.
+    let r = verify(json!({ "ip": "203.0.113.99", "user_agent": CHROME_UA })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["step_up_required"], false);
+    let r = verify(json!({ "ip": "198.51.100.1", "user_agent": CHROME_UA })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["device"]["ip"], "198.51.100.1");
+    // Another browser: held for a step-up, named for the MFA call.
+    let r = verify(json!({ "ip": "198.51.100.1", "user_agent": FIREFOX_UA })).await;
+    r.problem(403, "step-up-required").reason("binding_changed");
+    assert_eq!(r.body["session_id"], id.as_str());
+    // Held for every caller, with or without a client.
+    h.verify(&token).await.problem(403, "step-up-required");
+    // A re-authentication from the new browser releases and rebinds it.
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/regenerate"),
+            Some(json!({
+                "aal": 1,
+                "reauthenticated": true,
+                "device": { "ip": "198.51.100.1", "user_agent": FIREFOX_UA },
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token, "client": { "ip": "198.51.100.1", "user_agent": FIREFOX_UA } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["session"]["aal"], 1);
+}
+
+#[tokio::test]
+async fn an_admin_session_used_from_another_browser_is_revoked() {
+    let h = Harness::new();
+    let device = json!({ "ip": "203.0.113.7", "user_agent": CHROME_UA });
+    let (token, _) = h
+        .create(json!({ "user": "root", "roles": ["admin"], "device": device }))
+        .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/verify",
+            Some(json!({ "token": token, "client": { "ip": "203.0.113.7", "user_agent": "curl/8.5.0" } })),
+        )
+        .await;
+    r.problem(401, "session-expired").reason("hijack_suspected");
+    h.verify(&token)
+        .await
+        .problem(401, "session-expired")
+        .reason("hijack_suspected");
+}
+
+#[tokio::test]
+async fn sign_ins_from_a_new_device_alert_once_through_the_outbox() {
+    use sessionary_core::Clock as _;
+    let clock = MockClock::default();
+    let store = Arc::new(ProbeStore::new());
+    let manager = SessionManager::builder(store.clone())
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-api-outbox-{}-{}",
+        std::process::id(),
+        clock.now().as_millis()
+    ));
+    let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+    let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+        manager.clone(),
+        outbox.clone(),
+    ));
+    let app = app(AppState::new(manager, ApiKeys::new([KEY])).with_alerts(alerts));
+    let h = Harness { app, clock, store };
+    let laptop =
+        json!({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0"});
+    let phone = json!({"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"});
+    h.create(json!({"user": "alice", "device": laptop})).await; // first: no alert
+    h.create(json!({"user": "alice", "device": phone})).await; // new: one alert
+    h.create(json!({"user": "alice", "device": phone})).await; // known: none
+    h.create(json!({"device": {"ip": "192.0.2.1", "user_agent": "curl/8.0"}}))
+        .await; // anonymous: none
+    let sent = outbox.read_all().await.unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].user.as_str(), "alice");
+    assert_eq!(sent[0].device, "Firefox on Windows 10");
+    assert_eq!(sent[0].network.as_deref(), Some("198.51.100.0/24"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn audit_lists_sign_in_logout_and_failed_verifications() {
     let h = Harness::audited();
@@ -987,10 +1104,15 @@ async fn audit_lists_sign_in_logout_and_failed_verifications() {
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
+    // A signed-out token is not a failure worth auditing (browsers keep
+    // sending it); a malformed or never-issued one is.
     h.verify(&token).await.reason("logged_out");
     h.verify("not-a-token")
         .await
         .problem(401, "malformed-token");
+    h.verify(&"A".repeat(43))
+        .await
+        .problem(401, "session-expired");
 
     let r = h.call(Method::GET, "/v1/audit?user=alice", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -1019,7 +1141,7 @@ async fn audit_lists_sign_in_logout_and_failed_verifications() {
         .iter()
         .map(|e| e["detail"].as_str().unwrap())
         .collect();
-    assert_eq!(details, ["malformed", "logged_out"]);
+    assert_eq!(details, ["unknown_session", "malformed"]);
 
     let r = h
         .call(Method::GET, &format!("/v1/audit?session={id}"), None)

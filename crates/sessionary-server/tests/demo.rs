@@ -21,6 +21,9 @@ use tower::ServiceExt as _;
 
 const ALICE_PW: &str = "alice-password";
 const ADMIN_PW: &str = "admin-password";
+const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const FIREFOX_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
 /// Hashing is slow on purpose: once per test binary.
 fn users() -> DemoUsers {
@@ -113,6 +116,8 @@ impl Page {
 #[derive(Default)]
 struct Device {
     cookie: Mutex<Option<String>>,
+    /// Another browser than the default Chrome on Linux.
+    ua: Mutex<Option<&'static str>>,
 }
 
 impl Device {
@@ -123,10 +128,7 @@ impl Device {
     async fn send(&self, shop: &Shop, req: http::request::Builder, body: Body) -> Page {
         let mut req = req
             .header(header::ACCEPT, "text/html")
-            .header(
-                header::USER_AGENT,
-                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0",
-            )
+            .header(header::USER_AGENT, self.ua.lock().unwrap_or(CHROME_UA))
             .header("sec-fetch-site", "same-origin");
         if let Some(c) = self.cookie() {
             req = req.header(header::COOKIE, format!("session={c}"));
@@ -715,7 +717,7 @@ async fn two_step_verification_guards_the_admin_area() {
             ],
         )
         .await;
-    assert_eq!(r.location(), "/account/security");
+    assert_eq!(r.location(), "/account/security?changed=mfa");
     assert!(
         admin
             .get(&shop, "/account/security")
@@ -886,6 +888,207 @@ async fn the_client_ip_comes_from_forwarding_headers_of_trusted_proxies_only() {
         "an untrusted peer's header is ignored: {ips:?}"
     );
     assert!(!ips.contains(&"198.51.100.8".to_owned()));
+}
+
+#[tokio::test]
+async fn another_browser_holds_the_session_until_the_password_is_given_again() {
+    let shop = shop();
+    let d = Device::default();
+    d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    assert_eq!(d.get(&shop, "/account/sessions").await.status, 200);
+    // The same cookie from Firefox on Windows: held (the default policy steps
+    // up on another browser or OS).
+    *d.ua.lock() = Some(FIREFOX_UA);
+    let r = d.get(&shop, "/account/sessions").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/step-up?return_to=/account/sessions");
+    // Every page but the way out is closed, the shop included.
+    assert_eq!(d.get(&shop, "/").await.status, StatusCode::SEE_OTHER);
+    // Alice has no MFA: the step-up page sends her to the password.
+    let r = d.get(&shop, "/step-up?return_to=/account/sessions").await;
+    assert_eq!(r.location(), "/reauth?return_to=%2Faccount%2Fsessions");
+    let page = d.get(&shop, r.location()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"binding-notice\""), "{}", page.body);
+    let csrf = page.csrf();
+    let wrong = d
+        .post(
+            &shop,
+            "/reauth",
+            &[
+                ("password", "nope"),
+                ("return_to", "/account/sessions"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let before = d.cookie();
+    let ok = d
+        .post(
+            &shop,
+            "/reauth",
+            &[
+                ("password", ALICE_PW),
+                ("return_to", "/account/sessions"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(ok.location(), "/account/sessions");
+    assert_ne!(d.cookie(), before, "a new token after re-authentication");
+    let page = d.get(&shop, "/account/sessions").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Firefox on Windows 10"),
+        "rebound to the new browser"
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_signs_out_the_other_sessions() {
+    let shop = shop();
+    let (a, b, c) = (Device::default(), Device::default(), Device::default());
+    a.sign_in(&shop, "alice", ALICE_PW, false).await;
+    b.sign_in(&shop, "alice", ALICE_PW, false).await;
+    let page = a.get(&shop, "/account/security").await;
+    let csrf = page.csrf();
+    // Repeated wrong: refused, nothing changes.
+    let r = a
+        .post(
+            &shop,
+            "/account/security/password",
+            &[
+                ("new_password", "correct horse"),
+                ("repeat_password", "correct hose"),
+                ("end_others", "on"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"password-error\""));
+    assert_eq!(b.get(&shop, "/account/sessions").await.status, 200);
+    // Fine: changed, and B is signed out.
+    let r = a
+        .post(
+            &shop,
+            "/account/security/password",
+            &[
+                ("new_password", "correct horse"),
+                ("repeat_password", "correct horse"),
+                ("end_others", "on"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("<span id=\"ended-others\">1</span>"),
+        "{}",
+        r.body
+    );
+    let r = b.get(&shop, "/account/sessions").await;
+    assert!(
+        r.location()
+            .starts_with("/session-expired?reason=revoked_by_user")
+    );
+    assert_eq!(a.get(&shop, "/account/sessions").await.status, 200);
+    // The new password signs in; the old one no longer does.
+    assert_eq!(
+        c.sign_in(&shop, "alice", ALICE_PW, false).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.sign_in(&shop, "alice", "correct horse", false)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Without the box: changed, and signing out the others is offered.
+    let csrf = a.get(&shop, "/account/security").await.csrf();
+    let r = a
+        .post(
+            &shop,
+            "/account/security/password",
+            &[
+                ("new_password", "battery staple"),
+                ("repeat_password", "battery staple"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert!(r.body.contains("id=\"offer-end-others\""), "{}", r.body);
+    assert_eq!(c.get(&shop, "/account/sessions").await.status, 200);
+
+    // Outside the privileged window (5 min after the sign-in): the password first.
+    shop.clock.advance(Duration::from_secs(6 * 60));
+    let csrf = a.get(&shop, "/account/security").await.csrf();
+    let r = a
+        .post(
+            &shop,
+            "/account/security/password",
+            &[
+                ("new_password", "third time"),
+                ("repeat_password", "third time"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/reauth?return_to=/account/security");
+}
+
+#[tokio::test]
+async fn the_outbox_shows_one_alert_for_a_new_device_and_none_for_a_known_one() {
+    use sessionary_core::Clock as _;
+    let shop = shop();
+    let dir = std::env::temp_dir().join(format!(
+        "sessionary-demo-outbox-{}-{}",
+        std::process::id(),
+        shop.clock.now().as_millis()
+    ));
+    let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+    let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+        shop.manager.clone(),
+        outbox.clone(),
+    ));
+    let state = AppState::new(shop.manager.clone(), ApiKeys::new(["k".repeat(40)]))
+        .with_alerts(alerts)
+        .with_outbox(outbox);
+    let shop = Shop {
+        app: app_with_demo(state, DemoOptions::new(users())),
+        ..shop
+    };
+    let alerts_shown = |p: &Page| p.body.matches(r#"<tr class="alert""#).count();
+    let laptop = Device::default();
+    laptop.sign_in(&shop, "alice", ALICE_PW, false).await; // the first device: no alert
+    let page = laptop.get(&shop, "/outbox").await;
+    assert!(page.body.contains(r#"id="outbox-empty""#), "{}", page.body);
+
+    let other = Device::default();
+    *other.ua.lock() = Some(FIREFOX_UA);
+    assert_eq!(
+        other.sign_in(&shop, "alice", ALICE_PW, false).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = laptop.get(&shop, "/outbox").await;
+    assert_eq!(alerts_shown(&page), 1, "{}", page.body);
+    assert!(page.body.contains(r#"data-user="alice""#));
+    assert!(
+        page.body
+            .contains("New sign-in to your account from Firefox on Windows 10")
+    );
+
+    // The same browser again (a fresh cookie jar), and the first one: still one.
+    let again = Device::default();
+    *again.ua.lock() = Some(FIREFOX_UA);
+    again.sign_in(&shop, "alice", ALICE_PW, false).await;
+    Device::default()
+        .sign_in(&shop, "alice", ALICE_PW, false)
+        .await;
+    assert_eq!(alerts_shown(&laptop.get(&shop, "/outbox").await), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

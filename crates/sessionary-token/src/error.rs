@@ -63,6 +63,10 @@ pub enum AccessTokenError {
     /// Issuing: the session has already ended or expired.
     #[error("the session is not live")]
     SessionNotLive,
+    /// Issuing: the session is held for a step-up after its device or network
+    /// changed (`SessionRecord::step_up_required`).
+    #[error("step-up required: the session's device or network changed")]
+    StepUpRequired,
     /// A key could not be made, loaded or parsed.
     #[error("invalid key: {0}")]
     Key(&'static str),
@@ -99,6 +103,7 @@ impl AccessTokenError {
             Self::Expired | Self::NotYetValid | Self::RevocationUnknown => "token-expired",
             Self::Revoked | Self::SessionNotLive => "session-expired",
             Self::Anonymous => "invalid-request",
+            Self::StepUpRequired => "step-up-required",
             Self::Key(_) | Self::Io(_) | Self::Config(_) | Self::Signing(_) | Self::Random => {
                 "internal"
             }
@@ -125,6 +130,7 @@ impl AccessTokenError {
             Self::RevocationUnknown => "revocation_unknown",
             Self::Anonymous => "anonymous",
             Self::SessionNotLive => "session_not_live",
+            Self::StepUpRequired => "binding_changed",
             Self::Key(_) | Self::Io(_) | Self::Config(_) | Self::Signing(_) | Self::Random => {
                 return None;
             }

@@ -323,6 +323,9 @@ impl AccessTokens {
         if !session.is_live(now) {
             return Err(AccessTokenError::SessionNotLive);
         }
+        if session.step_up_required() {
+            return Err(AccessTokenError::StepUpRequired);
+        }
         if self.revocations.is_revoked(&session.id) {
             return Err(AccessTokenError::Revoked);
         }

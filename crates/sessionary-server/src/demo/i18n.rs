@@ -196,6 +196,58 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Codes de secours : chacun sert une fois si vous perdez votre téléphone. Gardez-les en lieu sûr ; ils ne sont affichés que maintenant.",
     ),
     ("security.code", "Code", "Code"),
+    ("security.password", "Password", "Mot de passe"),
+    (
+        "security.new_password",
+        "New password",
+        "Nouveau mot de passe",
+    ),
+    ("security.repeat_password", "Repeat it", "Répétez-le"),
+    (
+        "security.end_others",
+        "Also sign out my other sessions",
+        "Déconnecter aussi mes autres sessions",
+    ),
+    (
+        "security.change_password",
+        "Change password",
+        "Changer le mot de passe",
+    ),
+    (
+        "security.password_changed",
+        "Your password was changed.",
+        "Votre mot de passe a été changé.",
+    ),
+    (
+        "security.mfa_changed",
+        "Your two-step verification was changed.",
+        "Votre validation en deux étapes a été modifiée.",
+    ),
+    (
+        "security.ended_others",
+        "Other sessions signed out:",
+        "Autres sessions déconnectées :",
+    ),
+    (
+        "security.offer_end_others",
+        "If someone else might be using your account, sign out your other sessions now.",
+        "Si quelqu'un d'autre utilise peut-être votre compte, déconnectez vos autres sessions maintenant.",
+    ),
+    (
+        "security.password_mismatch",
+        "The two passwords differ.",
+        "Les deux mots de passe diffèrent.",
+    ),
+    (
+        "security.password_length",
+        "Use 8 to 256 characters.",
+        "Utilisez de 8 à 256 caractères.",
+    ),
+    (
+        "security.disable",
+        "Turn off two-step verification",
+        "Désactiver la validation en deux étapes",
+    ),
     ("security.confirm", "Confirm", "Confirmer"),
     (
         "security.aal",
@@ -218,6 +270,11 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Cette zone demande un code de votre application d'authentification (ou un code de secours).",
     ),
     ("stepup.submit", "Continue", "Continuer"),
+    (
+        "stepup.held",
+        "This session was just used from another network or browser. To keep it, confirm it's you.",
+        "Cette session vient d'être utilisée depuis un autre réseau ou navigateur. Pour la garder, confirmez votre identité.",
+    ),
     (
         "stepup.refused",
         "That code was not accepted. Wait for the next one and try again.",
@@ -284,6 +341,27 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Une erreur s'est produite de notre côté. Réessayez.",
     ),
     ("error.back", "Back to the shop", "Retour à la boutique"),
+    ("nav.outbox", "Outbox", "Boîte d'envoi"),
+    ("outbox.title", "Outbox", "Boîte d'envoi"),
+    (
+        "outbox.intro",
+        "The demo's mailbox: every alert the service sent, newest first.",
+        "La boîte aux lettres de la démo : toutes les alertes envoyées, les plus récentes d'abord.",
+    ),
+    (
+        "outbox.empty",
+        "No alerts yet. Sign in from another browser to get one.",
+        "Aucune alerte pour l'instant. Connectez-vous depuis un autre navigateur pour en recevoir une.",
+    ),
+    (
+        "outbox.off",
+        "Alerts do not go to the outbox here (e-mail, webhook, or none).",
+        "Ici, les alertes ne vont pas dans la boîte d'envoi (e-mail, webhook, ou aucune).",
+    ),
+    ("outbox.time", "Time", "Heure"),
+    ("outbox.user", "User", "Utilisateur"),
+    ("outbox.subject", "Subject", "Objet"),
+    ("outbox.message", "Message", "Message"),
     // "Security activity" (activity.rs).
     ("nav.activity", "Security activity", "Activité de sécurité"),
     (

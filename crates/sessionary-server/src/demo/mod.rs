@@ -13,6 +13,7 @@
 //! | `GET /account/security`, `POST /account/security/enrol`, `.../confirm` | two-step verification (TOTP, `sessionary-mfa`): QR code, recovery codes |
 //! | `GET`/`POST /step-up`, `GET`/`POST /reauth` | a code raises the session to AAL 2; the password again opens the privileged window |
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
+//! | `GET /outbox` | the demo's mailbox: new-device alerts of the file outbox, newest first |
 //! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
 //! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
 //! | `GET`/`POST /api/cart` | the cart as JSON, for the cookie or an access token (`Authorization: Bearer`) |
@@ -41,6 +42,7 @@
 
 mod activity;
 mod i18n;
+mod outbox;
 mod users;
 mod view;
 
@@ -117,6 +119,7 @@ pub struct DemoOptions {
     insecure_http: bool,
     access_tokens: Option<Arc<AccessTokens>>,
     trusted_proxies: Option<Arc<sessionary_axum::TrustedProxies>>,
+    alerts: outbox::Alerts,
 }
 
 impl DemoOptions {
@@ -129,6 +132,7 @@ impl DemoOptions {
             insecure_http: true,
             access_tokens: None,
             trusted_proxies: None,
+            alerts: outbox::Alerts::default(),
         }
     }
 
@@ -170,6 +174,7 @@ struct Demo {
     manager: SessionManager,
     users: Arc<DemoUsers>,
     mfa: Arc<Mfa>,
+    alerts: outbox::Alerts,
 }
 
 /// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
@@ -179,7 +184,16 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     let mut config = SessionConfig::new()
         .with_expiry_warning(options.expiry_warning)
         .with_sign_in_path("/login")
-        .with_strict_prefix("/admin");
+        .with_strict_prefix("/admin")
+        // A session held after its network or browser changed may only prove
+        // itself (code or password), sign out, or load the page assets.
+        .with_step_up_path("/step-up")
+        .with_step_up_exempt("/reauth")
+        .with_step_up_exempt("/logout")
+        .with_step_up_exempt("/assets");
+    if let Some(proxies) = &options.trusted_proxies {
+        config = config.with_trusted_proxies(sessionary_axum::TrustedProxies::clone(proxies));
+    }
     let mut csrf = CsrfConfig::new();
     if options.insecure_http {
         // Loopback only (see `DemoOptions::new`): browsers treat it as secure
@@ -191,6 +205,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         manager: manager.clone(),
         users: options.users,
         mfa: Arc::new(Mfa::new(manager.clone(), "Sessionary demo shop")),
+        alerts: options.alerts,
     };
     let mut router = Router::new()
         .route("/", get(shop))
@@ -207,10 +222,13 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/security", get(security_page))
         .route("/account/security/enrol", post(security_enrol))
         .route("/account/security/confirm", post(security_confirm))
+        .route("/account/security/password", post(security_password))
+        .route("/account/security/disable", post(security_disable))
         .route("/step-up", get(step_up_page).post(step_up))
         .route("/reauth", get(reauth_page).post(reauth))
         .route("/admin", get(admin_page))
         .route("/admin/sessions/end", post(admin_end))
+        .route("/outbox", get(outbox::outbox_page))
         .route("/session-expired", get(expired_page))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
@@ -225,9 +243,6 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024));
     if let Some(tokens) = options.access_tokens {
         router = router.layer(Extension(tokens));
-    }
-    if let Some(proxies) = options.trusted_proxies {
-        router = router.layer(Extension(proxies));
     }
     router.with_state(demo)
 }
@@ -440,7 +455,10 @@ async fn login(
         .with_remember(form.remember.is_some())
         .with_device(device);
     match session.login(new).await {
-        Ok(_) => Ok(Redirect::to(&return_to).into_response()),
+        Ok(record) => {
+            demo.alerts.sign_in(&record).await;
+            Ok(Redirect::to(&return_to).into_response())
+        }
         Err(SessionRejection::Operation(sessionary_core::Error::LimitReached { .. })) => {
             Err(DemoError::Page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -578,7 +596,7 @@ async fn admin_page(
     let ctx = demo.ctx(&admin.session, true).await?;
     let mut rows = Vec::new();
     for name in demo.users.names() {
-        for r in demo.manager.list(name).await? {
+        for r in demo.manager.list(&name).await? {
             rows.push((name.as_str().to_owned(), r));
         }
     }
@@ -708,7 +726,32 @@ fn svg_data_url(svg: &str) -> String {
 }
 
 /// `GET /account/security`: two-step verification on or off.
-async fn security_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Response, DemoError> {
+/// `?changed=mfa` after a change of the second factor.
+#[derive(Deserialize)]
+struct SecurityQuery {
+    changed: Option<String>,
+}
+
+async fn security_page(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Query(q): Query<SecurityQuery>,
+) -> Result<Response, DemoError> {
+    let notice = match q.changed.as_deref() {
+        Some("mfa") => view::SecurityNotice::MfaChanged,
+        Some("password") => view::SecurityNotice::PasswordChanged(None),
+        _ => view::SecurityNotice::None,
+    };
+    security_with(&demo, &user, StatusCode::OK, notice).await
+}
+
+/// The security page in its current state, with a notice.
+async fn security_with(
+    demo: &Demo,
+    user: &CurrentUser,
+    status: StatusCode,
+    notice: view::SecurityNotice,
+) -> Result<Response, DemoError> {
     let ctx = demo.ctx(&user.session, true).await?;
     let state = if demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? {
         view::SecurityView::On {
@@ -721,7 +764,112 @@ async fn security_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Re
     } else {
         view::SecurityView::Off
     };
-    Ok(page(view::security(&ctx, &state, user.record.aal)))
+    Ok(page_with(
+        status,
+        view::security(&ctx, &state, user.record.aal, notice),
+    ))
+}
+
+/// The password form. No `Debug`: it holds passwords.
+#[derive(Deserialize)]
+struct PasswordForm {
+    new_password: String,
+    repeat_password: String,
+    end_others: Option<String>,
+}
+
+/// Where a sensitive action sends a session outside its privileged window
+/// (`/reauth`) or below the AAL its user's MFA gives (`/step-up`), if anywhere.
+fn privileged_redirect(e: &sessionary_mfa::Error) -> Option<Response> {
+    match e {
+        sessionary_mfa::Error::ReauthenticationRequired => {
+            Some(Redirect::to("/reauth?return_to=/account/security").into_response())
+        }
+        sessionary_mfa::Error::InsufficientAal { .. } => {
+            Some(Redirect::to("/step-up?return_to=/account/security").into_response())
+        }
+        _ => None,
+    }
+}
+
+/// `POST /account/security/password`: a sensitive action, inside the
+/// privileged window only (and at AAL 2 for a user with MFA). The user's other
+/// sessions are signed out when asked (the default), else offered.
+async fn security_password(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, DemoError> {
+    if let Err(e) = demo.mfa.require_privileged(&user.record.id).await {
+        return privileged_redirect(&e).ok_or_else(|| mfa_err(e));
+    }
+    if demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? && user.record.aal < 2 {
+        return Ok(Redirect::to("/step-up?return_to=/account/security").into_response());
+    }
+    let refused = |key| view::SecurityNotice::PasswordRefused(key);
+    if form.new_password != form.repeat_password {
+        return security_with(
+            &demo,
+            &user,
+            StatusCode::BAD_REQUEST,
+            refused("security.password_mismatch"),
+        )
+        .await;
+    }
+    let users = Arc::clone(&demo.users);
+    let name = user.user.clone();
+    let changed =
+        tokio::task::spawn_blocking(move || users.set_password(&name, &form.new_password))
+            .await
+            .map_err(|_| internal())?;
+    match changed {
+        Ok(()) => {}
+        Err(DemoUsersError::Refused(_)) => {
+            return security_with(
+                &demo,
+                &user,
+                StatusCode::BAD_REQUEST,
+                refused("security.password_length"),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "demo password change failed");
+            return Err(internal());
+        }
+    }
+    tracing::info!(user = %user.user, "password changed");
+    let ended = if form.end_others.is_some() {
+        let gone = demo
+            .manager
+            .end_user_sessions(&user.user, Some(&user.record.id), EndReason::RevokedByUser)
+            .await?;
+        Some(gone.len())
+    } else {
+        None
+    };
+    security_with(
+        &demo,
+        &user,
+        StatusCode::OK,
+        view::SecurityNotice::PasswordChanged(ended),
+    )
+    .await
+}
+
+/// `POST /account/security/disable`: turns MFA off (privileged window and
+/// AAL 2 needed), then offers to sign out the other sessions.
+async fn security_disable(
+    State(demo): State<Demo>,
+    user: CurrentUser,
+) -> Result<Response, DemoError> {
+    match demo.mfa.disable(&user.record.id).await {
+        Ok(()) => Ok(Redirect::to("/account/security?changed=mfa").into_response()),
+        Err(sessionary_mfa::Error::NotEnrolled) => {
+            Ok(Redirect::to("/account/security").into_response())
+        }
+        Err(e) => privileged_redirect(&e).ok_or_else(|| mfa_err(e)),
+    }
 }
 
 /// `POST /account/security/enrol`: a new secret, QR code and recovery codes;
@@ -748,7 +896,12 @@ async fn security_enrol(
         recovery: &e.recovery_codes,
         refused: false,
     };
-    Ok(page(view::security(&ctx, &state, user.record.aal)))
+    Ok(page(view::security(
+        &ctx,
+        &state,
+        user.record.aal,
+        view::SecurityNotice::None,
+    )))
 }
 
 /// The confirm form. No `Debug`: it holds a secret.
@@ -769,7 +922,7 @@ async fn security_confirm(
         .confirm_enrolment(&user.record.id, form.code.trim())
         .await
     {
-        Ok(()) => Ok(Redirect::to("/account/security").into_response()),
+        Ok(()) => Ok(Redirect::to("/account/security?changed=mfa").into_response()),
         Err(e) if code_refused(&e) => {
             let ctx = demo.ctx(&user.session, true).await?;
             let state = view::SecurityView::Enrolling {
@@ -780,7 +933,7 @@ async fn security_confirm(
             };
             Ok(page_with(
                 StatusCode::FORBIDDEN,
-                view::security(&ctx, &state, user.record.aal),
+                view::security(&ctx, &state, user.record.aal, view::SecurityNotice::None),
             ))
         }
         Err(sessionary_mfa::Error::NotEnrolled) => {
@@ -790,17 +943,26 @@ async fn security_confirm(
     }
 }
 
+/// A local path as a query value.
+fn query_value(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 async fn step_up_page(
     State(demo): State<Demo>,
     user: CurrentUser,
     Query(q): Query<ReturnTo>,
 ) -> Result<Response, DemoError> {
+    let return_to = local_path(q.return_to.as_deref());
+    let held = user.record.step_up_required();
+    // A held session of a user without MFA proves itself with the password.
+    if held && !demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)? {
+        return Ok(
+            Redirect::to(&format!("/reauth?return_to={}", query_value(return_to))).into_response(),
+        );
+    }
     let ctx = demo.ctx(&user.session, true).await?;
-    Ok(page(view::step_up(
-        &ctx,
-        local_path(q.return_to.as_deref()),
-        false,
-    )))
+    Ok(page(view::step_up(&ctx, return_to, false, held)))
 }
 
 /// A code form with where to go next. No `Debug`: it holds a code.
@@ -811,10 +973,13 @@ struct StepUpForm {
 }
 
 /// `POST /step-up`: a TOTP or recovery code raises the session to AAL 2 under
-/// a new token (the cookie changes; the old token is dead).
+/// a new token (the cookie changes; the old token is dead), bound to this
+/// device from now on: this is also what releases a session held after its
+/// network or browser changed.
 async fn step_up(
     State(demo): State<Demo>,
     user: CurrentUser,
+    ClientDevice(device): ClientDevice,
     Form(form): Form<StepUpForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
@@ -825,7 +990,7 @@ async fn step_up(
                     aal: Some(sessionary_mfa::STEP_UP_AAL),
                     reauthenticated: true,
                     roles: None,
-                    device: None,
+                    device: Some(device),
                 })
                 .await?;
             Ok(Redirect::to(&return_to).into_response())
@@ -834,11 +999,20 @@ async fn step_up(
             let ctx = demo.ctx(&user.session, true).await?;
             Ok(page_with(
                 StatusCode::FORBIDDEN,
-                view::step_up(&ctx, &return_to, true),
+                view::step_up(&ctx, &return_to, true, user.record.step_up_required()),
             ))
         }
         Err(e) => Err(mfa_err(e)),
     }
+}
+
+/// Whether a held session must use `/step-up` (its user has MFA) rather than
+/// the password.
+async fn needs_mfa(demo: &Demo, user: &CurrentUser) -> Result<bool, DemoError> {
+    Ok(
+        user.record.step_up_required()
+            && demo.mfa.is_enrolled(&user.user).await.map_err(mfa_err)?,
+    )
 }
 
 async fn reauth_page(
@@ -846,11 +1020,18 @@ async fn reauth_page(
     user: CurrentUser,
     Query(q): Query<ReturnTo>,
 ) -> Result<Response, DemoError> {
+    let return_to = local_path(q.return_to.as_deref());
+    if needs_mfa(&demo, &user).await? {
+        return Ok(
+            Redirect::to(&format!("/step-up?return_to={}", query_value(return_to))).into_response(),
+        );
+    }
     let ctx = demo.ctx(&user.session, true).await?;
     Ok(page(view::reauth(
         &ctx,
-        local_path(q.return_to.as_deref()),
+        return_to,
         false,
+        user.record.step_up_required(),
     )))
 }
 
@@ -862,24 +1043,36 @@ struct ReauthForm {
 }
 
 /// `POST /reauth`: the password again opens the privileged window (a new
-/// token, `auth_time` now).
+/// token, `auth_time` now, bound to this device). For a session held after
+/// its network or browser changed, the password releases it only when the
+/// user has no MFA (AAL 1); with MFA it takes a code (`/step-up`).
 async fn reauth(
     State(demo): State<Demo>,
     user: CurrentUser,
+    ClientDevice(device): ClientDevice,
     Form(form): Form<ReauthForm>,
 ) -> Result<Response, DemoError> {
     let return_to = local_path(form.return_to.as_deref()).to_owned();
+    if needs_mfa(&demo, &user).await? {
+        return Ok(
+            Redirect::to(&format!("/step-up?return_to={}", query_value(&return_to)))
+                .into_response(),
+        );
+    }
+    let held = user.record.step_up_required();
     let name = user.user.as_str().to_owned();
     if demo.check_password(name, form.password).await?.is_none() {
         let ctx = demo.ctx(&user.session, true).await?;
         return Ok(page_with(
             StatusCode::UNAUTHORIZED,
-            view::reauth(&ctx, &return_to, true),
+            view::reauth(&ctx, &return_to, true, held),
         ));
     }
     user.session
         .regenerate(Privilege {
             reauthenticated: true,
+            aal: held.then_some(1),
+            device: Some(device),
             ..Privilege::default()
         })
         .await?;

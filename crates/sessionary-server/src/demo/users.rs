@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -28,21 +29,42 @@ struct Account {
 }
 
 /// The demo accounts. Passwords are only ever held as Argon2id hashes.
-#[derive(Clone)]
 pub struct DemoUsers {
-    accounts: Vec<Account>,
+    accounts: RwLock<Vec<Account>>,
     /// Verified against for unknown names, so both answers take as long.
     dummy: String,
+    /// The file the accounts are kept in, if any (password changes rewrite it).
+    path: Option<PathBuf>,
+}
+
+impl Clone for DemoUsers {
+    /// An independent copy: a password changed on one is not changed on the other.
+    fn clone(&self) -> Self {
+        Self {
+            accounts: RwLock::new(
+                self.accounts
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            ),
+            dummy: self.dummy.clone(),
+            path: self.path.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for DemoUsers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
         f.debug_struct("DemoUsers")
-            .field("names", &names)
+            .field("names", &self.names())
             .finish_non_exhaustive()
     }
 }
+
+/// Shortest password accepted (NIST SP 800-63B-4: at least 8 characters).
+pub(super) const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted (Argon2 takes any length; this bounds the work).
+pub(super) const MAX_PASSWORD_CHARS: usize = 256;
 
 /// A freshly generated account, to show once.
 #[derive(Clone)]
@@ -89,6 +111,9 @@ pub enum DemoUsersError {
     /// No randomness for passwords or salts.
     #[error("the system random number generator failed")]
     Random,
+    /// A new password was refused (too short, too long, unknown account).
+    #[error("{0}")]
+    Refused(&'static str),
 }
 
 fn hash(password: &str) -> Result<String, DemoUsersError> {
@@ -143,8 +168,9 @@ impl DemoUsers {
             })
             .collect::<Result<Vec<_>, DemoUsersError>>()?;
         Ok(Self {
-            accounts,
+            accounts: RwLock::new(accounts),
             dummy: hash("not a password")?,
+            path: None,
         })
     }
 
@@ -157,7 +183,11 @@ impl DemoUsers {
     pub fn load_or_create(dir: &Path) -> Result<(Self, Vec<NewAccount>), DemoUsersError> {
         let path = dir.join(DEMO_USERS_FILE);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok((Self::parse(&path, &text)?, Vec::new())),
+            Ok(text) => {
+                let mut users = Self::parse(&path, &text)?;
+                users.path = Some(path);
+                Ok((users, Vec::new()))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let fresh = vec![
                     NewAccount {
@@ -186,7 +216,9 @@ impl DemoUsers {
                     .iter()
                     .map(|(n, r, h)| (n.as_str(), r.as_str(), h.as_str()))
                     .collect();
-                Ok((Self::from_accounts(&refs)?, fresh))
+                let mut users = Self::from_accounts(&refs)?;
+                users.path = Some(path);
+                Ok((users, fresh))
             }
             Err(source) => Err(DemoUsersError::File {
                 what: "cannot read",
@@ -228,21 +260,84 @@ impl DemoUsers {
     /// (Argon2id): call it off the async threads ([`tokio::task::spawn_blocking`]).
     /// An unknown name costs as much as a wrong password.
     pub fn check(&self, name: &str, password: &str) -> Option<(UserId, String)> {
-        let account = self.accounts.iter().find(|a| a.name.as_str() == name);
-        let phc = account.map_or(self.dummy.as_str(), |a| a.hash.as_str());
+        // Copied out so the lock is not held through Argon2.
+        let account = self
+            .accounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|a| a.name.as_str() == name)
+            .cloned();
+        let phc = account
+            .as_ref()
+            .map_or(self.dummy.as_str(), |a| a.hash.as_str());
         let ok = PasswordHash::new(phc).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
         });
-        account
-            .filter(|_| ok)
-            .map(|a| (a.name.clone(), a.role.clone()))
+        account.filter(|_| ok).map(|a| (a.name, a.role))
+    }
+
+    /// Sets a new password (8 to 256 characters) and rewrites the accounts
+    /// file, if there is one, atomically (a new file renamed over the old).
+    /// Slow on purpose (Argon2id): call it off the async threads.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Refused`] for a password out of bounds or an unknown
+    /// account; file errors.
+    pub fn set_password(&self, name: &UserId, password: &str) -> Result<(), DemoUsersError> {
+        let chars = password.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(DemoUsersError::Refused(
+                "the password needs at least 8 characters",
+            ));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(DemoUsersError::Refused(
+                "the password is longer than 256 characters",
+            ));
+        }
+        let new_hash = hash(password)?;
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(i) = accounts.iter().position(|a| &a.name == name) else {
+            return Err(DemoUsersError::Refused("no such account"));
+        };
+        let mut updated = accounts.clone();
+        updated[i].hash = new_hash;
+        if let Some(path) = &self.path {
+            let mut text = String::from(
+                "# Sessionary demo accounts: name role argon2id-hash. Delete this file \
+                 for new passwords.\n",
+            );
+            for a in &updated {
+                text.push_str(&format!("{} {} {}\n", a.name, a.role, a.hash));
+            }
+            let tmp = path.with_extension("new");
+            let _ = fs::remove_file(&tmp);
+            write_new(&tmp, &text)?;
+            fs::rename(&tmp, path).map_err(|source| DemoUsersError::File {
+                what: "cannot replace",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        *accounts = updated;
+        Ok(())
     }
 
     /// The account names, for the admin page.
-    pub fn names(&self) -> impl Iterator<Item = &UserId> {
-        self.accounts.iter().map(|a| &a.name)
+    pub fn names(&self) -> Vec<UserId> {
+        self.accounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
     }
 }
 
@@ -286,6 +381,17 @@ mod tests {
         assert!(again.check("admin", &fresh[1].password).is_some());
         let text = fs::read_to_string(dir.join(DEMO_USERS_FILE))?;
         assert!(!text.contains(&alice.password), "only hashes are kept");
+        // A changed password is kept in the file, and the old one is refused.
+        let name = UserId::new("alice")?;
+        assert!(matches!(
+            again.set_password(&name, "short"),
+            Err(DemoUsersError::Refused(_))
+        ));
+        again.set_password(&name, "a new passphrase")?;
+        assert!(again.check("alice", &alice.password).is_none());
+        let (reloaded, _) = DemoUsers::load_or_create(&dir)?;
+        assert!(reloaded.check("alice", "a new passphrase").is_some());
+        assert!(reloaded.check("admin", &fresh[1].password).is_some());
         fs::write(dir.join(DEMO_USERS_FILE), "alice user nothash\n")?;
         assert!(matches!(
             DemoUsers::load_or_create(&dir),

@@ -26,7 +26,7 @@ impl Ctx {
 }
 
 /// An element whose text the language switch replaces.
-fn tr(ctx: &Ctx, key: &str) -> Markup {
+pub(super) fn tr(ctx: &Ctx, key: &str) -> Markup {
     html! { span data-i18n=(key) { (ctx.t(key)) } }
 }
 
@@ -59,6 +59,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
                     a.brand href="/" { (tr(ctx, "site.name")) }
                     nav {
                         a #nav-shop href="/" { (tr(ctx, "nav.shop")) }
+                        a #nav-outbox href="/outbox" { (tr(ctx, "nav.outbox")) }
                         @if let Some((name, admin)) = &ctx.user {
                             a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
                             a #nav-security href="/account/security" { (tr(ctx, "nav.security")) }
@@ -223,7 +224,7 @@ fn ago(now: Timestamp, then: Timestamp) -> String {
 }
 
 /// `2026-11-26 07:40 UTC`.
-fn when(at: Timestamp) -> String {
+pub(super) fn when(at: Timestamp) -> String {
     let s = at.to_rfc3339();
     format!("{} UTC", s.get(..16).unwrap_or(&s).replace('T', " "))
 }
@@ -377,10 +378,57 @@ pub(super) enum SecurityView<'a> {
 }
 
 /// The two-step verification page.
-pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
+/// What the security page reports after a change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum SecurityNotice {
+    /// Nothing.
+    #[default]
+    None,
+    /// The password changed; `Some(n)`: n other sessions were signed out.
+    PasswordChanged(Option<usize>),
+    /// MFA was turned on or off.
+    MfaChanged,
+    /// A new password was refused (message key).
+    PasswordRefused(&'static str),
+}
+
+pub(super) fn security(
+    ctx: &Ctx,
+    state: &SecurityView<'_>,
+    aal: u8,
+    notice: SecurityNotice,
+) -> Markup {
+    let offer_end_others = matches!(
+        notice,
+        SecurityNotice::PasswordChanged(None) | SecurityNotice::MfaChanged
+    );
     let main = html! {
         main #security data-mfa=(match state { SecurityView::Off => "off", SecurityView::Enrolling { .. } => "enrolling", SecurityView::On { .. } => "on" }) {
             h1 { (tr(ctx, "security.title")) }
+            @match notice {
+                SecurityNotice::PasswordChanged(ended) => {
+                    p #security-notice .notice role="status" data-changed="password" {
+                        (tr(ctx, "security.password_changed"))
+                        @if let Some(n) = ended {
+                            " " (tr(ctx, "security.ended_others")) " " span #ended-others { (n) }
+                        }
+                    }
+                }
+                SecurityNotice::MfaChanged => {
+                    p #security-notice .notice role="status" data-changed="mfa" { (tr(ctx, "security.mfa_changed")) }
+                }
+                SecurityNotice::PasswordRefused(key) => {
+                    p #password-error .error role="alert" { (tr(ctx, key)) }
+                }
+                SecurityNotice::None => {}
+            }
+            @if offer_end_others {
+                form #offer-end-others method="post" action="/account/sessions/end-others" {
+                    (csrf_field(ctx))
+                    p { (tr(ctx, "security.offer_end_others")) }
+                    button #end-others-after-change type="submit" { (tr(ctx, "sessions.end_others")) }
+                }
+            }
             p { (tr(ctx, "security.aal")) ": " strong #aal { (aal) } }
             @match state {
                 SecurityView::Off => {
@@ -413,7 +461,19 @@ pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
                 SecurityView::On { codes_left } => {
                     p #mfa-on { (tr(ctx, "security.on")) }
                     p { (tr(ctx, "security.codes_left")) ": " (codes_left) }
+                    form method="post" action="/account/security/disable" {
+                        (csrf_field(ctx))
+                        button #mfa-disable type="submit" { (tr(ctx, "security.disable")) }
+                    }
                 }
+            }
+            h2 { (tr(ctx, "security.password")) }
+            form #password-form method="post" action="/account/security/password" {
+                (csrf_field(ctx))
+                label { (tr(ctx, "security.new_password")) " " input #new-password type="password" name="new_password" autocomplete="new-password" minlength="8" maxlength="256" required; }
+                label { (tr(ctx, "security.repeat_password")) " " input #repeat-password type="password" name="repeat_password" autocomplete="new-password" required; }
+                label { input #end-others-check type="checkbox" name="end_others" value="on" checked; " " (tr(ctx, "security.end_others")) }
+                button #change-password type="submit" { (tr(ctx, "security.change_password")) }
             }
         }
     };
@@ -421,10 +481,13 @@ pub(super) fn security(ctx: &Ctx, state: &SecurityView<'_>, aal: u8) -> Markup {
 }
 
 /// The step-up page: a TOTP or recovery code raises the session to AAL 2.
-pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool) -> Markup {
+pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool, held: bool) -> Markup {
     let main = html! {
-        main #step-up {
+        main #step-up data-held=[held.then_some("true")] {
             h1 { (tr(ctx, "stepup.title")) }
+            @if held {
+                p #binding-notice .notice role="alert" { (tr(ctx, "stepup.held")) }
+            }
             p { (tr(ctx, "stepup.intro")) }
             @if refused {
                 p #step-up-error .error role="alert" { (tr(ctx, "stepup.refused")) }
@@ -441,11 +504,15 @@ pub(super) fn step_up(ctx: &Ctx, return_to: &str, refused: bool) -> Markup {
 }
 
 /// Re-authentication: the password again, for sensitive changes.
-pub(super) fn reauth(ctx: &Ctx, return_to: &str, failed: bool) -> Markup {
+pub(super) fn reauth(ctx: &Ctx, return_to: &str, failed: bool, held: bool) -> Markup {
     let main = html! {
-        main #reauth {
+        main #reauth data-held=[held.then_some("true")] {
             h1 { (tr(ctx, "reauth.title")) }
-            p { (tr(ctx, "reauth.intro")) }
+            @if held {
+                p #binding-notice .notice role="alert" { (tr(ctx, "stepup.held")) }
+            } @else {
+                p { (tr(ctx, "reauth.intro")) }
+            }
             @if failed {
                 p #reauth-error .error role="alert" { (tr(ctx, "login.error")) }
             }
