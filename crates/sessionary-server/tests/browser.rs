@@ -759,3 +759,101 @@ async fn two_step_verification_step_up_for_the_admin_area() {
     .await;
     b.screenshot("enrol-after-reauth").await;
 }
+
+/// Binding and new-device alerts. Alice turns on two-step verification; the
+/// test's reverse proxy (a trusted proxy) then reports her at another address
+/// in the same /24, which changes nothing, and then on another network: the
+/// next page is the step-up page, for every page of the shop. A TOTP code
+/// computed by the test continues the session, now bound to the new network,
+/// and the outbox shows one new-device alert for it.
+#[tokio::test]
+async fn a_new_network_asks_for_a_code_and_alerts_the_user() {
+    const TEST: &str = "a_new_network_asks_for_a_code_and_alerts_the_user";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let mut policy = sessionary_core::Policy::default();
+    policy.default.binding.on_ip_change = sessionary_core::BindingAction::StepUp;
+    let shop = Shop::behind_proxy(policy).await;
+    let a = driver.device("alice").await;
+    shop.sign_in(&a, "alice", ALICE_PW, false, "/").await;
+
+    // Two-step verification on.
+    a.goto(&shop.url("/account/security")).await;
+    a.wait_js("document.querySelector('main#security')?.dataset.mfa === 'off'")
+        .await;
+    a.click("#mfa-enrol").await;
+    a.wait_js("document.querySelector('main#security')?.dataset.mfa === 'enrolling'")
+        .await;
+    let secret = a.text("code#mfa-secret").await;
+    a.fill("#mfa-code", &shop.totp(&secret)).await;
+    a.click("#mfa-confirm").await;
+    a.wait_js(
+        "document.querySelector('main#security')?.dataset.mfa === 'on' && \
+         document.querySelector('#offer-end-others')",
+    )
+    .await;
+
+    // The first device of an account is no news.
+    a.goto(&shop.url("/outbox")).await;
+    a.wait_js("document.querySelector('main#outbox')").await;
+    assert_eq!(
+        a.js("return document.querySelectorAll('tr.alert').length;")
+            .await,
+        0
+    );
+
+    // Another address in the same /24: the same network.
+    shop.set_client_ip([203, 0, 113, 77]);
+    a.goto(&shop.url("/account/sessions")).await;
+    a.wait_js("document.querySelector('main#manage-sessions')")
+        .await;
+
+    // Another network: held, whatever page is asked for.
+    shop.set_client_ip([198, 51, 100, 20]);
+    a.goto(&shop.url("/account/sessions")).await;
+    a.wait_js("location.pathname === '/step-up' && document.querySelector('#binding-notice')")
+        .await;
+    assert_eq!(a.page_status().await, 200);
+    assert_eq!(
+        a.js("return new URLSearchParams(location.search).get('return_to');")
+            .await,
+        "/account/sessions"
+    );
+    a.goto(&shop.url("/")).await;
+    a.wait_js("location.pathname === '/step-up' && document.querySelector('#binding-notice')")
+        .await;
+    a.screenshot("held-step-up").await;
+    a.goto(&shop.url("/step-up?return_to=/account/sessions"))
+        .await;
+    a.wait_js("document.querySelector('#step-up-code')").await;
+
+    // The code of the next time step (the enrolment spent this one).
+    shop.clock.advance(Duration::from_secs(30));
+    let before = a.cookie("session").await.expect("a session cookie");
+    a.fill("#step-up-code", &shop.totp(&secret)).await;
+    a.click("#step-up-submit").await;
+    a.wait_js("location.pathname === '/account/sessions' && document.querySelector('main#manage-sessions')")
+        .await;
+    let after = a.cookie("session").await.expect("a session cookie");
+    assert_ne!(
+        after.value(),
+        before.value(),
+        "a new token after the step-up"
+    );
+    assert_eq!(a.text("tr.session.current td.ip").await, "198.51.100.20");
+    a.screenshot("continued").await;
+
+    // The outbox holds one alert: alice, from the new network.
+    a.goto(&shop.url("/outbox")).await;
+    a.wait_js("document.querySelector('main#outbox')").await;
+    assert_eq!(
+        a.js("return document.querySelectorAll('tr.alert[data-user=\"alice\"]').length;")
+            .await,
+        1
+    );
+    let body = a.text("tr.alert td.body").await;
+    assert!(body.contains("198.51.100."), "{body}");
+    a.screenshot("outbox").await;
+}

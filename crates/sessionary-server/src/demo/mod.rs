@@ -985,7 +985,8 @@ async fn step_up(
     let return_to = local_path(form.return_to.as_deref()).to_owned();
     match demo.mfa.verify(&user.user, form.code.trim()).await {
         Ok(_) => {
-            user.session
+            let rec = user
+                .session
                 .regenerate(Privilege {
                     aal: Some(sessionary_mfa::STEP_UP_AAL),
                     reauthenticated: true,
@@ -993,6 +994,11 @@ async fn step_up(
                     device: Some(device),
                 })
                 .await?;
+            if user.record.step_up_required() {
+                // Proving oneself from a new network or browser is a sign-in
+                // from there: a device the user has not used before is alerted.
+                demo.alerts.sign_in(&rec).await;
+            }
             Ok(Redirect::to(&return_to).into_response())
         }
         Err(e) if code_refused(&e) || matches!(e, sessionary_mfa::Error::NotEnrolled) => {
@@ -1068,7 +1074,8 @@ async fn reauth(
             view::reauth(&ctx, &return_to, true, held),
         ));
     }
-    user.session
+    let rec = user
+        .session
         .regenerate(Privilege {
             reauthenticated: true,
             aal: held.then_some(1),
@@ -1076,6 +1083,9 @@ async fn reauth(
             ..Privilege::default()
         })
         .await?;
+    if held {
+        demo.alerts.sign_in(&rec).await;
+    }
     Ok(Redirect::to(&return_to).into_response())
 }
 

@@ -1,9 +1,12 @@
 //! The demo shop (`sessionary_server::demo`) served in-process with a `MockClock`,
 //! and what a visitor does there (see `/work/shared-notes/demo-contract.md`).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 use sessionary_core::{MemoryStore, MockClock, Policy, RolePolicy, SessionManager};
@@ -22,12 +25,20 @@ pub(crate) struct Shop {
     pub(crate) base: String,
     /// The manager's clock: the only way session time moves.
     pub(crate) clock: MockClock,
+    /// The client address the test's "reverse proxy" puts in
+    /// `X-Forwarded-For` (only with [`Shop::behind_proxy`]).
+    pub(crate) client_ip: Arc<Mutex<IpAddr>>,
+    /// The file outbox of new-device alerts (only with [`Shop::behind_proxy`]).
+    outbox_dir: Option<PathBuf>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Shop {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(dir) = &self.outbox_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -52,6 +63,17 @@ impl Shop {
 
     /// The shop; `policy` replaces the default one.
     pub(crate) async fn with_policy(policy: Option<Policy>) -> Self {
+        Self::build(policy, false).await
+    }
+
+    /// The shop behind a reverse proxy the test controls: every request
+    /// reaches it from 127.0.0.1 (a trusted proxy) with `X-Forwarded-For:
+    /// <client_ip>`, and new-device alerts go to a file outbox shown at `/outbox`.
+    pub(crate) async fn behind_proxy(policy: Policy) -> Self {
+        Self::build(Some(policy), true).await
+    }
+
+    async fn build(policy: Option<Policy>, proxied: bool) -> Self {
         let clock = MockClock::default();
         let mut builder = SessionManager::builder(Arc::new(MemoryStore::new()))
             .with_clock(Arc::new(clock.clone()));
@@ -59,10 +81,44 @@ impl Shop {
             builder = builder.with_policy(policy);
         }
         let manager = builder.build().expect("build the session manager");
-        let app: axum::Router = sessionary_server::demo::router(
-            manager,
-            DemoOptions::new(DemoUsers::from_passwords(ALICE_PW, ADMIN_PW).expect("demo accounts")),
-        );
+        let mut options =
+            DemoOptions::new(DemoUsers::from_passwords(ALICE_PW, ADMIN_PW).expect("demo accounts"));
+        let client_ip = Arc::new(Mutex::new(IpAddr::from([203, 0, 113, 10])));
+        let mut outbox_dir = None;
+        if proxied {
+            options = options.with_trusted_proxies(
+                sessionary_axum::TrustedProxies::parse(["127.0.0.1"]).expect("proxy list"),
+            );
+            let dir = std::env::temp_dir().join(format!(
+                "sessionary-browser-outbox-{}-{}",
+                std::process::id(),
+                sessionary_core::Clock::now(&clock).as_millis()
+                    ^ (Arc::as_ptr(&client_ip) as usize as i64)
+            ));
+            let outbox = Arc::new(sessionary_notify::FileOutbox::new(dir.join("outbox.jsonl")));
+            let alerts = Arc::new(sessionary_notify::NewDeviceAlerts::new(
+                manager.clone(),
+                outbox.clone(),
+            ));
+            options = options.with_alerts(alerts).with_outbox(outbox);
+            outbox_dir = Some(dir);
+        }
+        let mut app: axum::Router = sessionary_server::demo::router(manager, options);
+        if proxied {
+            let ip = Arc::clone(&client_ip);
+            app = app.layer(axum::middleware::map_request(
+                move |mut req: axum::extract::Request| {
+                    let ip = *ip.lock();
+                    async move {
+                        req.headers_mut().insert(
+                            "x-forwarded-for",
+                            http::HeaderValue::try_from(ip.to_string()).expect("an address"),
+                        );
+                        req
+                    }
+                },
+            ));
+        }
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind");
@@ -78,8 +134,15 @@ impl Shop {
         Self {
             base: format!("http://{addr}"),
             clock,
+            client_ip,
+            outbox_dir,
             server,
         }
+    }
+
+    /// Moves the client to another address (as seen through the proxy).
+    pub(crate) fn set_client_ip(&self, ip: [u8; 4]) {
+        *self.client_ip.lock() = IpAddr::from(ip);
     }
 
     /// The absolute URL of `path`.

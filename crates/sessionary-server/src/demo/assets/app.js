@@ -65,19 +65,20 @@
     location.assign(`/session-expired?reason=${encodeURIComponent(reason)}&return_to=${encodeURIComponent(here)}`);
   }
 
-  if (root.dataset.signedIn === "true") {
-    const events = new EventSource("/session/events");
-    // Signing out here ends the session too: the form's own redirect decides
-    // where the page goes, not the `revoked` event it causes.
-    for (const form of document.querySelectorAll('form[action="/logout"], form[action="/account/sessions/end-all"]')) {
-      form.addEventListener("submit", () => events.close());
-    }
+  // One events stream per open page. A page the browser keeps in its
+  // back/forward cache would keep its stream (and, over HTTP/1.1, one of the six
+  // connections a browser opens to a site): it is closed when the page is
+  // hidden and opened again if the page comes back.
+  let events = null;
+  function connect() {
+    if (events) return;
+    events = new EventSource("/session/events");
     events.onopen = () => { root.dataset.sse = "open"; };
     events.onerror = () => { root.dataset.sse = "reconnecting"; };
     events.addEventListener("expiring", (e) => showWarning(JSON.parse(e.data)));
     for (const name of ["expired", "revoked"]) {
       events.addEventListener(name, (e) => {
-        events.close();
+        disconnect();
         leave(JSON.parse(e.data).reason);
       });
     }
@@ -88,5 +89,20 @@
         if (res.ok) applyPrefs(await res.json());
       }
     });
+  }
+  function disconnect() {
+    if (events) events.close();
+    events = null;
+  }
+
+  if (root.dataset.signedIn === "true") {
+    connect();
+    // Signing out here ends the session too: the form's own redirect decides
+    // where the page goes, not the `revoked` event it causes.
+    for (const form of document.querySelectorAll('form[action="/logout"], form[action="/account/sessions/end-all"]')) {
+      form.addEventListener("submit", disconnect);
+    }
+    window.addEventListener("pagehide", disconnect);
+    window.addEventListener("pageshow", (e) => { if (e.persisted) connect(); });
   }
 })();
