@@ -40,6 +40,9 @@
 //!   every use within families that have an absolute lifetime, and work only
 //!   while their session lives; presenting a spent one revokes the family and
 //!   ends the session (`refresh_reused`).
+//! - Security events (sign-in, token changes, step-up, binding mismatches,
+//!   ends, refresh token reuse, rate-limited failed verifications) can be kept
+//!   in the store by the [`AuditLog`] sink, with ids and never a token.
 //! - No lost updates: data changes are compare-and-set with retry; a session that
 //!   ended is never written again.
 //!
@@ -50,6 +53,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod binding;
 pub mod clock;
 pub mod error;
@@ -63,6 +67,7 @@ pub mod seal;
 pub mod store;
 pub mod token;
 
+pub use audit::{AuditEntry, AuditLog, AuditQuery, AuditRecord};
 pub use binding::{Binding, BindingAction, BindingChange, IpMatch, Mismatch, UaMatch};
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
+use crate::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::policy::LimitMode;
 use crate::record::{Restorable, SessionRecord, Tombstone, UserData};
@@ -27,6 +28,7 @@ use crate::store::{
 };
 use crate::token::{RandomKeyMap, SessionId, TokenHash, UserId};
 
+mod audit;
 mod refresh;
 
 const SHARDS: usize = 64;
@@ -69,6 +71,9 @@ fn shards<K, V, S: Default>() -> Shards<HashMap<K, V, S>> {
 
 /// An in-process [`SessionStore`]. Clones share the same sessions.
 ///
+/// Its audit log keeps the newest 100 000 entries; older ones are dropped as
+/// new ones arrive (besides [`SessionStore::sweep_audit`]).
+///
 /// # Examples
 ///
 /// ```
@@ -94,6 +99,8 @@ struct Inner {
     sweep_cursor: AtomicUsize,
     /// Refresh token families (see `memory/refresh.rs`).
     refresh: refresh::Families,
+    /// The newest audit entries (see `memory/audit.rs`).
+    audit: audit::AuditRing,
 }
 
 impl Default for Inner {
@@ -107,6 +114,7 @@ impl Default for Inner {
             hasher: RandomState::new(),
             sweep_cursor: AtomicUsize::new(0),
             refresh: refresh::Families::default(),
+            audit: audit::AuditRing::default(),
         }
     }
 }
@@ -598,6 +606,19 @@ impl SessionStore for MemoryStore {
 
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
         Ok(self.inner.sweep_refresh(now, max))
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
+        self.inner.audit.append(entries);
+        Ok(())
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        Ok(self.inner.audit.query(query))
+    }
+
+    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
+        Ok(self.inner.audit.sweep(before, max))
     }
 }
 

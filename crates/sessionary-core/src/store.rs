@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::policy::LimitMode;
 use crate::record::{EndReason, Restorable, SessionRecord, Tombstone, UserData};
@@ -329,4 +330,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Forgets up to `max` families past their absolute lifetime at `now`, with
     /// all their token hashes (their tokens are then `Missing`). Returns how many.
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize>;
+
+    /// Appends audit entries in order, each with the next sequence number (never
+    /// reused, even after a sweep). Written by [`crate::audit::AuditLog`].
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()>;
+
+    /// The audit entries matching `query`, newest (highest sequence number) first.
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Forgets up to `max` audit entries older than `before` (retention);
+    /// returns how many.
+    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize>;
 }

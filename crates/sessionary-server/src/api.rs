@@ -870,7 +870,7 @@ impl Modify for Security {
         crate::token_api::issue, crate::token_api::refresh, crate::token_api::revoke,
         crate::token_api::verify, crate::token_api::jwks, crate::token_api::rotate_key,
         crate::mfa_api::enrol, crate::mfa_api::confirm, crate::mfa_api::step_up,
-        crate::mfa_api::disable, crate::mfa_api::status,
+        crate::mfa_api::disable, crate::mfa_api::status, crate::audit_api::list,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -881,6 +881,7 @@ impl Modify for Security {
         (name = "users", description = "A user's sessions"),
         (name = "tokens", description = "Access (JWT) and refresh tokens for API clients"),
         (name = "mfa", description = "TOTP enrolment and step-up"),
+        (name = "audit", description = "The audit log"),
         (name = "meta", description = "Health and this document"),
     )
 )]

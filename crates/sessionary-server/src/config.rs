@@ -167,6 +167,24 @@ impl Default for TokensConfig {
     }
 }
 
+/// `[audit]`: the audit log (sign-ins, ends, step-ups, binding mismatches,
+/// refresh token reuse, failed verifications), kept in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long entries are kept (`90d`; at least `1h`). The sweeper forgets
+    /// older ones.
+    pub retention: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention: "90d".into(),
+        }
+    }
+}
+
 /// Which notifier delivers new-device alerts (`[alerts] notifier`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,6 +235,25 @@ impl Default for AlertsSmtpConfig {
             from: String::new(),
             to: "{user}@example.com".into(),
             timeout: "10s".into(),
+        }
+    }
+}
+
+/// Shortest audit retention accepted.
+pub const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(3600);
+
+impl AuditConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+        match parse_duration(&self.retention) {
+            Ok(d) if d >= MIN_AUDIT_RETENTION => Some(d),
+            Ok(_) => {
+                errs.push(ConfigError::new("audit.retention", "must be at least 1h"));
+                None
+            }
+            Err(e) => {
+                errs.push(ConfigError::new("audit.retention", e));
+                None
+            }
         }
     }
 }
@@ -510,6 +547,9 @@ pub struct Config {
     /// Access and refresh tokens.
     #[serde(default)]
     pub tokens: TokensConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Reverse proxies (addresses or CIDR networks) whose `Forwarded` /
     /// `X-Forwarded-For` headers give the client IP; from any other peer those
     /// headers are ignored.
@@ -533,6 +573,7 @@ impl Default for Config {
             log: "info".into(),
             demo: DemoConfig::default(),
             tokens: TokensConfig::default(),
+            audit: AuditConfig::default(),
             trusted_proxies: Vec::new(),
             alerts: AlertsConfig::default(),
         }
@@ -640,6 +681,7 @@ fn is_duration_key(key: &str) -> bool {
         || key.ends_with("_ttl")
         || key.ends_with("interval")
         || key.ends_with("grace")
+        || key.ends_with("retention")
 }
 
 fn from_figment(err: figment::Error) -> ConfigErrors {
@@ -737,6 +779,8 @@ pub struct Settings {
     pub demo: bool,
     /// Access and refresh tokens.
     pub tokens: TokenSettings,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: sessionary_axum::TrustedProxies,
     /// New-device alerts.
@@ -932,6 +976,7 @@ impl Config {
             }
         };
         let tokens = self.tokens.validate(&mut errs);
+        let audit_retention = self.audit.validate(&mut errs);
         let trusted_proxies = sessionary_axum::TrustedProxies::parse(&self.trusted_proxies)
             .unwrap_or_else(|e| {
                 errs.push(ConfigError::new(
@@ -947,29 +992,34 @@ impl Config {
                 format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
             ));
         }
-        match (listen, sweep_interval, tokens, alerts) {
-            (Some(listen), Some(sweep_interval), Some(tokens), Some(alerts)) if errs.is_empty() => {
-                Ok(Settings {
-                    listen,
-                    store_path: self
-                        .store
-                        .path
-                        .clone()
-                        .unwrap_or_else(|| self.data_dir.join("sessions.db")),
-                    store_exclusive: self.store.exclusive,
-                    data_dir: self.data_dir.clone(),
-                    store: self.store.kind,
-                    api_keys: self.api.keys.clone(),
-                    data_keys,
-                    policy: self.policy.clone(),
-                    sweep_interval,
-                    log: self.log.clone(),
-                    demo: self.demo.enabled,
-                    tokens,
-                    trusted_proxies,
-                    alerts,
-                })
-            }
+        match (listen, sweep_interval, tokens, alerts, audit_retention) {
+            (
+                Some(listen),
+                Some(sweep_interval),
+                Some(tokens),
+                Some(alerts),
+                Some(audit_retention),
+            ) if errs.is_empty() => Ok(Settings {
+                listen,
+                store_path: self
+                    .store
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("sessions.db")),
+                store_exclusive: self.store.exclusive,
+                data_dir: self.data_dir.clone(),
+                store: self.store.kind,
+                api_keys: self.api.keys.clone(),
+                data_keys,
+                policy: self.policy.clone(),
+                sweep_interval,
+                log: self.log.clone(),
+                demo: self.demo.enabled,
+                tokens,
+                audit_retention,
+                trusted_proxies,
+                alerts,
+            }),
             _ => Err(ConfigErrors(errs)),
         }
     }
@@ -1095,6 +1145,31 @@ mod tests {
         assert!(!t.contains(&"k".repeat(40)));
         assert!(t.contains("REDACTED"));
         assert!(format!("{c:?}").contains("REDACTED"));
+    }
+
+    #[test]
+    fn audit_retention_is_validated() {
+        let c = env(&[("SESSIONARY_AUDIT__RETENTION", "30d")]).unwrap();
+        assert_eq!(
+            c.validate().unwrap().audit_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            Config::default().validate().unwrap().audit_retention,
+            Duration::from_secs(90 * 86_400)
+        );
+        for bad in ["10m", "forever"] {
+            let c = Config {
+                audit: AuditConfig {
+                    retention: bad.into(),
+                },
+                ..Config::default()
+            };
+            let errs = c.validate().unwrap_err();
+            assert_eq!(errs.0[0].key, "audit.retention", "{bad}");
+        }
+        let err = env(&[("SESSIONARY_AUDIT__KEEP", "1d")]).unwrap_err();
+        assert_eq!(err.0[0].key, "audit.keep");
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
 //! | `POST /v1/tokens`, `/v1/tokens/refresh`, `/v1/tokens/revoke`, `/v1/tokens/verify` | access (JWT) and refresh tokens ([`token_api`]) |
 //! | `GET /.well-known/jwks.json` | the access tokens' public keys (no API key) |
+//! | `GET /v1/audit?user=&session=&kind=&before=&limit=` | the audit log, newest first ([`audit_api`]) |
 //! | `/v1/sessions/{id}/mfa/...`, `GET /v1/users/{user}/mfa` | TOTP enrolment, confirmation, step-up to AAL 2, disabling ([`mfa_api`]) |
 //!
 //! # Security model
@@ -57,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit_api;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -100,6 +102,9 @@ pub struct AppState {
     /// The file outbox, when it is the notifier ([`AppState::with_outbox`]):
     /// the demo lists it at `/outbox`.
     pub outbox: Option<Arc<sessionary_notify::FileOutbox>>,
+    /// The audit log sink of `manager`, flushed before `GET /v1/audit` reads
+    /// ([`AppState::with_audit`]).
+    pub audit: Option<Arc<sessionary_core::AuditLog>>,
 }
 
 impl AppState {
@@ -112,6 +117,7 @@ impl AppState {
             token_keys: None,
             alerts: None,
             outbox: None,
+            audit: None,
         }
     }
 
@@ -126,6 +132,15 @@ impl AppState {
     #[must_use]
     pub fn with_outbox(mut self, outbox: Arc<sessionary_notify::FileOutbox>) -> Self {
         self.outbox = Some(outbox);
+        self
+    }
+
+    /// The audit log that `manager` writes to (one of its event sinks): the
+    /// API and the demo wait for it to write what was emitted before reading
+    /// (`GET /v1/audit`, the demo's "Security activity").
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<sessionary_core::AuditLog>) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -191,7 +206,11 @@ pub fn app_with_demo(state: AppState, mut options: demo::DemoOptions) -> Router 
     if let Some(outbox) = &state.outbox {
         options = options.with_outbox(Arc::clone(outbox));
     }
-    outer_layers(api(state, false).merge(demo::router(manager, options)))
+    let mut shop = demo::router(manager, options);
+    if let Some(audit) = &state.audit {
+        shop = shop.layer(axum::Extension(Arc::clone(audit)));
+    }
+    outer_layers(api(state, false).merge(shop))
 }
 
 /// The API routes, each answering with private problem documents; with
@@ -232,6 +251,7 @@ fn api(state: AppState, fallback: bool) -> Router {
         .route("/v1/tokens/revoke", post(token_api::revoke))
         .route("/v1/tokens/verify", post(token_api::verify))
         .route("/v1/tokens/keys/rotate", post(token_api::rotate_key))
+        .route("/v1/audit", get(audit_api::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

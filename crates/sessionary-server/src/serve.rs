@@ -418,23 +418,34 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let clock: Arc<dyn sessionary_core::Clock> = Arc::new(sessionary_core::SystemClock);
     // Ended sessions reach the access-token verifier synchronously, as an event sink.
     let revocations = sessionary_token::Revocations::new(Arc::clone(&clock));
+    // Security events go to the audit log in the store, written behind.
+    let audit = sessionary_core::AuditLog::spawn(Arc::clone(&opened.store), Arc::clone(&clock));
     let manager = SessionManager::builder(Arc::clone(&opened.store))
+        .with_clock(Arc::clone(&clock))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
         .with_refresh_grace(settings.tokens.refresh_grace)
         .with_event_sink(revocations.clone())
+        .with_event_sink(audit.clone())
         .build()?;
-    let tokens = Arc::new(access_tokens(&settings, clock, revocations)?);
+    let tokens = Arc::new(access_tokens(&settings, Arc::clone(&clock), revocations)?);
     let demo = if settings.demo {
         Some(crate::demo::DemoUsers::load_or_create(&settings.data_dir)?)
     } else {
         None
     };
     let sweeper = manager.spawn_sweeper(settings.sweep_interval);
+    let audit_sweeper = spawn_audit_sweeper(
+        Arc::clone(&opened.store),
+        Arc::clone(&clock),
+        settings.audit_retention,
+        settings.sweep_interval,
+    );
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
     let mut state = AppState::new(manager.clone(), keys)
+        .with_audit(Arc::clone(&audit))
         .with_tokens(Arc::clone(&tokens))
         .with_token_key_file(
             settings.data_dir.join(TOKEN_KEYS_FILE),
@@ -485,12 +496,36 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         }
     };
     sweeper.abort();
+    audit_sweeper.abort();
+    // The audit entries of the last requests, before the store closes.
+    audit.flush().await;
     // Writes the touches still held in memory (write-behind) before exiting.
     opened.close().await;
     if result.is_ok() {
         say!("Sessionary stopped");
     }
     result
+}
+
+/// Every `every`, forgets audit entries older than `retention`.
+fn spawn_audit_sweeper(
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn sessionary_core::Clock>,
+    retention: Duration,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match sessionary_core::audit::sweep_expired(&*store, clock.now(), retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(entries = n, "audit entries past retention forgotten"),
+                Err(e) => tracing::warn!(error = %e, "audit retention sweep failed"),
+            }
+        }
+    })
 }
 
 fn print_demo(settings: &Settings, addr: SocketAddr, fresh: &[crate::demo::NewAccount]) {

@@ -12,7 +12,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use sessionary_core::{LimitMode, MockClock, Policy, RolePolicy, SessionManager};
+use sessionary_core::{AuditLog, LimitMode, MockClock, Policy, RolePolicy, SessionManager};
 use sessionary_server::{ApiKeys, AppState, app};
 use sessionary_testkit::ProbeStore;
 
@@ -82,14 +82,29 @@ fn policy() -> Policy {
 
 impl Harness {
     fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// With an audit log on the manager and in the state, as `serve` runs.
+    fn audited() -> Self {
+        Self::build(true)
+    }
+
+    fn build(audited: bool) -> Self {
         let clock = MockClock::default();
         let store = Arc::new(ProbeStore::new());
-        let manager = SessionManager::builder(store.clone())
+        let mut builder = SessionManager::builder(store.clone())
             .with_clock(Arc::new(clock.clone()))
-            .with_policy(policy())
-            .build()
-            .unwrap();
-        let app = app(AppState::new(manager, ApiKeys::new([KEY])));
+            .with_policy(policy());
+        let audit = audited.then(|| AuditLog::spawn(store.clone(), Arc::new(clock.clone())));
+        if let Some(a) = &audit {
+            builder = builder.with_event_sink(a.clone());
+        }
+        let mut state = AppState::new(builder.build().unwrap(), ApiKeys::new([KEY]));
+        if let Some(a) = audit {
+            state = state.with_audit(a);
+        }
+        let app = app(state);
         Self { app, clock, store }
     }
 
@@ -205,6 +220,7 @@ async fn openapi_document_is_3_1_and_lists_every_path() {
         ("/v1/sessions/{id}/regenerate", &["post"]),
         ("/v1/users/{user}/sessions", &["get", "delete"]),
         ("/v1/users/{user}/data", &["get", "patch"]),
+        ("/v1/audit", &["get"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -1069,4 +1085,135 @@ async fn sign_ins_from_a_new_device_alert_once_through_the_outbox() {
     assert_eq!(sent[0].device, "Firefox on Windows 10");
     assert_eq!(sent[0].network.as_deref(), Some("198.51.100.0/24"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn audit_lists_sign_in_logout_and_failed_verifications() {
+    let h = Harness::audited();
+    let device = json!({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 Firefox/121.0"});
+    let (token, id) = h
+        .create(json!({"user": "alice", "roles": ["user"], "device": device}))
+        .await;
+    h.create(json!({"user": "bob", "roles": ["user"]})).await;
+    h.clock.advance(Duration::from_secs(90));
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/sessions/logout",
+            Some(json!({ "token": token })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    // A signed-out token is not a failure worth auditing (browsers keep
+    // sending it); a malformed or never-issued one is.
+    h.verify(&token).await.reason("logged_out");
+    h.verify("not-a-token")
+        .await
+        .problem(401, "malformed-token");
+    h.verify(&"A".repeat(43))
+        .await
+        .problem(401, "session-expired");
+
+    let r = h.call(Method::GET, "/v1/audit?user=alice", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    let entries = r.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{}", r.body);
+    assert_eq!(entries[0]["kind"], "ended");
+    assert_eq!(entries[0]["detail"], "logged_out");
+    assert_eq!(entries[0]["at"], "2026-01-01T00:01:30.000Z");
+    assert_eq!(entries[1]["kind"], "created");
+    assert_eq!(entries[1]["at"], "2026-01-01T00:00:00.000Z");
+    for e in entries {
+        assert_eq!(e["session_id"], id.as_str());
+        assert_eq!(e["user"], "alice");
+        assert_eq!(e["ip"], "203.0.113.7");
+    }
+    assert!(entries[0]["seq"].as_u64() > entries[1]["seq"].as_u64());
+    assert_eq!(r.body["next_before"], Value::Null);
+
+    let r = h
+        .call(Method::GET, "/v1/audit?kind=verify_failed", None)
+        .await;
+    let details: Vec<&str> = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details, ["unknown_session", "malformed"]);
+
+    let r = h
+        .call(Method::GET, &format!("/v1/audit?session={id}"), None)
+        .await;
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 2);
+    // Never a token, in any entry.
+    let r = h.call(Method::GET, "/v1/audit?limit=500", None).await;
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 5);
+    assert!(!r.body.to_string().contains(&token));
+}
+
+#[tokio::test]
+async fn audit_pages_with_next_before() {
+    let h = Harness::audited();
+    for _ in 0..5 {
+        h.create(json!({"user": "alice"})).await;
+    }
+    let mut seen = 0;
+    let mut uri = "/v1/audit?user=alice&limit=2".to_owned();
+    loop {
+        let r = h.call(Method::GET, &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let page = r.body["entries"].as_array().unwrap();
+        seen += page.len();
+        match r.body["next_before"].as_u64() {
+            Some(b) => {
+                assert_eq!(page.len(), 2);
+                assert_eq!(page[1]["seq"].as_u64(), Some(b));
+                uri = format!("/v1/audit?user=alice&limit=2&before={b}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, 5);
+}
+
+#[tokio::test]
+async fn audit_refuses_bad_parameters() {
+    let h = Harness::audited();
+    for q in [
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "before=-1",
+        "user=",
+        "session=not-an-id",
+        "kind=extended",
+        "kind=anything",
+        "colour=red",
+    ] {
+        let r = h.call(Method::GET, &format!("/v1/audit?{q}"), None).await;
+        r.problem(400, "invalid-request");
+    }
+}
+
+#[tokio::test]
+async fn audit_needs_the_api_key() {
+    let h = Harness::audited();
+    let r = h
+        .raw(Request::get("/v1/audit").body(Body::empty()).unwrap())
+        .await;
+    r.problem(401, "unauthorized");
+    let r = h
+        .raw(
+            Request::get("/v1/audit")
+                .header(
+                    header::AUTHORIZATION,
+                    "Bearer wrong-key-0123456789-abcdefghijklmnopqr",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    r.problem(401, "unauthorized");
 }

@@ -14,7 +14,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
-use sessionary_core::{MemoryStore, MockClock, SessionManager, UserId};
+use sessionary_core::{AuditLog, MemoryStore, MockClock, SessionManager, SessionStore, UserId};
 use sessionary_server::demo::{DemoOptions, DemoUsers};
 use sessionary_server::{ApiKeys, AppState, app_with_demo};
 use tower::ServiceExt as _;
@@ -40,12 +40,28 @@ struct Shop {
 }
 
 fn shop() -> Shop {
+    shop_with(false)
+}
+
+/// With an audit log on the manager and in the state, as `serve` runs.
+fn audited_shop() -> Shop {
+    shop_with(true)
+}
+
+fn shop_with(audited: bool) -> Shop {
     let clock = MockClock::default();
-    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
-        .with_clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)]));
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let mut builder =
+        SessionManager::builder(Arc::clone(&store)).with_clock(Arc::new(clock.clone()));
+    let audit = audited.then(|| AuditLog::spawn(Arc::clone(&store), Arc::new(clock.clone())));
+    if let Some(a) = &audit {
+        builder = builder.with_event_sink(a.clone());
+    }
+    let manager = builder.build().unwrap();
+    let mut state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)]));
+    if let Some(a) = audit {
+        state = state.with_audit(a);
+    }
     Shop {
         app: app_with_demo(state, DemoOptions::new(users())),
         clock,
@@ -1073,4 +1089,58 @@ async fn the_outbox_shows_one_alert_for_a_new_device_and_none_for_a_known_one() 
         .await;
     assert_eq!(alerts_shown(&laptop.get(&shop, "/outbox").await), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn security_activity_lists_the_users_sign_ins_and_sign_outs() {
+    let shop = audited_shop();
+    let d = Device::default();
+    let page = d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    shop.clock.advance(Duration::from_secs(60));
+    d.post_with_token(&shop, "/logout", &[]).await;
+    shop.clock.advance(Duration::from_secs(60));
+    d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    // Someone else's activity is not shown.
+    Device::default()
+        .sign_in(&shop, "admin", ADMIN_PW, false)
+        .await;
+
+    let page = d.get(&shop, "/account/activity").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"nav-activity\""));
+    assert!(page.body.contains("Security activity"));
+    let rows = |kind: &str| page.body.matches(&format!("data-kind=\"{kind}\"")).count();
+    assert_eq!(rows("created"), 2, "{}", page.body);
+    assert_eq!(rows("ended"), 1, "{}", page.body);
+    assert!(page.body.contains("logged_out"));
+    // Newest first, in UTC: the second sign-in at 00:02, the first at 00:00.
+    let second = page.body.find("2026-01-01 00:02:00 UTC").unwrap();
+    let sign_out = page.body.find("2026-01-01 00:01:00 UTC").unwrap();
+    let first = page.body.find("2026-01-01 00:00:00 UTC").unwrap();
+    assert!(second < sign_out && sign_out < first);
+    // The current session is marked; the other user's session is absent.
+    let id = shop
+        .manager
+        .list(&UserId::new("alice").unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    assert!(page.body.contains(&format!("title=\"{id}\"")));
+    // This session: its sign-in and its new key (from the anonymous session).
+    assert_eq!(page.body.matches("<tr class=\"entry current\"").count(), 2);
+    assert_eq!(page.body.matches("class=\"this-session\"").count(), 2);
+    let admin = shop
+        .manager
+        .list(&UserId::new("admin").unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    assert!(!page.body.contains(&admin));
+
+    // Anonymous visitors are sent to sign in.
+    let r = Device::default().get(&shop, "/account/activity").await;
+    assert_eq!(r.location(), "/login?return_to=/account/activity");
 }

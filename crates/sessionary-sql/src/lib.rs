@@ -126,6 +126,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sessionary_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use sessionary_core::record::{Restorable, Tombstone, UserData};
 use sessionary_core::refresh::{
     CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest,
@@ -503,6 +504,24 @@ impl SessionStore for SqlStore {
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
         match &*self.backend {
             Backend::Sqlite(s) => s.sweep_refresh(now, max).await,
+        }
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.append_audit(entries).await,
+        }
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.audit(query).await,
+        }
+    }
+
+    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.sweep_audit(before, max).await,
         }
     }
 }

@@ -41,6 +41,7 @@ use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
 use crate::pool::{Conn, Conns, close_conn};
 use crate::touches::{PER_TRANSACTION, Pending};
 
+mod audit;
 mod refresh;
 
 /// The migrations of the SQLite schema, embedded at build time.

@@ -185,5 +185,17 @@ mod file {
         async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
             self.store.sweep_refresh(now, max).await
         }
+        async fn append_audit(&self, e: Vec<sessionary_core::AuditEntry>) -> StoreResult<()> {
+            self.store.append_audit(e).await
+        }
+        async fn audit(
+            &self,
+            q: &sessionary_core::AuditQuery,
+        ) -> StoreResult<Vec<sessionary_core::AuditRecord>> {
+            self.store.audit(q).await
+        }
+        async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
+            self.store.sweep_audit(before, max).await
+        }
     }
 }

@@ -17,6 +17,7 @@ use sessionary_core::{
 
 use crate::{manager, manager_with, record, start};
 
+pub use crate::audit_cases::*;
 pub use crate::refresh_cases::*;
 
 type Store = Arc<dyn SessionStore>;

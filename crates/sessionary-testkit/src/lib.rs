@@ -16,6 +16,7 @@
 // A test-support crate: a panic is how a case reports a failure.
 #![allow(clippy::unwrap_used)]
 
+mod audit_cases;
 pub mod cases;
 pub mod probe;
 mod refresh_cases;
@@ -131,6 +132,10 @@ macro_rules! store_conformance {
             refresh_revoke,
             refresh_sweep_forgets_expired_families,
             manager_refresh_walk,
+            audit_append_and_query_newest_first,
+            audit_query_filters,
+            audit_cursor_paging_and_limit,
+            audit_sweep_forgets_old_entries,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

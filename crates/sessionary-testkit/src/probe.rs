@@ -196,4 +196,19 @@ impl SessionStore for ProbeStore {
         self.write()?;
         self.inner.sweep_refresh(now, max).await
     }
+    async fn append_audit(&self, e: Vec<sessionary_core::AuditEntry>) -> StoreResult<()> {
+        self.write()?;
+        self.inner.append_audit(e).await
+    }
+    async fn audit(
+        &self,
+        q: &sessionary_core::AuditQuery,
+    ) -> StoreResult<Vec<sessionary_core::AuditRecord>> {
+        self.read()?;
+        self.inner.audit(q).await
+    }
+    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
+        self.write()?;
+        self.inner.sweep_audit(before, max).await
+    }
 }

@@ -114,4 +114,16 @@ impl SessionStore for YieldingStore {
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
         self.inner.sweep_refresh(now, max).await
     }
+    async fn append_audit(&self, e: Vec<sessionary_core::AuditEntry>) -> StoreResult<()> {
+        self.inner.append_audit(e).await
+    }
+    async fn audit(
+        &self,
+        q: &sessionary_core::AuditQuery,
+    ) -> StoreResult<Vec<sessionary_core::AuditRecord>> {
+        self.inner.audit(q).await
+    }
+    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
+        self.inner.sweep_audit(before, max).await
+    }
 }

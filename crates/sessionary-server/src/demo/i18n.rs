@@ -362,6 +362,70 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("outbox.user", "User", "Utilisateur"),
     ("outbox.subject", "Subject", "Objet"),
     ("outbox.message", "Message", "Message"),
+    // "Security activity" (activity.rs).
+    ("nav.activity", "Security activity", "Activité de sécurité"),
+    (
+        "activity.title",
+        "Security activity",
+        "Activité de sécurité",
+    ),
+    (
+        "activity.intro",
+        "Sign-ins, sign-outs and other security events of your account, newest first. Times are UTC.",
+        "Connexions, déconnexions et autres événements de sécurité de votre compte, les plus récents d'abord. Heures en UTC.",
+    ),
+    (
+        "activity.empty",
+        "Nothing recorded yet.",
+        "Rien d'enregistré pour l'instant.",
+    ),
+    ("activity.time", "Time (UTC)", "Heure (UTC)"),
+    ("activity.what", "What", "Quoi"),
+    ("activity.ip", "Device IP", "IP de l'appareil"),
+    ("activity.session", "Session", "Session"),
+    ("activity.this", "this session", "cette session"),
+    ("activity.kind.created", "Signed in", "Connexion"),
+    (
+        "activity.kind.regenerated",
+        "New session key",
+        "Nouvelle clé de session",
+    ),
+    (
+        "activity.kind.stepped_up",
+        "Verified with a second factor",
+        "Vérifié avec un second facteur",
+    ),
+    (
+        "activity.kind.binding_mismatch",
+        "Used from another network or browser",
+        "Utilisée depuis un autre réseau ou navigateur",
+    ),
+    ("activity.kind.ended", "Session ended", "Session terminée"),
+    (
+        "activity.kind.refresh_issued",
+        "App access granted",
+        "Accès accordé à une application",
+    ),
+    (
+        "activity.kind.refresh_reused",
+        "Stolen app token detected: access revoked",
+        "Jeton d'application volé détecté : accès révoqué",
+    ),
+    (
+        "activity.kind.refresh_revoked",
+        "App access revoked",
+        "Accès d'application révoqué",
+    ),
+    (
+        "activity.kind.limit_rejected",
+        "Sign-in refused: too many devices",
+        "Connexion refusée : trop d'appareils",
+    ),
+    (
+        "activity.kind.other",
+        "Security event",
+        "Événement de sécurité",
+    ),
 ];
 
 /// The text of `key` in `lang` (the key itself if unknown, which tests catch).

@@ -9,6 +9,7 @@
 //! | `POST /logout` | sign out |
 //! | `GET`/`POST /preferences` | theme and language; a signed-in user's follow them to every device live |
 //! | `GET /account/sessions` | "manage sessions": end one, all others, all |
+//! | `GET /account/activity` | "Security activity": the user's audit log entries |
 //! | `GET /account/security`, `POST /account/security/enrol`, `.../confirm` | two-step verification (TOTP, `sessionary-mfa`): QR code, recovery codes |
 //! | `GET`/`POST /step-up`, `GET`/`POST /reauth` | a code raises the session to AAL 2; the password again opens the privileged window |
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
@@ -39,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod activity;
 mod i18n;
 mod outbox;
 mod users;
@@ -216,6 +218,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/sessions/end", post(end_one))
         .route("/account/sessions/end-others", post(end_others))
         .route("/account/sessions/end-all", post(end_all))
+        .route("/account/activity", get(activity::activity_page))
         .route("/account/security", get(security_page))
         .route("/account/security/enrol", post(security_enrol))
         .route("/account/security/confirm", post(security_confirm))

@@ -63,6 +63,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
                         @if let Some((name, admin)) = &ctx.user {
                             a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
                             a #nav-security href="/account/security" { (tr(ctx, "nav.security")) }
+                            a #nav-activity href="/account/activity" { (tr(ctx, "nav.activity")) }
                             @if *admin {
                                 a #nav-admin href="/admin" { (tr(ctx, "nav.admin")) }
                             }
