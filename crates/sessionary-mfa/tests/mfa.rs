@@ -13,8 +13,6 @@ use sessionary_core::{
 use sessionary_mfa::testing::code_at;
 use sessionary_mfa::{Enrolment, Error, MFA_KEY, Mfa, Verified, privileged};
 
-mod support;
-
 const STEP: Duration = Duration::from_secs(30);
 
 struct World {
@@ -30,7 +28,7 @@ fn world() -> Result<World> {
 /// Over a store that yields before each user-data read and write (as a
 /// networked store waits), so concurrent tasks interleave between the two.
 fn yielding_world() -> Result<World> {
-    world_on(Arc::new(support::YieldingStore::default()))
+    world_on(Arc::new(sessionary_testkit::YieldingStore::default()))
 }
 
 fn world_on(store: Arc<dyn SessionStore>) -> Result<World> {

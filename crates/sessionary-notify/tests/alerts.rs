@@ -17,8 +17,6 @@ use sessionary_notify::{
     Outcome,
 };
 
-mod support;
-
 const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 const FIREFOX_WINDOWS: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
@@ -220,7 +218,7 @@ async fn parallel_sign_ins_from_one_new_device_send_one_alert() -> Result<()> {
     // A store that yields between each read and its compare-and-set, so the
     // ten tasks really interleave.
     let w = world_with(
-        Arc::new(support::YieldingStore::default()),
+        Arc::new(sessionary_testkit::YieldingStore::default()),
         Recorder::default(),
     )?;
     w.sign_in("203.0.113.7", CHROME_LINUX).await?;

@@ -20,8 +20,10 @@ mod audit_cases;
 pub mod cases;
 pub mod probe;
 mod refresh_cases;
+pub mod yielding;
 
 pub use probe::ProbeStore;
+pub use yielding::YieldingStore;
 
 use std::sync::Arc;
 

@@ -18,8 +18,10 @@ use sessionary_core::{
 };
 use tokio::task::yield_now;
 
+/// A [`MemoryStore`] that yields before every user-data read and write (see
+/// the module docs): races on user data really interleave under it.
 #[derive(Debug, Default)]
-pub(crate) struct YieldingStore {
+pub struct YieldingStore {
     inner: MemoryStore,
 }
 
