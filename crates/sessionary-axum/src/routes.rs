@@ -244,6 +244,13 @@ impl Watch {
             let outcome = tokio::select! {
                 biased;
                 received = self.rx.recv() => match received {
+                    // Another node's events were lost: as for a lag here.
+                    Ok(event) if matches!(event.kind, EventKind::EventsMissed) => {
+                        match self.recheck().await {
+                            Outcome::Ignore => Outcome::Send(data_changed("unknown")),
+                            other => other,
+                        }
+                    }
                     Ok(event) => self.classify(&event),
                     // Missed events: the store says whether the session ended;
                     // a missed data change cannot be ruled out, so announce one.

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::binding::{BindingAction, BindingChange};
 use crate::clock::Timestamp;
+use crate::fanout::{Fanout, NodeId, RemoteEvent};
 use crate::record::EndReason;
 use crate::refresh::FamilyId;
 use crate::token::{SessionId, UserId};
@@ -87,6 +88,10 @@ pub enum EventKind {
         /// The assurance level now.
         aal: u8,
     },
+    /// Events of other nodes were lost on their way here (a [`crate::Fanout`]
+    /// reconnected or this node lagged): any session may have ended or
+    /// changed. Subscribers re-read what they watch; no session is named.
+    EventsMissed,
     /// A request presented a session token that did not verify (malformed,
     /// unknown, or of an ended session); reported by the web layer with
     /// [`crate::SessionManager::report_failure`].
@@ -115,6 +120,7 @@ impl EventKind {
             Self::BindingMismatch { .. } => "binding_mismatch",
             Self::SteppedUp { .. } => "stepped_up",
             Self::VerifyFailed { .. } => "verify_failed",
+            Self::EventsMissed => "events_missed",
         }
     }
 }
@@ -177,11 +183,13 @@ impl EventSink for TracingSink {
     }
 }
 
-/// Fans events out to sinks and to broadcast subscribers.
+/// Fans events out to sinks, to broadcast subscribers and, with a
+/// [`Fanout`], to the other nodes.
 #[derive(Clone)]
 pub(crate) struct EventBus {
     sinks: Arc<[Arc<dyn EventSink>]>,
     tx: broadcast::Sender<Arc<Event>>,
+    fanout: Option<(Arc<dyn Fanout>, NodeId)>,
 }
 
 impl fmt::Debug for EventBus {
@@ -189,6 +197,7 @@ impl fmt::Debug for EventBus {
         f.debug_struct("EventBus")
             .field("sinks", &self.sinks.len())
             .field("subscribers", &self.tx.receiver_count())
+            .field("node", &self.fanout.as_ref().map(|(_, n)| *n))
             .finish()
     }
 }
@@ -199,12 +208,49 @@ impl EventBus {
         Self {
             sinks: sinks.into(),
             tx,
+            fanout: None,
         }
+    }
+
+    /// Publishes this node's events through `fanout` and forwards the other
+    /// nodes' to the subscribers, from a task on `runtime` that ends when the
+    /// bus is gone or the fanout closes.
+    pub(crate) fn connect(
+        &mut self,
+        fanout: Arc<dyn Fanout>,
+        node: NodeId,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        // Subscribed now, so nothing published after `build` is missed.
+        let mut rx = fanout.subscribe();
+        let weak = self.tx.downgrade();
+        runtime.spawn(async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(remote) if remote.node == node => continue,
+                    Ok(remote) => remote.into_event(),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "events of other nodes were missed");
+                        RemoteEvent::missed(Timestamp(0)).into_event()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(tx) = weak.upgrade() else { return };
+                // An error only means nobody listens right now.
+                let _ = tx.send(Arc::new(event));
+            }
+        });
+        self.fanout = Some((fanout, node));
     }
 
     pub(crate) fn emit(&self, event: Event) {
         for s in self.sinks.iter() {
             s.emit(&event);
+        }
+        if let Some((fanout, node)) = &self.fanout {
+            if let Some(remote) = RemoteEvent::from_event(*node, &event) {
+                fanout.publish(remote);
+            }
         }
         if self.tx.receiver_count() > 0 {
             // A send error only means nobody listens right now.

@@ -11,6 +11,7 @@ use crate::binding::{BindingAction, Mismatch};
 use crate::clock::{Clock, SystemClock, Timestamp, duration_millis};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventBus, EventKind, EventSink, TracingSink};
+use crate::fanout::{Fanout, NodeId};
 use crate::policy::{Policy, RolePolicy};
 use crate::record::{CsrfSecret, Device, EndReason, SessionRecord, Tombstone};
 use crate::refresh::{
@@ -240,9 +241,23 @@ pub struct ManagerBuilder {
     event_capacity: usize,
     max_data_bytes: usize,
     refresh_grace: std::time::Duration,
+    fanout: Option<Arc<dyn Fanout>>,
 }
 
 impl ManagerBuilder {
+    /// Shares events with the other nodes of the same store through `fanout`:
+    /// this node's ends and data changes are published, and the other nodes'
+    /// reach this manager's subscribers ([`SessionManager::subscribe`]: SSE
+    /// streams, the access-token revocation list) within the transport's delay.
+    /// Sinks see only this node's own events. [`SessionManager::builder`]'s
+    /// `build` must then run inside a Tokio runtime (a task forwards the
+    /// arriving events).
+    #[must_use]
+    pub fn with_fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
     /// How long after a rotation a retry with the previous refresh token
     /// receives the same successor (default 10 s, at most 60 s; the bound is
     /// inclusive, so with zero only a retry in the very millisecond of the
@@ -312,6 +327,13 @@ impl ManagerBuilder {
             Some(k) => k,
             None => KeyRing::generate(1)?,
         };
+        let mut events = EventBus::new(self.sinks, self.event_capacity);
+        if let Some(fanout) = self.fanout {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::Config("a fanout needs a Tokio runtime: build the manager inside one".into())
+            })?;
+            events.connect(fanout, NodeId::generate()?, &runtime);
+        }
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -319,7 +341,7 @@ impl ManagerBuilder {
                 keys,
                 clock: self.clock,
                 merge: self.merge,
-                events: EventBus::new(self.sinks, self.event_capacity),
+                events,
                 max_data_bytes: self.max_data_bytes,
                 refresh_grace_ms: duration_millis(self.refresh_grace),
             }),
@@ -441,6 +463,7 @@ impl SessionManager {
             event_capacity: 1024,
             max_data_bytes: 64 * 1024,
             refresh_grace: DEFAULT_REFRESH_GRACE,
+            fanout: None,
         }
     }
 

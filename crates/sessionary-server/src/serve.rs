@@ -428,6 +428,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .with_event_sink(revocations.clone())
         .with_event_sink(audit.clone())
         .build()?;
+    // Other nodes' ends (through a store's fanout) arrive on the subscription;
+    // this node's own are seen twice, which changes nothing.
+    let _following = revocations.follow(manager.subscribe());
     let tokens = Arc::new(access_tokens(&settings, Arc::clone(&clock), revocations)?);
     let demo = if settings.demo {
         Some(crate::demo::DemoUsers::load_or_create(&settings.data_dir)?)

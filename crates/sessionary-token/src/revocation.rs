@@ -97,10 +97,14 @@ impl Revocations {
         self.ended.read().is_empty()
     }
 
-    /// Takes one event into account: `Ended` revokes its session; others are ignored.
+    /// Takes one event into account: `Ended` revokes its session;
+    /// `EventsMissed` (another node's events were lost) counts as a lag
+    /// ([`Self::mark_lagged`]); others are ignored.
     pub fn observe(&self, event: &Event) {
-        if let (EventKind::Ended { .. }, Some(sid)) = (&event.kind, event.session_id) {
-            self.revoke(sid);
+        match (&event.kind, event.session_id) {
+            (EventKind::Ended { .. }, Some(sid)) => self.revoke(sid),
+            (EventKind::EventsMissed, _) => self.mark_lagged(),
+            _ => {}
         }
     }
 

@@ -571,3 +571,50 @@ async fn signing_out_everywhere_revokes_every_session() {
     assert_eq!(reason(f.tokens.verify(&ta.token)), "revoked");
     assert_eq!(reason(f.tokens.verify(&tb.token)), "revoked");
 }
+
+/// Two nodes on one store joined by a fanout: node A's verifier follows A's
+/// subscription, and a session revoked on node B is refused on A at once.
+#[tokio::test]
+async fn a_revocation_on_another_node_reaches_this_nodes_verifier() {
+    let clock = MockClock::default();
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let store = Arc::new(sessionary_core::MemoryStore::new());
+    let hub = sessionary_core::LocalFanout::new();
+    let node = |sink: Option<Arc<Revocations>>| {
+        let mut b = sessionary_core::SessionManager::builder(store.clone())
+            .with_clock(Arc::clone(&dyn_clock))
+            .with_fanout(Arc::new(hub.clone()));
+        if let Some(s) = sink {
+            b = b.with_event_sink(s);
+        }
+        b.build().expect("manager")
+    };
+    let revocations_a = Revocations::new(Arc::clone(&dyn_clock));
+    let a = node(Some(revocations_a.clone()));
+    let b = node(None);
+    let task = revocations_a.follow(a.subscribe());
+    let key = SigningKey::generate(SigningAlg::EdDsa).expect("key");
+    let tokens_a = AccessTokens::builder(ISS, AUD, KeyRing::new(key))
+        .with_clock(Arc::clone(&dyn_clock))
+        .with_revocations(Arc::clone(&revocations_a))
+        .build()
+        .expect("tokens");
+    let issued = a
+        .create(NewSession::user(UserId::new("alice").expect("user")))
+        .await
+        .expect("create");
+    let at = tokens_a.issue(&issued.session).expect("issue");
+    assert_eq!(reason(tokens_a.verify(&at.token)), "accepted");
+    b.end_session(&issued.session.id, EndReason::RevokedByAdmin)
+        .await
+        .expect("revoke on B");
+    // Bounded: the forwarding and following tasks run on this runtime.
+    for _ in 0..1000 {
+        if revocations_a.is_revoked(&issued.session.id) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(reason(tokens_a.verify(&at.token)), "revoked");
+    task.abort();
+}
