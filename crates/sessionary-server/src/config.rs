@@ -50,6 +50,8 @@ pub enum StoreKind {
     Sqlite,
     /// In this process only: everything is lost at exit (tests, demos).
     Memory,
+    /// A Redis server (`url`), shared by several instances of the service.
+    Redis,
 }
 
 impl fmt::Display for StoreKind {
@@ -57,6 +59,7 @@ impl fmt::Display for StoreKind {
         f.write_str(match self {
             Self::Sqlite => "sqlite",
             Self::Memory => "memory",
+            Self::Redis => "redis",
         })
     }
 }
@@ -65,7 +68,7 @@ impl fmt::Display for StoreKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite` or `memory`.
+    /// `sqlite`, `memory` or `redis`.
     pub kind: StoreKind,
     /// The SQLite file; default `<data_dir>/sessions.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,13 @@ pub struct StoreConfig {
     /// This process owns the SQLite file (locked exclusively) and serves session
     /// reads from memory; `false` lets other processes open the file (slower).
     pub exclusive: bool,
+    /// The Redis server, `redis://[user:password@]host[:port][/db]` (for
+    /// `kind = "redis"`; required there). May hold a password: never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -81,8 +91,99 @@ impl Default for StoreConfig {
             kind: StoreKind::default(),
             path: None,
             exclusive: true,
+            url: None,
+            key_prefix: None,
         }
     }
+}
+
+impl StoreConfig {
+    /// Checks `url` and `key_prefix`: required and valid for `kind = "redis"`,
+    /// refused for the other kinds (where they would be silently ignored).
+    fn validate_redis(&self, errs: &mut Vec<ConfigError>) -> Option<RedisSettings> {
+        if self.kind != StoreKind::Redis {
+            if self.url.is_some() {
+                errs.push(ConfigError::new(
+                    "store.url",
+                    format!(
+                        "only used with kind = \"redis\", not {:?}",
+                        self.kind.to_string()
+                    ),
+                ));
+            }
+            if self.key_prefix.is_some() {
+                errs.push(ConfigError::new(
+                    "store.key_prefix",
+                    format!(
+                        "only used with kind = \"redis\", not {:?}",
+                        self.kind.to_string()
+                    ),
+                ));
+            }
+            return None;
+        }
+        let url = match &self.url {
+            None => {
+                errs.push(ConfigError::new(
+                    "store.url",
+                    "required with kind = \"redis\": e.g. \"redis://127.0.0.1:6379\" or \"redis://:PASSWORD@host:6379/0\"",
+                ));
+                None
+            }
+            Some(u) if !u.expose().starts_with("redis://") => {
+                errs.push(ConfigError::new(
+                    "store.url",
+                    format!(
+                        "expected redis://[user:password@]host[:port][/db] (TLS is not supported yet), got {:?}",
+                        redact_url(u.expose())
+                    ),
+                ));
+                None
+            }
+            Some(u) => Some(u.clone()),
+        };
+        let prefix = self.key_prefix.clone().unwrap_or_else(|| {
+            sessionary_redis::RedisOptions::new()
+                .key_prefix()
+                .to_owned()
+        });
+        let prefix_ok = match sessionary_redis::RedisOptions::check_key_prefix(&prefix) {
+            Ok(()) => true,
+            Err(e) => {
+                errs.push(ConfigError::new("store.key_prefix", e.to_string()));
+                false
+            }
+        };
+        match url {
+            Some(url) if prefix_ok => Some(RedisSettings {
+                url,
+                key_prefix: prefix,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A Redis URL with its password (and user name) replaced by `***`, for
+/// logs and the start banner.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The validated Redis settings of `[store]`.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// The server URL (may hold a password).
+    pub url: Secret,
+    /// The key prefix.
+    pub key_prefix: String,
 }
 
 /// A secret string from configuration; `Debug` prints `REDACTED`.
@@ -765,6 +866,8 @@ pub struct Settings {
     pub store_path: PathBuf,
     /// Whether this process owns the SQLite file and caches reads.
     pub store_exclusive: bool,
+    /// The Redis server (for [`StoreKind::Redis`]).
+    pub store_redis: Option<RedisSettings>,
     /// Configured API keys (empty: use or generate `<data_dir>/api-key`).
     pub api_keys: Vec<Secret>,
     /// Configured data keys, current first (empty: use or generate `<data_dir>/data-keys`).
@@ -923,6 +1026,7 @@ impl Config {
                 "expected a file path, got an empty string",
             ));
         }
+        let store_redis = self.store.validate_redis(&mut errs);
         for (i, k) in self.api.keys.iter().enumerate() {
             let k = k.expose();
             if k.len() < MIN_API_KEY_LEN
@@ -1007,6 +1111,7 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| self.data_dir.join("sessions.db")),
                 store_exclusive: self.store.exclusive,
+                store_redis,
                 data_dir: self.data_dir.clone(),
                 store: self.store.kind,
                 api_keys: self.api.keys.clone(),
@@ -1041,6 +1146,9 @@ impl Config {
             .chain(c.alerts.webhook.secret.iter_mut())
         {
             *k = Secret::new("REDACTED");
+        }
+        if let Some(url) = c.store.url.as_mut() {
+            *url = Secret::new(redact_url(url.expose()));
         }
         if c.store.path.is_none() {
             c.store.path = Some(c.data_dir.join("sessions.db"));
@@ -1240,5 +1348,54 @@ mod tests {
         );
         let err = env(&[("SESSIONARY_ALERTS__NOTIFIER", "pigeon")]).unwrap_err();
         assert_eq!(err.0[0].key, "alerts.notifier", "{err}");
+    }
+
+    #[test]
+    fn redis_store_needs_a_url_and_never_shows_its_password() {
+        let c = env(&[("SESSIONARY_STORE__KIND", "redis")]).unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].key, "store.url", "{err}");
+
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "redis://app:hunter2@cache:6379/2"),
+            ("SESSIONARY_STORE__KEY_PREFIX", "shop:"),
+        ])
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.store, StoreKind::Redis);
+        let r = s.store_redis.as_ref().unwrap();
+        assert_eq!(r.key_prefix, "shop:");
+        assert_eq!(r.url.expose(), "redis://app:hunter2@cache:6379/2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let t = c.to_redacted_toml().unwrap();
+        assert!(!t.contains("hunter2"), "{t}");
+        assert!(t.contains("redis://***@cache:6379/2"), "{t}");
+
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "http://:secret@cache"),
+            ("SESSIONARY_STORE__KEY_PREFIX", "sh*p"),
+        ])
+        .unwrap();
+        let err = c.validate().unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["store.url", "store.key_prefix"], "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        // Redis settings with another kind are refused, not ignored.
+        let c = env(&[("SESSIONARY_STORE__URL", "redis://cache")]).unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
+    }
+
+    #[test]
+    fn redis_urls_are_redacted() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://***@h");
+        assert_eq!(redact_url("garbage:pw"), "***");
     }
 }

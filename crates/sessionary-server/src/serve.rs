@@ -73,6 +73,15 @@ pub enum ServeError {
         #[source]
         source: sessionary_core::StoreError,
     },
+    /// The Redis store could not be reached.
+    #[error("cannot open the Redis session store at {url}")]
+    RedisStore {
+        /// The server, password redacted.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sessionary_redis::Error,
+    },
     /// The demo accounts could not be loaded or created.
     #[error(transparent)]
     DemoUsers(#[from] crate::demo::DemoUsersError),
@@ -343,7 +352,8 @@ impl OpenedStore {
 ///
 /// # Errors
 ///
-/// [`ServeError::Store`] if the store cannot be opened.
+/// [`ServeError::Store`] if the SQLite store cannot be opened,
+/// [`ServeError::RedisStore`] if Redis cannot be reached.
 pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> {
     match settings.store {
         StoreKind::Memory => Ok(OpenedStore {
@@ -363,6 +373,26 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
             Ok(OpenedStore {
                 store: Arc::new(sql.clone()),
                 sql: Some(sql),
+            })
+        }
+        StoreKind::Redis => {
+            // Validated settings of this kind always have `store_redis`; without
+            // it, the empty URL fails to parse and says so.
+            let (url, prefix) = settings
+                .store_redis
+                .as_ref()
+                .map(|r| (r.url.expose(), r.key_prefix.clone()))
+                .unwrap_or_default();
+            let options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
+            let store = sessionary_redis::RedisStore::connect(url, options)
+                .await
+                .map_err(|source| ServeError::RedisStore {
+                    url: crate::config::redact_url(url),
+                    source,
+                })?;
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                sql: None,
             })
         }
     }
@@ -572,6 +602,15 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
             }
         ),
         StoreKind::Memory => say!("  store:    memory (sessions are lost at exit)"),
+        StoreKind::Redis => {
+            if let Some(r) = &settings.store_redis {
+                say!(
+                    "  store:    redis {} (keys {}*)",
+                    crate::config::redact_url(r.url.expose()),
+                    r.key_prefix
+                );
+            }
+        }
     }
     match keys {
         ApiKeySource::Config(n) => say!("  API keys: {n} from the configuration"),

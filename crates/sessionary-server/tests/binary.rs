@@ -1,5 +1,6 @@
 //! The real `sessionary` binary: the README's API walk over HTTP against the
-//! default SQLite store, a restart that keeps sessions and keys, graceful
+//! default SQLite store, a restart that keeps sessions and keys (SQLite, and
+//! Redis with `[store] kind = "redis"`), graceful
 //! shutdown on SIGTERM, and exit code 64 for bad configuration.
 
 // Test helpers outside #[test] fns: a panic is how they report a failure.
@@ -62,9 +63,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = command()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -405,6 +411,86 @@ async fn sessions_and_keys_survive_a_restart() {
     assert_eq!(body["data"], json!({"theme": "dark"}));
     let (status, _) = server.stop();
     assert!(status.success());
+}
+
+/// The Redis server of the Redis tests (`SESSIONARY_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`), or `None` (said on stderr; a failure with
+/// `CI=true`) when nothing listens there.
+fn test_redis(test: &str) -> Option<String> {
+    let url = std::env::var("SESSIONARY_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+    let authority = url.trim_start_matches("redis://");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let addr = authority.split('/').next().unwrap_or(authority);
+    if std::net::TcpStream::connect(addr).is_ok() {
+        return Some(url);
+    }
+    let why = format!("{test}: no Redis server at {addr} (scripts/test starts one)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure");
+    }
+    eprintln!("SKIPPED {why}");
+    None
+}
+
+/// `[store] kind = "redis"`: the binary serves from Redis, and a session
+/// created before a restart still verifies after it (nothing in the process).
+#[tokio::test]
+async fn sessions_survive_a_restart_on_redis() {
+    use reqwest::Method;
+    let Some(url) = test_redis("sessions_survive_a_restart_on_redis") else {
+        return;
+    };
+    let prefix = format!(
+        "sessionary-test:{}:",
+        sessionary_core::SessionId::generate().unwrap()
+    );
+    let env = [
+        ("SESSIONARY_STORE__KIND", "redis"),
+        ("SESSIONARY_STORE__URL", url.as_str()),
+        ("SESSIONARY_STORE__KEY_PREFIX", prefix.as_str()),
+    ];
+    let dir = TempDir::new("redis");
+    let server = Server::start_with(dir.path(), &env);
+    wait_healthy(&server.url).await;
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("store:    redis redis://"), "{banner}");
+    let api = Api::new(&server, dir.path());
+    let (s, _, body) = api
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"user": "carol", "data": {"theme": "dark"}})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, _) = server.stop();
+    assert!(status.success());
+
+    let server = Server::start_with(dir.path(), &env);
+    wait_healthy(&server.url).await;
+    let (s, body) = api_verify(&server, dir.path(), &token).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["session"]["user"], "carol", "{body}");
+    let (status, _) = server.stop();
+    assert!(status.success());
+
+    let store = sessionary_redis::RedisStore::connect(
+        &url,
+        sessionary_redis::RedisOptions::new().with_key_prefix(prefix),
+    )
+    .await
+    .unwrap();
+    store.clear().await.unwrap();
+}
+
+async fn api_verify(server: &Server, dir: &Path, token: &str) -> (u16, Value) {
+    let (s, _, body) = Api::new(server, dir).verify(token).await;
+    (s, body)
 }
 
 /// Runs `sessionary` to completion (it must not start serving).

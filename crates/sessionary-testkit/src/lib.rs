@@ -93,10 +93,21 @@ pub fn start() -> MockClock {
 /// Runs every conformance case against stores made by `$make` (an `async fn() ->
 /// Arc<dyn SessionStore>`), one `#[tokio::test]` each. The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features.
+///
+/// For a store on an external service, `store_conformance!(optional $make)`
+/// takes an `async fn() -> Option<Arc<dyn SessionStore>>`: a case whose `make`
+/// answers `None` (the service is not there, and the store's test said why)
+/// returns at once.
 #[macro_export]
 macro_rules! store_conformance {
+    (optional $make:path) => {
+        $crate::store_conformance!(@list $make; optional);
+    };
     ($make:path) => {
-        $crate::store_conformance!(@cases $make;
+        $crate::store_conformance!(@list $make; required);
+    };
+    (@list $make:path; $kind:ident) => {
+        $crate::store_conformance!(@cases $make; $kind;
             create_and_load,
             create_never_overwrites,
             load_touch_is_coalesced,
@@ -140,11 +151,22 @@ macro_rules! store_conformance {
             audit_sweep_forgets_old_entries,
         );
     };
-    (@cases $make:path; $($case:ident),* $(,)?) => {
+    (@cases $make:path; required; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let store = $make().await;
+                $crate::cases::$case(store).await;
+            }
+        )*
+    };
+    (@cases $make:path; optional; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(store) = $make().await else {
+                    return;
+                };
                 $crate::cases::$case(store).await;
             }
         )*

@@ -1,0 +1,266 @@
+//! Records to hash fields and back.
+//!
+//! A session is one Redis hash: `j` is the record as JSON without the fields
+//! the scripts own, which live beside it so the scripts can read and write
+//! them without decoding JSON: `ls` (last seen), `idle`, `ti` (touch
+//! interval), `abs` (absolute expiry), `v` (version), `c` (created), `h`
+//! (token hash, hex), `u` (user), `id` (hex), `d` (sealed data, raw bytes)
+//! and `n:<name>` per counter. Decoding takes those fields over the JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use redis::Value;
+use sessionary_core::record::{EndReason, Restorable, Tombstone};
+use sessionary_core::refresh::{FamilyEnd, FamilyId, RefreshFamily};
+use sessionary_core::{Sealed, SessionId, SessionRecord, Timestamp, TokenHash, UserId};
+
+use crate::Error;
+
+/// Lowercase hex (keys and hash members, so that lexical order is byte order).
+pub(crate) fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn unhex(s: &[u8]) -> Result<Vec<u8>, Error> {
+    if s.len() % 2 != 0 {
+        return Err(Error::Decode("odd hex length"));
+    }
+    let d = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(Error::Decode("bad hex digit")),
+    };
+    s.chunks(2).map(|p| Ok(d(p[0])? << 4 | d(p[1])?)).collect()
+}
+
+/// The bytes of a bulk string.
+pub(crate) fn bytes(v: &Value) -> Result<&[u8], Error> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        _ => Err(Error::Decode("expected a string")),
+    }
+}
+
+pub(crate) fn array(v: &Value) -> Result<&[Value], Error> {
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Nil => Ok(&[]),
+        _ => Err(Error::Decode("expected an array")),
+    }
+}
+
+pub(crate) fn int(v: &Value) -> Result<i64, Error> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => parse(bytes(other)?),
+    }
+}
+
+fn parse<T: std::str::FromStr>(b: &[u8]) -> Result<T, Error> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Error::Decode("expected a number"))
+}
+
+/// A flat HGETALL reply as a map.
+pub(crate) fn fields(v: &Value) -> Result<BTreeMap<&[u8], &[u8]>, Error> {
+    let a = array(v)?;
+    let mut m = BTreeMap::new();
+    for p in a.chunks(2) {
+        if let [k, v] = p {
+            m.insert(bytes(k)?, bytes(v)?);
+        }
+    }
+    Ok(m)
+}
+
+fn get<'a>(m: &BTreeMap<&[u8], &'a [u8]>, k: &str) -> Result<&'a [u8], Error> {
+    m.get(k.as_bytes())
+        .copied()
+        .ok_or(Error::Decode("missing field"))
+}
+
+fn ts(m: &BTreeMap<&[u8], &[u8]>, k: &str) -> Result<Timestamp, Error> {
+    parse(get(m, k)?).map(Timestamp)
+}
+
+fn user(b: &[u8]) -> Result<UserId, Error> {
+    let s = std::str::from_utf8(b).map_err(|_| Error::Decode("user id is not UTF-8"))?;
+    UserId::new(s).map_err(|_| Error::Decode("invalid user id"))
+}
+
+fn hash(b: &[u8]) -> Result<TokenHash, Error> {
+    TokenHash::from_slice(&unhex(b)?).map_err(|_| Error::Decode("token hash length"))
+}
+
+fn sid(b: &[u8]) -> Result<SessionId, Error> {
+    SessionId::from_slice(&unhex(b)?).map_err(|_| Error::Decode("session id length"))
+}
+
+/// The field pairs `create` writes (every field).
+pub(crate) fn record_fields(r: &SessionRecord) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut v = mutable_fields(r)?;
+    let mut push = |k: &str, b: Vec<u8>| v.push((k.to_owned(), b));
+    push("ls", r.last_seen_at.0.to_string().into_bytes());
+    push("v", r.version.to_string().into_bytes());
+    push("c", r.created_at.0.to_string().into_bytes());
+    push("h", hex(&r.token_hash.0).into_bytes());
+    push("id", hex(&r.id.0).into_bytes());
+    if let Some(u) = &r.user {
+        push("u", u.as_str().as_bytes().to_vec());
+    }
+    for (name, n) in &r.counters {
+        push(&format!("n:{name}"), n.to_string().into_bytes());
+    }
+    Ok(v)
+}
+
+/// The field pairs a compare-and-set write replaces (not the store-owned ones).
+pub(crate) fn mutable_fields(r: &SessionRecord) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut stripped = r.clone();
+    stripped.data = Sealed::default();
+    stripped.counters.clear();
+    let j = serde_json::to_vec(&stripped).map_err(Error::Json)?;
+    Ok(vec![
+        ("j".to_owned(), j),
+        ("d".to_owned(), r.data.as_bytes().to_vec()),
+        (
+            "idle".to_owned(),
+            r.idle_timeout_ms.to_string().into_bytes(),
+        ),
+        (
+            "ti".to_owned(),
+            r.touch_interval_ms.to_string().into_bytes(),
+        ),
+        (
+            "abs".to_owned(),
+            r.absolute_expires_at.0.to_string().into_bytes(),
+        ),
+    ])
+}
+
+/// A session from its fields; `None` for an empty reply.
+pub(crate) fn record(v: &Value) -> Result<Option<SessionRecord>, Error> {
+    let m = fields(v)?;
+    if m.is_empty() {
+        return Ok(None);
+    }
+    let mut r: SessionRecord = serde_json::from_slice(get(&m, "j")?).map_err(Error::Json)?;
+    r.data = Sealed::from_bytes(get(&m, "d").unwrap_or_default().to_vec());
+    r.last_seen_at = ts(&m, "ls")?;
+    r.created_at = ts(&m, "c")?;
+    r.version = parse(get(&m, "v")?)?;
+    r.token_hash = hash(get(&m, "h")?)?;
+    r.user = m.get(&b"u"[..]).map(|u| user(u)).transpose()?;
+    r.counters = m
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(b"n:").map(|n| (n, v)))
+        .map(|(n, v)| Ok((String::from_utf8_lossy(n).into_owned(), parse(v)?)))
+        .collect::<Result<_, Error>>()?;
+    Ok(Some(r))
+}
+
+/// A tombstone from its fields.
+pub(crate) fn tombstone(v: &Value) -> Result<Tombstone, Error> {
+    let m = fields(v)?;
+    let reason = std::str::from_utf8(get(&m, "r")?)
+        .ok()
+        .and_then(EndReason::parse)
+        .ok_or(Error::Decode("unknown end reason"))?;
+    Ok(Tombstone {
+        session_id: sid(get(&m, "sid")?)?,
+        user: m.get(&b"u"[..]).map(|u| user(u)).transpose()?,
+        reason,
+        ended_at: ts(&m, "at")?,
+        keep_until: ts(&m, "k")?,
+    })
+}
+
+/// Restorable data from its fields; `None` for an empty reply.
+pub(crate) fn restorable(v: &Value) -> Result<Option<Restorable>, Error> {
+    let m = fields(v)?;
+    if m.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Restorable {
+        session_id: sid(get(&m, "sid")?)?,
+        data: Sealed::from_bytes(get(&m, "d")?.to_vec()),
+        keep_until: ts(&m, "k")?,
+    }))
+}
+
+/// The field pairs of a new refresh family.
+pub(crate) fn family_fields(f: &RefreshFamily) -> Vec<(&'static str, Vec<u8>)> {
+    let mut v = vec![
+        ("id", hex(&f.id.0).into_bytes()),
+        ("sid", hex(&f.session_id.0).into_bytes()),
+        ("u", f.user.as_str().as_bytes().to_vec()),
+        ("c", f.created_at.0.to_string().into_bytes()),
+        ("abs", f.absolute_expires_at.0.to_string().into_bytes()),
+        ("gen", f.generation.to_string().into_bytes()),
+        ("cur", hex(&f.current_hash.0).into_bytes()),
+        ("rot", f.rotated_at.0.to_string().into_bytes()),
+        ("hs", hex(&f.current_hash.0).into_bytes()),
+    ];
+    if let Some(p) = &f.previous_hash {
+        v.push(("prev", hex(&p.0).into_bytes()));
+    }
+    if let Some(s) = &f.successor {
+        v.push(("succ", s.as_bytes().to_vec()));
+    }
+    if let Some(r) = f.revoked {
+        v.push(("rev", r.as_str().as_bytes().to_vec()));
+    }
+    v
+}
+
+/// A refresh family from its fields; `None` for an empty reply.
+pub(crate) fn family(v: &Value) -> Result<Option<RefreshFamily>, Error> {
+    let m = fields(v)?;
+    if m.is_empty() {
+        return Ok(None);
+    }
+    let opt = |k: &str| m.get(k.as_bytes()).copied().filter(|b| !b.is_empty());
+    Ok(Some(RefreshFamily {
+        id: FamilyId::from_slice(&unhex(get(&m, "id")?)?)
+            .map_err(|_| Error::Decode("family id length"))?,
+        session_id: sid(get(&m, "sid")?)?,
+        user: user(get(&m, "u")?)?,
+        created_at: ts(&m, "c")?,
+        absolute_expires_at: ts(&m, "abs")?,
+        generation: parse(get(&m, "gen")?)?,
+        current_hash: hash(get(&m, "cur")?)?,
+        rotated_at: ts(&m, "rot")?,
+        previous_hash: opt("prev").map(hash).transpose()?,
+        successor: opt("succ").map(|b| Sealed::from_bytes(b.to_vec())),
+        revoked: opt("rev")
+            .map(|b| {
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(FamilyEnd::parse)
+                    .ok_or(Error::Decode("unknown family end"))
+            })
+            .transpose()?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_sorts_like_bytes() {
+        let a = [0x00, 0xff, 0x10];
+        assert_eq!(hex(&a), "00ff10");
+        assert_eq!(unhex(b"00ff10").unwrap(), a);
+        assert!(hex(&[0x0a]) < hex(&[0xa0]));
+        assert!(unhex(b"0g").is_err());
+    }
+}
