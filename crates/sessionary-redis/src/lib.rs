@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod fanout;
 mod scripts;
 
 use std::fmt;
@@ -77,6 +78,8 @@ use sessionary_core::store::{
 use sessionary_core::{
     EndReason, Sealed, SessionId, SessionRecord, SessionStore, Timestamp, TokenHash, UserId,
 };
+
+pub use crate::fanout::RedisFanout;
 
 use crate::codec::{array, bytes, hex, int};
 use crate::scripts::Scripts;
