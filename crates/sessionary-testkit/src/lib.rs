@@ -18,6 +18,7 @@
 
 mod audit_cases;
 pub mod cases;
+pub mod postgres;
 pub mod probe;
 mod refresh_cases;
 
@@ -91,10 +92,22 @@ pub fn start() -> MockClock {
 /// Runs every conformance case against stores made by `$make` (an `async fn() ->
 /// Arc<dyn SessionStore>`), one `#[tokio::test]` each. The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features.
+///
+/// For a store on a server that may be absent (PostgreSQL, Redis), the form
+/// `store_conformance!(optional $make)` takes an `async fn() ->
+/// Option<Arc<dyn SessionStore>>`: a case whose `make` gives `None` returns at
+/// once (`make` says why, and fails instead where skipping is not allowed;
+/// see [`postgres::fresh_schema`]).
 #[macro_export]
 macro_rules! store_conformance {
+    (optional $make:path) => {
+        $crate::store_conformance!(@list $make; optional);
+    };
     ($make:path) => {
-        $crate::store_conformance!(@cases $make;
+        $crate::store_conformance!(@list $make; required);
+    };
+    (@list $make:path; $mode:ident) => {
+        $crate::store_conformance!(@cases $make; $mode;
             create_and_load,
             create_never_overwrites,
             load_touch_is_coalesced,
@@ -138,11 +151,22 @@ macro_rules! store_conformance {
             audit_sweep_forgets_old_entries,
         );
     };
-    (@cases $make:path; $($case:ident),* $(,)?) => {
+    (@cases $make:path; required; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let store = $make().await;
+                $crate::cases::$case(store).await;
+            }
+        )*
+    };
+    (@cases $make:path; optional; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(store) = $make().await else {
+                    return;
+                };
                 $crate::cases::$case(store).await;
             }
         )*
