@@ -73,6 +73,15 @@ pub enum ServeError {
         #[source]
         source: sessionary_core::StoreError,
     },
+    /// The PostgreSQL store could not be reached or set up.
+    #[error("cannot open the session store at {url}")]
+    Database {
+        /// The URL, its password replaced by `REDACTED`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sessionary_core::StoreError,
+    },
     /// The demo accounts could not be loaded or created.
     #[error(transparent)]
     DemoUsers(#[from] crate::demo::DemoUsersError),
@@ -365,6 +374,30 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
                 sql: Some(sql),
             })
         }
+        StoreKind::Postgres => {
+            let Some(pg) = &settings.store_postgres else {
+                // `Config::validate` never gives this kind without its settings.
+                return Err(ServeError::Database {
+                    url: String::new(),
+                    source: sessionary_core::StoreError::backend(io::Error::other(
+                        "store.url is not set",
+                    )),
+                });
+            };
+            let sql = sessionary_sql::SqlStore::connect_postgres_with(
+                pg.url.expose(),
+                pg.options.clone(),
+            )
+            .await
+            .map_err(|source| ServeError::Database {
+                url: crate::config::redact_url(pg.url.expose()),
+                source,
+            })?;
+            Ok(OpenedStore {
+                store: Arc::new(sql.clone()),
+                sql: Some(sql),
+            })
+        }
     }
 }
 
@@ -569,6 +602,13 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
             }
         ),
         StoreKind::Memory => say!("  store:    memory (sessions are lost at exit)"),
+        StoreKind::Postgres => say!(
+            "  store:    postgres {}",
+            settings
+                .store_postgres
+                .as_ref()
+                .map_or_else(String::new, |pg| crate::config::redact_url(pg.url.expose()))
+        ),
     }
     match keys {
         ApiKeySource::Config(n) => say!("  API keys: {n} from the configuration"),
