@@ -286,7 +286,7 @@ impl PgStore {
             .map(decode_family)
             .collect::<StoreResult<Vec<_>>>()?;
         // Oldest first, as on SQLite.
-        families.sort_unstable_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        families.sort_unstable_by_key(|f| (f.created_at, f.id));
         Ok(families)
     }
 
