@@ -470,8 +470,13 @@ fn bad_configuration_exits_64_naming_the_key() {
         ),
         (
             vec![],
+            vec![("SESSIONARY_STORE__KIND", "mysql")],
+            &["`store.kind`", "sqlite", "memory", "postgres"],
+        ),
+        (
+            vec![],
             vec![("SESSIONARY_STORE__KIND", "postgres")],
-            &["`store.kind`", "sqlite", "memory"],
+            &["`store.url`", "required"],
         ),
         (
             vec![],
@@ -551,6 +556,44 @@ fn config_check_prints_the_effective_config_without_secrets() {
     );
     assert_eq!(code, 64);
     assert!(err.contains("`log`"), "{err}");
+}
+
+/// A PostgreSQL URL's password is shown neither by `config-check` nor when
+/// the database cannot be reached (exit 1, the URL redacted).
+#[test]
+fn postgres_url_password_is_never_printed() {
+    let dir = TempDir::new("pgsecret");
+    let env = [
+        ("SESSIONARY_STORE__KIND", "postgres"),
+        // Nothing listens on port 1.
+        (
+            "SESSIONARY_STORE__URL",
+            "postgres://app:s3cret-pw@127.0.0.1:1/sessions",
+        ),
+        ("SESSIONARY_STORE__ACQUIRE_TIMEOUT", "1s"),
+    ];
+    let (code, out, err) = run(&["config-check"], &env, dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("url = \"postgres://app:REDACTED@127.0.0.1:1/sessions\""),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !err.contains("s3cret-pw"),
+        "{out} {err}"
+    );
+    let (code, out, err) = run(&["--listen", "127.0.0.1:0"], &env, dir.path());
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains(
+            "cannot open the session store at postgres://app:REDACTED@127.0.0.1:1/sessions"
+        ),
+        "{err}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !err.contains("s3cret-pw"),
+        "{out} {err}"
+    );
 }
 
 #[test]
