@@ -63,10 +63,7 @@ impl RedisFanout {
         // The first subscription is made here, so events published after
         // `connect` returns are heard.
         let mut pubsub = client.get_async_pubsub().await.map_err(Error::Connect)?;
-        pubsub
-            .subscribe(&channel)
-            .await
-            .map_err(Error::Connect)?;
+        pubsub.subscribe(&channel).await.map_err(Error::Connect)?;
         let (outgoing, mut queue) = mpsc::channel::<RemoteEvent>(QUEUE);
         let (incoming, _) = broadcast::channel(QUEUE);
 
@@ -138,7 +135,9 @@ impl RedisFanout {
 impl Fanout for RedisFanout {
     fn publish(&self, event: RemoteEvent) {
         if self.outgoing.try_send(event).is_err() {
-            tracing::warn!("session event queue full or closed; an event was not sent to the other nodes");
+            tracing::warn!(
+                "session event queue full or closed; an event was not sent to the other nodes"
+            );
         }
     }
 

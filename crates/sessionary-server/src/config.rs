@@ -50,6 +50,8 @@ pub enum StoreKind {
     Sqlite,
     /// In this process only: everything is lost at exit (tests, demos).
     Memory,
+    /// PostgreSQL (durable, shared by several nodes): `store.url`.
+    Postgres,
     /// A Redis server (`url`), shared by several instances of the service.
     Redis,
 }
@@ -59,6 +61,7 @@ impl fmt::Display for StoreKind {
         f.write_str(match self {
             Self::Sqlite => "sqlite",
             Self::Memory => "memory",
+            Self::Postgres => "postgres",
             Self::Redis => "redis",
         })
     }
@@ -68,7 +71,7 @@ impl fmt::Display for StoreKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite`, `memory` or `redis`.
+    /// `sqlite`, `memory`, `postgres` or `redis`.
     pub kind: StoreKind,
     /// The SQLite file; default `<data_dir>/sessions.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,13 +79,24 @@ pub struct StoreConfig {
     /// This process owns the SQLite file (locked exclusively) and serves session
     /// reads from memory; `false` lets other processes open the file (slower).
     pub exclusive: bool,
-    /// The Redis server, `redis://[user:password@]host[:port][/db]` (for
-    /// `kind = "redis"`; required there). May hold a password: never printed.
+    /// The server of a shared store (`kind = "postgres"` or `"redis"`; required
+    /// there): `postgres://sessionary:PASSWORD@db.internal:5432/sessionary` or
+    /// `redis://[user:password@]host[:port][/db]`. Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
+    /// Most connections to PostgreSQL this process opens (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// How long an operation waits for a PostgreSQL connection (default `5s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquire_timeout: Option<String>,
+    /// PostgreSQL's `statement_timeout` on the store's connections (default
+    /// `10s`; `0s` leaves the server's setting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -93,24 +107,37 @@ impl Default for StoreConfig {
             exclusive: true,
             url: None,
             key_prefix: None,
+            max_connections: None,
+            acquire_timeout: None,
+            statement_timeout: None,
         }
     }
 }
 
+/// The validated Redis settings of `[store]`.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// The server URL (may hold a password).
+    pub url: Secret,
+    /// The key prefix.
+    pub key_prefix: String,
+}
+
+/// The validated PostgreSQL store (`[store] kind = "postgres"`).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    /// The URL; `Debug` prints `REDACTED`, [`redact_url`] shows it without the password.
+    pub url: Secret,
+    /// Pool size and timeouts.
+    pub options: sessionary_sql::PostgresOptions,
+}
+
 impl StoreConfig {
-    /// Checks `url` and `key_prefix`: required and valid for `kind = "redis"`,
-    /// refused for the other kinds (where they would be silently ignored).
+    /// Checks `url` and `key_prefix` for `kind = "redis"`: required and valid
+    /// there; `key_prefix` refused for the other kinds (`url` is checked by
+    /// [`Self::validate_postgres`] then).
     fn validate_redis(&self, errs: &mut Vec<ConfigError>) -> Option<RedisSettings> {
         if self.kind != StoreKind::Redis {
-            if self.url.is_some() {
-                errs.push(ConfigError::new(
-                    "store.url",
-                    format!(
-                        "only used with kind = \"redis\", not {:?}",
-                        self.kind.to_string()
-                    ),
-                ));
-            }
             if self.key_prefix.is_some() {
                 errs.push(ConfigError::new(
                     "store.key_prefix",
@@ -121,6 +148,12 @@ impl StoreConfig {
                 ));
             }
             return None;
+        }
+        if self.path.is_some() {
+            errs.push(ConfigError::new(
+                "store.path",
+                "only used with store.kind = \"sqlite\"; Redis is reached by store.url",
+            ));
         }
         let url = match &self.url {
             None => {
@@ -162,28 +195,148 @@ impl StoreConfig {
             _ => None,
         }
     }
-}
 
-/// A Redis URL with its password (and user name) replaced by `***`, for
-/// logs and the start banner.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".to_owned();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
+    /// Checks the PostgreSQL keys: required and well-formed with `kind =
+    /// "postgres"`, absent otherwise (a `url` that would be ignored is a
+    /// mistake worth saying). `None` unless the kind is `postgres` and every
+    /// key is valid.
+    fn validate_postgres(&self, errs: &mut Vec<ConfigError>) -> Option<PostgresStore> {
+        if self.kind != StoreKind::Postgres {
+            let set = [
+                (
+                    "store.url",
+                    self.url.is_some() && self.kind != StoreKind::Redis,
+                ),
+                ("store.max_connections", self.max_connections.is_some()),
+                ("store.acquire_timeout", self.acquire_timeout.is_some()),
+                ("store.statement_timeout", self.statement_timeout.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, is_set)| *is_set) {
+                errs.push(ConfigError::new(
+                    *key,
+                    format!(
+                        "only used with store.kind = \"postgres\" (the kind is \"{}\")",
+                        self.kind
+                    ),
+                ));
+            }
+            return None;
+        }
+        let before = errs.len();
+        if self.path.is_some() {
+            errs.push(ConfigError::new(
+                "store.path",
+                "only used with store.kind = \"sqlite\"; PostgreSQL is reached by store.url",
+            ));
+        }
+        let url = match self.url.as_ref().map(|u| u.expose().trim()) {
+            None | Some("") => {
+                errs.push(ConfigError::new(
+                    "store.url",
+                    "required with store.kind = \"postgres\": a URL such as \
+                     postgres://user:password@host:5432/database (or SESSIONARY_STORE__URL)",
+                ));
+                None
+            }
+            Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+                errs.push(ConfigError::new(
+                    "store.url",
+                    format!(
+                        "expected a postgres:// or postgresql:// URL, got {:?}",
+                        redact_url(u)
+                    ),
+                ));
+                None
+            }
+            Some(u) => Some(Secret::new(u)),
+        };
+        let mut options = sessionary_sql::PostgresOptions::new();
+        if let Some(n) = self.max_connections {
+            if (1..=1000).contains(&n) {
+                options = options.with_max_connections(n);
+            } else {
+                errs.push(ConfigError::new(
+                    "store.max_connections",
+                    format!("must be between 1 and 1000, got {n}"),
+                ));
+            }
+        }
+        if let Some(t) = &self.acquire_timeout {
+            if let Some(d) = bounded_duration(
+                "store.acquire_timeout",
+                t,
+                Duration::from_millis(100),
+                Duration::from_secs(300),
+                errs,
+            ) {
+                options = options.with_acquire_timeout(d);
+            }
+        }
+        if let Some(t) = &self.statement_timeout {
+            match parse_duration(t) {
+                Ok(d) if d.is_zero() => options = options.with_statement_timeout(None),
+                Ok(_) => {
+                    if let Some(d) = bounded_duration(
+                        "store.statement_timeout",
+                        t,
+                        Duration::from_millis(100),
+                        Duration::from_secs(3600),
+                        errs,
+                    ) {
+                        options = options.with_statement_timeout(Some(d));
+                    }
+                }
+                Err(e) => errs.push(ConfigError::new("store.statement_timeout", e)),
+            }
+        }
+        match url {
+            Some(url) if errs.len() == before => Some(PostgresStore { url, options }),
+            _ => None,
+        }
     }
 }
 
-/// The validated Redis settings of `[store]`.
-#[derive(Clone, Debug)]
-pub struct RedisSettings {
-    /// The server URL (may hold a password).
-    pub url: Secret,
-    /// The key prefix.
-    pub key_prefix: String,
+/// `url` with its password (in the user info, or a `password=` parameter)
+/// replaced by `REDACTED`, for messages and `config-check`. Something that is
+/// not a URL at all is replaced as a whole.
+///
+/// # Examples
+///
+/// ```
+/// use sessionary_server::config::redact_url;
+/// assert_eq!(
+///     redact_url("postgres://app:s3cret@db:5432/sessions?sslmode=disable"),
+///     "postgres://app:REDACTED@db:5432/sessions?sslmode=disable"
+/// );
+/// assert_eq!(redact_url("postgres://db/s?password=s3cret"), "postgres://db/s?password=REDACTED");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "REDACTED".to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:REDACTED@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=REDACTED"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// A secret string from configuration; `Debug` prints `REDACTED`.
@@ -866,6 +1019,8 @@ pub struct Settings {
     pub store_path: PathBuf,
     /// Whether this process owns the SQLite file and caches reads.
     pub store_exclusive: bool,
+    /// The PostgreSQL store (`Some` exactly for [`StoreKind::Postgres`]).
+    pub store_postgres: Option<PostgresStore>,
     /// The Redis server (for [`StoreKind::Redis`]).
     pub store_redis: Option<RedisSettings>,
     /// Configured API keys (empty: use or generate `<data_dir>/api-key`).
@@ -1015,6 +1170,8 @@ impl Config {
                 "expected a folder path, got an empty string",
             ));
         }
+        let store_postgres = self.store.validate_postgres(&mut errs);
+        let store_redis = self.store.validate_redis(&mut errs);
         if self
             .store
             .path
@@ -1026,7 +1183,6 @@ impl Config {
                 "expected a file path, got an empty string",
             ));
         }
-        let store_redis = self.store.validate_redis(&mut errs);
         for (i, k) in self.api.keys.iter().enumerate() {
             let k = k.expose();
             if k.len() < MIN_API_KEY_LEN
@@ -1111,6 +1267,7 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| self.data_dir.join("sessions.db")),
                 store_exclusive: self.store.exclusive,
+                store_postgres,
                 store_redis,
                 data_dir: self.data_dir.clone(),
                 store: self.store.kind,
@@ -1147,10 +1304,10 @@ impl Config {
         {
             *k = Secret::new("REDACTED");
         }
-        if let Some(url) = c.store.url.as_mut() {
+        if let Some(url) = &mut c.store.url {
             *url = Secret::new(redact_url(url.expose()));
         }
-        if c.store.path.is_none() {
+        if c.store.path.is_none() && c.store.kind == StoreKind::Sqlite {
             c.store.path = Some(c.data_dir.join("sessions.db"));
         }
         toml::to_string_pretty(&c)
@@ -1253,6 +1410,95 @@ mod tests {
         assert!(!t.contains(&"k".repeat(40)));
         assert!(t.contains("REDACTED"));
         assert!(format!("{c:?}").contains("REDACTED"));
+    }
+
+    #[test]
+    fn postgres_store_from_the_environment() {
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "postgres"),
+            (
+                "SESSIONARY_STORE__URL",
+                "postgres://app:s3cret@db:5432/sessions",
+            ),
+            ("SESSIONARY_STORE__MAX_CONNECTIONS", "20"),
+            ("SESSIONARY_STORE__STATEMENT_TIMEOUT", "0s"),
+        ])
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.store, StoreKind::Postgres);
+        let pg = s.store_postgres.as_ref().unwrap();
+        assert_eq!(pg.url.expose(), "postgres://app:s3cret@db:5432/sessions");
+        // Neither config-check nor Debug shows the password.
+        let t = c.to_redacted_toml().unwrap();
+        assert!(!t.contains("s3cret"), "{t}");
+        assert!(
+            t.contains("postgres://app:REDACTED@db:5432/sessions"),
+            "{t}"
+        );
+        assert!(!t.contains("sessions.db"), "{t}");
+        assert!(!format!("{c:?} {s:?}").contains("s3cret"));
+        assert!(
+            Config::default()
+                .validate()
+                .unwrap()
+                .store_postgres
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn postgres_store_errors_name_keys() {
+        let c = env(&[("SESSIONARY_STORE__KIND", "postgres")]).unwrap();
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs.0[0].key, "store.url");
+        assert!(errs.0[0].message.contains("required"), "{errs}");
+
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "postgres"),
+            ("SESSIONARY_STORE__URL", "mysql://u:s3cret@h/d"),
+            ("SESSIONARY_STORE__PATH", "/tmp/x.db"),
+            ("SESSIONARY_STORE__MAX_CONNECTIONS", "0"),
+            ("SESSIONARY_STORE__ACQUIRE_TIMEOUT", "1h"),
+        ])
+        .unwrap();
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "store.path",
+                "store.url",
+                "store.max_connections",
+                "store.acquire_timeout"
+            ]
+        );
+        assert!(!errs.to_string().contains("s3cret"), "{errs}");
+
+        // A URL the chosen store would ignore is a mistake.
+        let c = env(&[("SESSIONARY_STORE__URL", "postgres://h/d")]).unwrap();
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs.0[0].key, "store.url");
+        assert!(errs.0[0].message.contains("only used"), "{errs}");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, shown) in [
+            ("postgres://h/d", "postgres://h/d"),
+            ("postgres://u@h/d", "postgres://u@h/d"),
+            ("postgres://u:p@h", "postgres://u:REDACTED@h"),
+            (
+                "postgres://u:p@ss@h:1/d?a=1",
+                "postgres://u:REDACTED@h:1/d?a=1",
+            ),
+            (
+                "postgresql://h/d?user=u&PASSWORD=p&x=y",
+                "postgresql://h/d?user=u&PASSWORD=REDACTED&x=y",
+            ),
+            ("u:p@h", "REDACTED"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
     }
 
     #[test]
@@ -1370,7 +1616,7 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let t = c.to_redacted_toml().unwrap();
         assert!(!t.contains("hunter2"), "{t}");
-        assert!(t.contains("redis://***@cache:6379/2"), "{t}");
+        assert!(t.contains("redis://app:REDACTED@cache:6379/2"), "{t}");
 
         let c = env(&[
             ("SESSIONARY_STORE__KIND", "redis"),
@@ -1386,6 +1632,8 @@ mod tests {
         // Redis settings with another kind are refused, not ignored.
         let c = env(&[("SESSIONARY_STORE__URL", "redis://cache")]).unwrap();
         assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
+        let c = env(&[("SESSIONARY_STORE__KEY_PREFIX", "x:")]).unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.key_prefix");
     }
 
     #[test]
@@ -1394,8 +1642,8 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
-        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://***@h");
-        assert_eq!(redact_url("garbage:pw"), "***");
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:REDACTED@h:1/0");
+        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:REDACTED@h");
+        assert_eq!(redact_url("garbage:pw"), "REDACTED");
     }
 }

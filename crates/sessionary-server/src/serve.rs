@@ -73,6 +73,15 @@ pub enum ServeError {
         #[source]
         source: sessionary_core::StoreError,
     },
+    /// The PostgreSQL store could not be reached or set up.
+    #[error("cannot open the session store at {url}")]
+    Database {
+        /// The URL, its password replaced by `REDACTED`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sessionary_core::StoreError,
+    },
     /// The Redis store could not be reached.
     #[error("cannot open the Redis session store at {url}")]
     RedisStore {
@@ -337,6 +346,9 @@ pub struct OpenedStore {
     pub store: Arc<dyn SessionStore>,
     /// The SQL store behind it, closed at shutdown (writes pending touches).
     sql: Option<sessionary_sql::SqlStore>,
+    /// For a store shared by several nodes: how their events reach each other
+    /// (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`).
+    pub fanout: Option<Arc<dyn sessionary_core::Fanout>>,
 }
 
 impl OpenedStore {
@@ -352,13 +364,13 @@ impl OpenedStore {
 ///
 /// # Errors
 ///
-/// [`ServeError::Store`] if the SQLite store cannot be opened,
-/// [`ServeError::RedisStore`] if Redis cannot be reached.
+/// [`ServeError::Store`] if the store cannot be opened.
 pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> {
     match settings.store {
         StoreKind::Memory => Ok(OpenedStore {
             store: Arc::new(MemoryStore::new()),
             sql: None,
+            fanout: None,
         }),
         StoreKind::Sqlite => {
             let path = &settings.store_path;
@@ -373,6 +385,7 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
             Ok(OpenedStore {
                 store: Arc::new(sql.clone()),
                 sql: Some(sql),
+                fanout: None,
             })
         }
         StoreKind::Redis => {
@@ -384,15 +397,52 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
                 .map(|r| (r.url.expose(), r.key_prefix.clone()))
                 .unwrap_or_default();
             let options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
+            let redis_error = |source| ServeError::RedisStore {
+                url: crate::config::redact_url(url),
+                source,
+            };
+            let fanout = sessionary_redis::RedisFanout::connect(url, options.key_prefix())
+                .await
+                .map_err(redis_error)?;
             let store = sessionary_redis::RedisStore::connect(url, options)
                 .await
-                .map_err(|source| ServeError::RedisStore {
-                    url: crate::config::redact_url(url),
-                    source,
-                })?;
+                .map_err(redis_error)?;
             Ok(OpenedStore {
                 store: Arc::new(store),
                 sql: None,
+                fanout: Some(Arc::new(fanout)),
+            })
+        }
+        StoreKind::Postgres => {
+            let Some(pg) = &settings.store_postgres else {
+                // `Config::validate` never gives this kind without its settings.
+                return Err(ServeError::Database {
+                    url: String::new(),
+                    source: sessionary_core::StoreError::backend(io::Error::other(
+                        "store.url is not set",
+                    )),
+                });
+            };
+            let sql = sessionary_sql::SqlStore::connect_postgres_with(
+                pg.url.expose(),
+                pg.options.clone(),
+            )
+            .await
+            .map_err(|source| ServeError::Database {
+                url: crate::config::redact_url(pg.url.expose()),
+                source,
+            })?;
+            let fanout =
+                sessionary_sql::PgFanout::connect(pg.url.expose(), sessionary_sql::DEFAULT_CHANNEL)
+                    .await
+                    .map_err(|source| ServeError::Database {
+                        url: crate::config::redact_url(pg.url.expose()),
+                        source,
+                    })?;
+            Ok(OpenedStore {
+                store: Arc::new(sql.clone()),
+                sql: Some(sql),
+                fanout: Some(Arc::new(fanout)),
             })
         }
     }
@@ -450,14 +500,18 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let revocations = sessionary_token::Revocations::new(Arc::clone(&clock));
     // Security events go to the audit log in the store, written behind.
     let audit = sessionary_core::AuditLog::spawn(Arc::clone(&opened.store), Arc::clone(&clock));
-    let manager = SessionManager::builder(Arc::clone(&opened.store))
+    let mut builder = SessionManager::builder(Arc::clone(&opened.store))
         .with_clock(Arc::clone(&clock))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
         .with_refresh_grace(settings.tokens.refresh_grace)
         .with_event_sink(revocations.clone())
-        .with_event_sink(audit.clone())
-        .build()?;
+        .with_event_sink(audit.clone());
+    if let Some(fanout) = &opened.fanout {
+        // Nodes sharing the store hear each other's ends and data changes.
+        builder = builder.with_fanout(Arc::clone(fanout));
+    }
+    let manager = builder.build()?;
     // Other nodes' ends (through a store's fanout) arrive on the subscription;
     // this node's own are seen twice, which changes nothing.
     let _following = revocations.follow(manager.subscribe());
@@ -611,6 +665,13 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
                 );
             }
         }
+        StoreKind::Postgres => say!(
+            "  store:    postgres {}",
+            settings
+                .store_postgres
+                .as_ref()
+                .map_or_else(String::new, |pg| crate::config::redact_url(pg.url.expose()))
+        ),
     }
     match keys {
         ApiKeySource::Config(n) => say!("  API keys: {n} from the configuration"),

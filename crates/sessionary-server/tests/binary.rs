@@ -556,8 +556,13 @@ fn bad_configuration_exits_64_naming_the_key() {
         ),
         (
             vec![],
+            vec![("SESSIONARY_STORE__KIND", "mysql")],
+            &["`store.kind`", "sqlite", "memory", "postgres"],
+        ),
+        (
+            vec![],
             vec![("SESSIONARY_STORE__KIND", "postgres")],
-            &["`store.kind`", "sqlite", "memory"],
+            &["`store.url`", "required"],
         ),
         (
             vec![],
@@ -637,6 +642,44 @@ fn config_check_prints_the_effective_config_without_secrets() {
     );
     assert_eq!(code, 64);
     assert!(err.contains("`log`"), "{err}");
+}
+
+/// A PostgreSQL URL's password is shown neither by `config-check` nor when
+/// the database cannot be reached (exit 1, the URL redacted).
+#[test]
+fn postgres_url_password_is_never_printed() {
+    let dir = TempDir::new("pgsecret");
+    let env = [
+        ("SESSIONARY_STORE__KIND", "postgres"),
+        // Nothing listens on port 1.
+        (
+            "SESSIONARY_STORE__URL",
+            "postgres://app:s3cret-pw@127.0.0.1:1/sessions",
+        ),
+        ("SESSIONARY_STORE__ACQUIRE_TIMEOUT", "1s"),
+    ];
+    let (code, out, err) = run(&["config-check"], &env, dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("url = \"postgres://app:REDACTED@127.0.0.1:1/sessions\""),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !err.contains("s3cret-pw"),
+        "{out} {err}"
+    );
+    let (code, out, err) = run(&["--listen", "127.0.0.1:0"], &env, dir.path());
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains(
+            "cannot open the session store at postgres://app:REDACTED@127.0.0.1:1/sessions"
+        ),
+        "{err}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !err.contains("s3cret-pw"),
+        "{out} {err}"
+    );
 }
 
 #[test]
@@ -845,4 +888,115 @@ async fn access_token_keys_are_kept_across_restarts() {
     assert_eq!(s, 200, "refresh families are in the store and survive too");
     let (status, _) = server.stop();
     assert!(status.success());
+}
+
+/// Two `sessionary serve` processes on one shared store: a session created on
+/// A verifies on B; revoking it on B is refused on A at once and pushed to A's
+/// SSE client. Prints the delay from B's `204` to the `revoked` event on A's
+/// stream (p50/p99 over 30 revocations).
+async fn two_nodes_share_sessions_and_revocations(kind: &str, env: &[(&str, &str)]) {
+    use reqwest::Method;
+    let dir = TempDir::new(&format!("two-nodes-{kind}"));
+    // A first: it writes the keys (API, data, token) the two nodes share.
+    let a = Server::start_with(dir.path(), env);
+    wait_healthy(&a.url).await;
+    let b = Server::start_with(dir.path(), env);
+    wait_healthy(&b.url).await;
+    let (api_a, api_b) = (Api::new(&a, dir.path()), Api::new(&b, dir.path()));
+    let mut delays = Vec::new();
+    for i in 0..30 {
+        let (s, _, body) = api_a
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                Some(json!({"user": format!("u{i}")})),
+                None,
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        let token = body["token"].as_str().unwrap().to_owned();
+        let id = body["session"]["id"].as_str().unwrap().to_owned();
+        let (s, _, body) = api_b.verify(&token).await;
+        assert_eq!(s, 200, "created on A, verified on B: {body}");
+
+        // A's SSE client (the demo's events route, the token as its cookie).
+        let mut events = reqwest::Client::new()
+            .get(format!("{}/session/events", a.url))
+            .header("cookie", format!("session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(events.status(), 200);
+
+        let (s, _, body) = api_b
+            .send(Method::DELETE, &format!("/v1/sessions/{id}"), None, None)
+            .await;
+        let revoked_at = Instant::now();
+        assert_eq!(s, 204, "{body}");
+        let mut seen = String::new();
+        while !seen.contains("event: revoked") {
+            let chunk = tokio::time::timeout(Duration::from_secs(2), events.chunk())
+                .await
+                .expect("A's SSE client hears the revocation within 2 s")
+                .unwrap()
+                .expect("the stream stays open until it says revoked");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        delays.push(revoked_at.elapsed());
+        assert!(seen.contains("revoked_by_admin"), "{seen}");
+        let (s, _, body) = api_a.verify(&token).await;
+        assert_eq!(
+            (s, body["reason"].as_str()),
+            (401, Some("revoked_by_admin")),
+            "{body}"
+        );
+    }
+    delays.sort();
+    println!(
+        "{kind}: revocation on B reaches A's SSE client in p50 {:?}, p99 {:?} (30 revocations, two processes)",
+        delays[15], delays[29]
+    );
+    let (sa, _) = a.stop();
+    let (sb, _) = b.stop();
+    assert!(sa.success() && sb.success());
+}
+
+#[tokio::test]
+async fn two_nodes_on_redis_share_sessions_and_revocations() {
+    let Some(url) = test_redis("two_nodes_on_redis_share_sessions_and_revocations") else {
+        return;
+    };
+    let prefix = format!(
+        "two-nodes:{}:",
+        sessionary_core::SessionId::generate().unwrap()
+    );
+    let env = [
+        ("SESSIONARY_STORE__KIND", "redis"),
+        ("SESSIONARY_STORE__URL", url.as_str()),
+        ("SESSIONARY_STORE__KEY_PREFIX", prefix.as_str()),
+    ];
+    two_nodes_share_sessions_and_revocations("redis", &env).await;
+    let store = sessionary_redis::RedisStore::connect(
+        &url,
+        sessionary_redis::RedisOptions::new().with_key_prefix(prefix),
+    )
+    .await
+    .unwrap();
+    store.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_nodes_on_postgres_share_sessions_and_revocations() {
+    let Some(url) = sessionary_testkit::postgres::fresh_schema(
+        "two_nodes_on_postgres_share_sessions_and_revocations",
+    )
+    .await
+    else {
+        return;
+    };
+    let env = [
+        ("SESSIONARY_STORE__KIND", "postgres"),
+        ("SESSIONARY_STORE__URL", url.as_str()),
+    ];
+    two_nodes_share_sessions_and_revocations("postgres", &env).await;
 }

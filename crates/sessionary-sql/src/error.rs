@@ -3,6 +3,7 @@
 use std::error::Error as StdError;
 
 use sessionary_core::StoreError;
+use sqlx::postgres::PgDatabaseError;
 
 /// Failures this crate detects itself. They reach callers as the `source` of a
 /// [`StoreError`], so they can be told apart with `downcast_ref`.
@@ -77,13 +78,43 @@ fn classify(e: &sqlx::Error) -> Class {
         | E::ColumnNotFound(_)
         | E::ColumnIndexOutOfBounds { .. }
         | E::TypeNotFound { .. } => Class::Corrupt,
+        E::Database(db) if db.try_downcast_ref::<PgDatabaseError>().is_some() => {
+            classify_sqlstate(db.code().as_deref())
+        }
         E::Database(db) => classify_code(db.code().as_deref()),
         _ => Class::Backend,
     }
 }
 
+/// PostgreSQL SQLSTATEs: what a retry later may fix is `Unavailable`.
+fn classify_sqlstate(code: Option<&str>) -> Class {
+    let Some(code) = code else {
+        return Class::Backend;
+    };
+    match code {
+        // Data or an index damaged on disk.
+        "XX001" | "XX002" => Class::Corrupt,
+        // Serialisation failures and deadlocks (the transaction was rolled
+        // back, a retry succeeds), a lock or statement timeout, a read-only
+        // server (a standby after failover), a server shutting down or
+        // starting up.
+        "40001" | "40P01" | "55P03" | "57014" | "25006" | "57P01" | "57P02" | "57P03" => {
+            Class::Unavailable
+        }
+        // Connection exceptions, refused credentials or database (the store
+        // cannot be reached as configured), insufficient resources (disk
+        // full, too many connections), system errors (I/O).
+        _ if ["08", "28", "3D", "53", "58"]
+            .iter()
+            .any(|class| code.starts_with(class)) =>
+        {
+            Class::Unavailable
+        }
+        _ => Class::Backend,
+    }
+}
+
 /// SQLite result codes (the primary code is the low byte of the extended one).
-/// PostgreSQL SQLSTATEs will be classified here too when that backend lands.
 fn classify_code(code: Option<&str>) -> Class {
     const BUSY: i64 = 5;
     const LOCKED: i64 = 6;
@@ -124,6 +155,34 @@ mod tests {
         assert!(matches!(classify_code(Some("26")), Class::Corrupt));
         assert!(matches!(classify_code(Some("2067")), Class::Backend)); // UNIQUE
         assert!(matches!(classify_code(None), Class::Backend));
+    }
+
+    #[test]
+    fn postgres_sqlstates_are_classified() {
+        assert!(matches!(
+            classify_sqlstate(Some("08006")),
+            Class::Unavailable
+        ));
+        assert!(matches!(
+            classify_sqlstate(Some("28P01")),
+            Class::Unavailable
+        ));
+        assert!(matches!(
+            classify_sqlstate(Some("53300")),
+            Class::Unavailable
+        ));
+        assert!(matches!(
+            classify_sqlstate(Some("40P01")),
+            Class::Unavailable
+        ));
+        assert!(matches!(
+            classify_sqlstate(Some("57014")),
+            Class::Unavailable
+        ));
+        assert!(matches!(classify_sqlstate(Some("XX001")), Class::Corrupt));
+        assert!(matches!(classify_sqlstate(Some("23505")), Class::Backend)); // unique
+        assert!(matches!(classify_sqlstate(Some("22003")), Class::Backend)); // out of range
+        assert!(matches!(classify_sqlstate(None), Class::Backend));
     }
 
     #[test]

@@ -66,8 +66,9 @@ impl PgFanout {
                 "the fanout channel must be 1 to 63 letters, digits or `_`",
             )));
         }
+        // Two connections: the listener keeps one, the sender uses the other.
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
@@ -135,7 +136,9 @@ impl PgFanout {
 impl Fanout for PgFanout {
     fn publish(&self, event: RemoteEvent) {
         if self.outgoing.try_send(event).is_err() {
-            tracing::warn!("session event queue full or closed; an event was not sent to the other nodes");
+            tracing::warn!(
+                "session event queue full or closed; an event was not sent to the other nodes"
+            );
         }
     }
 

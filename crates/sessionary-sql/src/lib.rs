@@ -1,8 +1,9 @@
-//! SQL stores for Sessionary: [`SqlStore`], a [`SessionStore`] on SQLite via sqlx.
+//! SQL stores for Sessionary: [`SqlStore`], a [`SessionStore`] on SQLite or
+//! PostgreSQL via sqlx.
 //!
 //! SQLite is the embedded, durable default of `sessionary serve`: one file in a
-//! data folder, in WAL mode, no server to run. A PostgreSQL backend for several
-//! nodes sharing one store will live in this crate too, behind the same type.
+//! data folder, in WAL mode, no server to run. PostgreSQL is for several nodes
+//! sharing one store ([`SqlStore::connect_postgres`]).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -31,19 +32,38 @@
 //! | [`SqlStore::open_sqlite`] | a SQLite file (WAL, `synchronous=FULL`), shareable with tools; every touch written at once | a file other processes may read or write; slower `verify` |
 //! | [`SqlStore::open_sqlite_with`] + [`SqliteOptions::with_exclusive_cache`] | the same file, locked for this process, reads of sessions served from an in-process write-through cache, touches written behind (every second by default) | one `sessionary` process that owns its data folder; fastest `verify` |
 //! | [`SqlStore::sqlite_in_memory`] | a private in-memory SQLite database; every touch written at once | tests |
+//! | [`SqlStore::connect_postgres`], [`SqlStore::connect_postgres_with`] + [`PostgresOptions`] | a PostgreSQL database (a pool of connections); every touch written at once | several `sessionary` nodes sharing sessions |
 //!
-//! This crate has no cargo features yet; PostgreSQL will come behind one.
+//! This crate has no cargo features: both backends are always built.
 //!
 //! # Schema
 //!
-//! Four tables, created and upgraded by embedded migrations when the store opens:
+//! The same tables on both databases (BLOBs are `bytea` and integers
+//! `bigint` on PostgreSQL), created and upgraded by embedded migrations
+//! (`migrations/sqlite/`, `migrations/postgres/`) when the store opens. The
+//! session tables:
 //! `sessions` (unique indexes on the session id and the token hash, indexes by
 //! user and by expiry; the sealed data as a BLOB, the other fields as columns,
 //! roles and counters as JSON text), `tombstones` (by token hash, with
 //! `keep_until`), `user_data` (version and sealed blob per user) and
 //! `restorable` (the data of a user's expired session, with `keep_until`).
 //!
-//! # Concurrency
+//! Besides them: refresh token families (`refresh_families`, `refresh_hashes`)
+//! and the audit log (`audit_log`).
+//!
+//! # Concurrency on PostgreSQL
+//!
+//! Every operation is one transaction (or one statement) in `READ COMMITTED`,
+//! on any connection of the pool, so nodes sharing the database write in
+//! parallel. A check and the write it guards hold the row lock of the session
+//! (`SELECT ... FOR UPDATE`); operations on all of a user's sessions (a
+//! concurrent-session limit at sign-in, ending a user's sessions) first take a
+//! transaction-level advisory lock on the user, so sign-ins of one user count
+//! one after another on every node. `load` is one statement, one round trip:
+//! the session by token hash, touched in the same statement when the touch is
+//! due, or else its tombstone. Sweeps skip rows other transactions hold.
+//!
+//! # Concurrency on SQLite
 //!
 //! Every operation of [`SessionStore`] is one transaction. Writes run one at a
 //! time on a single writer connection, each inside `BEGIN IMMEDIATE`, so they
@@ -104,12 +124,23 @@
 //! or power cut: an ended session never comes back. (Touches written behind
 //! are the exception, in the safe direction: see above.)
 //!
+//! On PostgreSQL the same holds of a dump or a replica; durability of a commit
+//! is the server's (`synchronous_commit`, on by default). The connection URL
+//! may carry a password: it is never logged nor put into errors, and the
+//! store's `Debug` shows only pool counts. Connections use no TLS in this
+//! build: keep the database on a trusted network or a Unix socket.
+//!
 //! # Errors
 //!
 //! Database failures become [`StoreError`]s with the sqlx error kept as the
 //! source: connection, pool, I/O, busy and disk-full errors are
 //! [`StoreError::Unavailable`], undecodable columns and a damaged file
-//! [`StoreError::Corrupt`], anything else [`StoreError::Backend`]. Values this
+//! [`StoreError::Corrupt`], anything else [`StoreError::Backend`]. On
+//! PostgreSQL, `Unavailable` also covers refused credentials, a missing
+//! database, a server shutting down or read-only, too many connections,
+//! statement and lock timeouts, deadlocks and serialisation failures (the
+//! operation had no effect and may be retried); damaged data or indexes
+//! (`XX001`, `XX002`) are `Corrupt`. Values this
 //! crate refuses itself carry an [`Error`] as their source.
 
 #![deny(missing_docs)]
@@ -117,7 +148,9 @@
 mod cache;
 mod codec;
 mod error;
+mod fanout;
 mod pool;
+mod postgres;
 mod sqlite;
 mod touches;
 
@@ -139,7 +172,19 @@ use sessionary_core::{
 };
 
 pub use crate::error::Error;
+pub use crate::fanout::{DEFAULT_CHANNEL, PgFanout};
+use crate::postgres::{PgStore, PoolSettings};
 use crate::sqlite::SqliteStore;
+
+/// Runs `$call` on the backend's store, bound to `$s`, whichever it is.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &*$self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
+        }
+    };
+}
 
 /// A [`SessionStore`] in a SQL database. Clones share the same database.
 ///
@@ -166,6 +211,7 @@ pub struct SqlStore {
 #[derive(Debug)]
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl SqlStore {
@@ -240,9 +286,7 @@ impl SqlStore {
     /// tokio runtime keeps running long enough (see the
     /// [crate docs](crate#touches-with-the-exclusive-cache-write-behind)).
     pub async fn close(&self) {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.close().await,
-        }
+        dispatch!(self, s => s.close().await)
     }
 
     /// Writes the touches recorded in memory and not yet written, now (one
@@ -260,7 +304,76 @@ impl SqlStore {
     pub async fn flush_touches(&self) -> Result<usize, StoreError> {
         match &*self.backend {
             Backend::Sqlite(s) => s.flush_touches().await,
+            // Touches are written at once on PostgreSQL.
+            Backend::Postgres(_) => Ok(0),
         }
+    }
+
+    /// Connects to a PostgreSQL database and brings its schema up to date
+    /// (embedded migrations, run under sqlx's advisory lock, so several nodes
+    /// may start at once). `url` is a libpq-style URL,
+    /// `postgres://user:password@host:5432/database`; its parameters (for
+    /// example `options=-c search_path=sessionary`) are honoured. The store
+    /// is a pool of [`PostgresOptions::DEFAULT_MAX_CONNECTIONS`] connections at most,
+    /// opened on demand; see [`Self::connect_postgres_with`].
+    ///
+    /// Connections are plain TCP (or a Unix socket): this build has no TLS
+    /// for PostgreSQL, so use it on a trusted network or a local socket.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use sessionary_sql::SqlStore;
+    ///
+    /// let store = SqlStore::connect_postgres("postgres://sessionary@127.0.0.1:5432/sessionary").await?;
+    /// # Ok::<(), sessionary_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the server cannot be reached or refuses
+    /// the credentials or database within the acquire timeout,
+    /// [`StoreError::Backend`] if the URL is malformed or a migration fails.
+    /// Errors never include the URL (it may hold a password).
+    pub async fn connect_postgres(url: &str) -> Result<SqlStore, StoreError> {
+        Self::connect_postgres_with(url, PostgresOptions::new()).await
+    }
+
+    /// Like [`Self::connect_postgres`], with [`PostgresOptions`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use sessionary_sql::{PostgresOptions, SqlStore};
+    ///
+    /// let options = PostgresOptions::new()
+    ///     .with_max_connections(20)
+    ///     .with_statement_timeout(Some(Duration::from_secs(2)));
+    /// let store =
+    ///     SqlStore::connect_postgres_with("postgres://sessionary@db.internal/sessionary", options).await?;
+    /// # Ok::<(), sessionary_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::connect_postgres`].
+    pub async fn connect_postgres_with(
+        url: &str,
+        options: PostgresOptions,
+    ) -> Result<SqlStore, StoreError> {
+        let settings = PoolSettings {
+            max_connections: options.max_connections,
+            acquire_timeout: options.acquire_timeout,
+            statement_timeout: options.statement_timeout,
+        };
+        Ok(Self::from_backend(Backend::Postgres(
+            PgStore::connect(url, settings).await?,
+        )))
     }
 
     fn from_backend(backend: Backend) -> Self {
@@ -346,6 +459,64 @@ impl SqliteOptions {
     }
 }
 
+/// How [`SqlStore::connect_postgres_with`] connects. The default is what
+/// [`SqlStore::connect_postgres`] does.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    max_connections: u32,
+    acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The most connections the pool opens, by default.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    /// How long an operation waits for a connection (or for connecting), by default.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long the server lets one statement run, by default.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The defaults: 10 connections, 5 s to get one, statements cancelled after 10 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most connections the pool keeps open (at least 1). Each node of a
+    /// deployment has its own pool: keep the sum under the server's
+    /// `max_connections`.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long an operation waits for a free connection, or for a new one to
+    /// connect, before failing with [`StoreError::Unavailable`].
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The server-side `statement_timeout` of every connection (`None`: the
+    /// server's setting). A statement cancelled by it, like one waiting too
+    /// long for a row lock, fails with [`StoreError::Unavailable`] and has no
+    /// effect.
+    pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn create(
@@ -353,27 +524,19 @@ impl SessionStore for SqlStore {
         record: SessionRecord,
         limit: Option<SessionLimit>,
     ) -> StoreResult<Create> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.create(record, limit).await,
-        }
+        dispatch!(self, s => s.create(record, limit).await)
     }
 
     async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.load(hash, touch).await,
-        }
+        dispatch!(self, s => s.load(hash, touch).await)
     }
 
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.get(id).await,
-        }
+        dispatch!(self, s => s.get(id).await)
     }
 
     async fn update(&self, record: SessionRecord, expected_version: u64) -> StoreResult<Update> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.update(record, expected_version).await,
-        }
+        dispatch!(self, s => s.update(record, expected_version).await)
     }
 
     async fn rotate(
@@ -382,9 +545,7 @@ impl SessionStore for SqlStore {
         expected_version: u64,
         tombstone: Tombstone,
     ) -> StoreResult<Update> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.rotate(record, expected_version, tombstone).await,
-        }
+        dispatch!(self, s => s.rotate(record, expected_version, tombstone).await)
     }
 
     async fn touch(
@@ -392,15 +553,11 @@ impl SessionStore for SqlStore {
         id: &SessionId,
         now: Timestamp,
     ) -> StoreResult<Option<Arc<SessionRecord>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.touch(id, now).await,
-        }
+        dispatch!(self, s => s.touch(id, now).await)
     }
 
     async fn end(&self, id: &SessionId, ending: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.end(id, ending).await,
-        }
+        dispatch!(self, s => s.end(id, ending).await)
     }
 
     async fn end_user(
@@ -409,9 +566,7 @@ impl SessionStore for SqlStore {
         except: Option<&SessionId>,
         ending: Ending,
     ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.end_user(user, except, ending).await,
-        }
+        dispatch!(self, s => s.end_user(user, except, ending).await)
     }
 
     async fn list_user(
@@ -419,9 +574,7 @@ impl SessionStore for SqlStore {
         user: &UserId,
         now: Timestamp,
     ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.list_user(user, now).await,
-        }
+        dispatch!(self, s => s.list_user(user, now).await)
     }
 
     async fn increment_counter(
@@ -431,15 +584,11 @@ impl SessionStore for SqlStore {
         by: u64,
         limit: Option<u64>,
     ) -> StoreResult<Counter> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.increment_counter(id, name, by, limit).await,
-        }
+        dispatch!(self, s => s.increment_counter(id, name, by, limit).await)
     }
 
     async fn sweep(&self, spec: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.sweep(spec, max).await,
-        }
+        dispatch!(self, s => s.sweep(spec, max).await)
     }
 
     async fn take_restorable(
@@ -447,15 +596,11 @@ impl SessionStore for SqlStore {
         user: &UserId,
         now: Timestamp,
     ) -> StoreResult<Option<Restorable>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.take_restorable(user, now).await,
-        }
+        dispatch!(self, s => s.take_restorable(user, now).await)
     }
 
     async fn user_data(&self, user: &UserId) -> StoreResult<Option<UserData>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.user_data(user).await,
-        }
+        dispatch!(self, s => s.user_data(user).await)
     }
 
     async fn set_user_data(
@@ -464,21 +609,15 @@ impl SessionStore for SqlStore {
         expected_version: u64,
         data: Sealed,
     ) -> StoreResult<Result<UserData, Option<UserData>>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.set_user_data(user, expected_version, data).await,
-        }
+        dispatch!(self, s => s.set_user_data(user, expected_version, data).await)
     }
 
     async fn create_refresh_family(&self, family: RefreshFamily) -> StoreResult<CreateFamily> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.create_refresh_family(family).await,
-        }
+        dispatch!(self, s => s.create_refresh_family(family).await)
     }
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.refresh(request).await,
-        }
+        dispatch!(self, s => s.refresh(request).await)
     }
 
     async fn revoke_refresh(
@@ -486,9 +625,7 @@ impl SessionStore for SqlStore {
         hash: &TokenHash,
         reason: FamilyEnd,
     ) -> StoreResult<Option<RefreshFamily>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.revoke_refresh(hash, reason).await,
-        }
+        dispatch!(self, s => s.revoke_refresh(hash, reason).await)
     }
 
     async fn revoke_refresh_families(
@@ -496,32 +633,22 @@ impl SessionStore for SqlStore {
         session: &SessionId,
         reason: FamilyEnd,
     ) -> StoreResult<Vec<RefreshFamily>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.revoke_refresh_families(session, reason).await,
-        }
+        dispatch!(self, s => s.revoke_refresh_families(session, reason).await)
     }
 
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.sweep_refresh(now, max).await,
-        }
+        dispatch!(self, s => s.sweep_refresh(now, max).await)
     }
 
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.append_audit(entries).await,
-        }
+        dispatch!(self, s => s.append_audit(entries).await)
     }
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.audit(query).await,
-        }
+        dispatch!(self, s => s.audit(query).await)
     }
 
     async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.sweep_audit(before, max).await,
-        }
+        dispatch!(self, s => s.sweep_audit(before, max).await)
     }
 }

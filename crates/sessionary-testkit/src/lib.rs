@@ -18,6 +18,7 @@
 
 mod audit_cases;
 pub mod cases;
+pub mod postgres;
 pub mod probe;
 mod refresh_cases;
 pub mod yielding;
@@ -94,10 +95,11 @@ pub fn start() -> MockClock {
 /// Arc<dyn SessionStore>`), one `#[tokio::test]` each. The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features.
 ///
-/// For a store on an external service, `store_conformance!(optional $make)`
-/// takes an `async fn() -> Option<Arc<dyn SessionStore>>`: a case whose `make`
-/// answers `None` (the service is not there, and the store's test said why)
-/// returns at once.
+/// For a store on a server that may be absent (PostgreSQL, Redis), the form
+/// `store_conformance!(optional $make)` takes an `async fn() ->
+/// Option<Arc<dyn SessionStore>>`: a case whose `make` gives `None` returns at
+/// once (`make` says why, and fails instead where skipping is not allowed;
+/// see [`postgres::fresh_schema`]).
 #[macro_export]
 macro_rules! store_conformance {
     (optional $make:path) => {
@@ -106,8 +108,8 @@ macro_rules! store_conformance {
     ($make:path) => {
         $crate::store_conformance!(@list $make; required);
     };
-    (@list $make:path; $kind:ident) => {
-        $crate::store_conformance!(@cases $make; $kind;
+    (@list $make:path; $mode:ident) => {
+        $crate::store_conformance!(@cases $make; $mode;
             create_and_load,
             create_never_overwrites,
             load_touch_is_coalesced,
