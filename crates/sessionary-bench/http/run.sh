@@ -56,8 +56,10 @@ cookies=$(mktemp)
 head -n "$COOKIES" "$tokens" >"$cookies"
 
 # A request with a cookie must get `Sessionary-Expires` (the session was found).
+# The sessions are bound to the browser user agent `cookies.lua` sends.
 first=$(head -n1 "$tokens")
-if ! curl -s -o /dev/null -D - -H "Cookie: session=$first" "http://127.0.0.1:$SESSION_PORT$URL_PATH" | grep -qi '^sessionary-expires:'; then
+ua='Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+if ! curl -s -o /dev/null -D - -A "$ua" -H "Cookie: session=$first" "http://127.0.0.1:$SESSION_PORT$URL_PATH" | grep -qi '^sessionary-expires:'; then
   echo "session port did not recognise the cookie" >&2; exit 1
 fi
 

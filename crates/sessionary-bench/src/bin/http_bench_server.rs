@@ -80,7 +80,17 @@ async fn main() -> anyhow::Result<()> {
     let tokens_file: String = arg(&args, 4, "target/http-bench-tokens.txt".to_owned())?;
 
     // Default policy (30 min idle, sliding, touch interval 90 s), `SystemClock`.
-    let manager = SessionManager::builder(Arc::new(MemoryStore::new())).build()?;
+    // `BENCH_REDIS_URL` set: the sessions live in Redis (a fresh key prefix),
+    // else in a `MemoryStore`.
+    let store: Arc<dyn sessionary_core::SessionStore> = match std::env::var("BENCH_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let prefix = format!("bench:{}:", std::process::id());
+            let options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
+            Arc::new(sessionary_redis::RedisStore::connect(&url, options).await?)
+        }
+        _ => Arc::new(MemoryStore::new()),
+    };
+    let manager = SessionManager::builder(store).build()?;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&tokens_file).with_context(|| format!("creating {tokens_file}"))?,
     );
