@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 /// A `redis-server` child process on `127.0.0.1:port`, stopped on drop (also
 /// when a check panics). No persistence unless `extra_args` ask for it
 /// (later arguments win, so `["--appendonly", "yes"]` turns AOF on).
+#[derive(Debug)]
 pub struct RedisServer {
     /// The port it listens on.
     pub port: u16,
