@@ -122,7 +122,9 @@ struct TimedOut(Duration);
 
 /// A write that fewer replicas acknowledged than [`RedisOptions::with_replica_acks`] asks.
 #[derive(Debug, thiserror::Error)]
-#[error("not acknowledged by {wanted} replicas ({acked} within {timeout:?}); the write may still have happened")]
+#[error(
+    "not acknowledged by {wanted} replicas ({acked} within {timeout:?}); the write may still have happened"
+)]
 struct NotAcknowledged {
     wanted: u32,
     acked: u64,
@@ -458,7 +460,9 @@ impl RedisStore {
     async fn run_acked(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
         let v = self.run(inv).await?;
         if let Some((wanted, timeout)) = self.inner.replica_acks {
-            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+            let ms = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(wanted).arg(ms);
             let mut con = self.inner.con.clone();

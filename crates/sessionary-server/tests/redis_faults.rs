@@ -118,7 +118,10 @@ async fn verify_answers_200_or_503_while_redis_dies_and_recovers_after_a_restart
                     other => panic!("unexpected {other}: {body}"),
                 };
                 assert!(started.elapsed() < ANSWER_WITHIN);
-                seen.lock().push(Seen { at: Instant::now(), ok });
+                seen.lock().push(Seen {
+                    at: Instant::now(),
+                    ok,
+                });
                 // Yield so that 8 loops do not starve the runtime's timers.
                 tokio::task::yield_now().await;
             }
@@ -146,7 +149,10 @@ async fn verify_answers_200_or_503_while_redis_dies_and_recovers_after_a_restart
         if let Some(at) = found {
             break at;
         }
-        assert!(Instant::now() < deadline, "no 200 within 5 s of the restart");
+        assert!(
+            Instant::now() < deadline,
+            "no 200 within 5 s of the restart"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
