@@ -120,6 +120,17 @@ impl From<Error> for StoreError {
 #[error("Redis did not answer within {0:?}")]
 struct TimedOut(Duration);
 
+/// A write that fewer replicas acknowledged than [`RedisOptions::with_replica_acks`] asks.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not acknowledged by {wanted} replicas ({acked} within {timeout:?}); the write may still have happened"
+)]
+struct NotAcknowledged {
+    wanted: u32,
+    acked: u64,
+    timeout: Duration,
+}
+
 fn store_error(e: RedisError) -> StoreError {
     if e.is_io_error()
         || e.is_connection_refusal()
@@ -159,6 +170,7 @@ pub struct RedisOptions {
     key_prefix: String,
     timeout: Duration,
     gc_grace: Duration,
+    replica_acks: Option<(u32, Duration)>,
 }
 
 impl Default for RedisOptions {
@@ -167,6 +179,7 @@ impl Default for RedisOptions {
             key_prefix: "sessionary:".to_owned(),
             timeout: Duration::from_secs(2),
             gc_grace: Duration::from_secs(7 * 86_400),
+            replica_acks: None,
         }
     }
 }
@@ -202,6 +215,36 @@ impl RedisOptions {
     pub fn with_gc_grace(mut self, grace: Duration) -> Self {
         self.gc_grace = grace;
         self
+    }
+
+    /// Opt-in durability: every operation that creates, rotates, ends or
+    /// revokes (`create`, `rotate`, `end`, `end_user`, `set_user_data`,
+    /// `create_refresh_family`, `refresh`, `revoke_refresh`,
+    /// `revoke_refresh_families`) sends `WAIT replicas timeout` after its
+    /// script, on the same connection, and fails with
+    /// [`StoreError::Unavailable`] ("not acknowledged by N replicas") when
+    /// fewer replicas acknowledged within `timeout`.
+    ///
+    /// Such a failure does not undo the write: it happened on the primary and
+    /// may reach the replicas later. The caller sees a failure and retries; a
+    /// retried create is a new session (the first one, never handed out,
+    /// expires unused), an end or revocation is idempotent.
+    ///
+    /// `WAIT` counts the replicas that acknowledged every write of the
+    /// connection so far, so it also covers concurrent writes of the same
+    /// store. Off by default (asynchronous replication). Keep `timeout`
+    /// below [`Self::with_timeout`]: a reply slower than that fails the
+    /// operation as well.
+    #[must_use]
+    pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// The replica acknowledgements every write waits for, if any
+    /// ([`Self::with_replica_acks`]).
+    pub fn replica_acks(&self) -> Option<(u32, Duration)> {
+        self.replica_acks
     }
 
     /// The key prefix.
@@ -254,6 +297,7 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     grace_ms: String,
+    replica_acks: Option<(u32, Duration)>,
     /// Where the next sweep resumes its `SCAN` (0: from the start).
     sweep_cursor: AtomicU64,
     refresh_cursor: AtomicU64,
@@ -358,6 +402,7 @@ impl RedisStore {
                 scripts: Scripts::new(),
                 prefix: options.key_prefix,
                 timeout: options.timeout,
+                replica_acks: options.replica_acks,
                 grace_ms: grace.max(1).to_string(),
                 sweep_cursor: AtomicU64::new(0),
                 refresh_cursor: AtomicU64::new(0),
@@ -408,6 +453,33 @@ impl RedisStore {
             Ok(r) => r.map_err(store_error),
             Err(_) => Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
         }
+    }
+
+    /// [`Self::run`] for a write: then `WAIT` for the replicas of
+    /// [`RedisOptions::with_replica_acks`], if set.
+    async fn run_acked(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let v = self.run(inv).await?;
+        if let Some((wanted, timeout)) = self.inner.replica_acks {
+            let ms = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(wanted).arg(ms);
+            let mut con = self.inner.con.clone();
+            let limit = self.inner.timeout + timeout;
+            let acked: u64 = match tokio::time::timeout(limit, cmd.query_async(&mut con)).await {
+                Ok(r) => r.map_err(store_error)?,
+                Err(_) => return Err(StoreError::unavailable(TimedOut(limit))),
+            };
+            if acked < u64::from(wanted) {
+                return Err(StoreError::unavailable(NotAcknowledged {
+                    wanted,
+                    acked,
+                    timeout,
+                }));
+            }
+        }
+        Ok(v)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
@@ -505,7 +577,7 @@ impl SessionStore for RedisStore {
         inv.arg(record.last_seen_at.0)
             .arg(record.absolute_expires_at.0);
         pairs(&mut inv, &fields);
-        let v = self.run(&inv).await?;
+        let v = self.run_acked(&inv).await?;
         let (code, rest) = reply(&v)?;
         Ok(match code {
             0 => Create::Duplicate,
@@ -570,7 +642,7 @@ impl SessionStore for RedisStore {
         inv.arg(record.last_seen_at.0)
             .arg(record.absolute_expires_at.0);
         pairs(&mut inv, &fields);
-        update_reply(&self.run(&inv).await?)
+        update_reply(&self.run_acked(&inv).await?)
     }
 
     async fn touch(
@@ -587,7 +659,7 @@ impl SessionStore for RedisStore {
         let mut inv = self.call(&self.inner.scripts.end);
         inv.arg(hex(&id.0));
         ending_args(&mut inv, &ending);
-        record_of(&self.run(&inv).await?)
+        record_of(&self.run_acked(&inv).await?)
     }
 
     async fn end_user(
@@ -600,7 +672,7 @@ impl SessionStore for RedisStore {
         inv.arg(user_tag(user))
             .arg(except.map(|id| hex(&id.0)).unwrap_or_default());
         ending_args(&mut inv, &ending);
-        array(&self.run(&inv).await?)?
+        array(&self.run_acked(&inv).await?)?
             .iter()
             .map(some_record)
             .collect()
@@ -709,7 +781,7 @@ impl SessionStore for RedisStore {
         inv.arg(user_tag(user))
             .arg(expected_version)
             .arg(data.as_bytes());
-        let v = self.run(&inv).await?;
+        let v = self.run_acked(&inv).await?;
         let (code, rest) = reply(&v)?;
         let current = match rest {
             [v, b] => Some(UserData {
@@ -734,7 +806,7 @@ impl SessionStore for RedisStore {
             .arg(family.created_at.0)
             .arg(family.absolute_expires_at.0);
         pairs(&mut inv, &codec::family_fields(&family));
-        let v = self.run(&inv).await?;
+        let v = self.run_acked(&inv).await?;
         Ok(match reply(&v)?.0 {
             1 => CreateFamily::Created,
             2 => CreateFamily::Duplicate,
@@ -750,7 +822,7 @@ impl SessionStore for RedisStore {
             .arg(request.now.0)
             .arg(request.grace_ms);
         ending_args(&mut inv, &request.reuse);
-        let v = self.run(&inv).await?;
+        let v = self.run_acked(&inv).await?;
         let (code, rest) = reply(&v)?;
         if code == 0 {
             return Ok(RefreshOutcome::Missing);
@@ -785,7 +857,7 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<Option<RefreshFamily>> {
         let mut inv = self.call(&self.inner.scripts.revoke_family);
         inv.arg(hex(&hash.0)).arg(reason.as_str());
-        Ok(codec::family(&self.run(&inv).await?)?)
+        Ok(codec::family(&self.run_acked(&inv).await?)?)
     }
 
     async fn revoke_refresh_families(
@@ -795,7 +867,7 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<Vec<RefreshFamily>> {
         let mut inv = self.call(&self.inner.scripts.revoke_session_families);
         inv.arg(hex(&session.0)).arg(reason.as_str());
-        array(&self.run(&inv).await?)?
+        array(&self.run_acked(&inv).await?)?
             .iter()
             .map(some_family)
             .collect()

@@ -83,7 +83,7 @@ async fn a_revocation_on_one_node_reaches_the_other_through_pub_sub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_lost_its_server_reports_a_miss_and_hears_again() {
     let port = free_port();
-    let mut server = match Server::start(port) {
+    let mut server = match Server::start(port, &[]) {
         Ok(s) => s,
         Err(e) => {
             common::skip("fanout reconnect", &format!("cannot run redis-server: {e}"));
@@ -95,7 +95,7 @@ async fn a_subscriber_that_lost_its_server_reports_a_miss_and_hears_again() {
     let sender = RedisFanout::connect(&url, "x:").await.unwrap();
     let mut rx = listener.subscribe();
     server.stop();
-    let _server = Server::start(port).unwrap();
+    let _server = Server::start(port, &[]).unwrap();
     // The subscriber reconnects by itself and says messages may be lost.
     let e = timeout(Duration::from_secs(5), rx.recv())
         .await

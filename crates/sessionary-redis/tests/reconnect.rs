@@ -22,7 +22,7 @@ const T0: Timestamp = Timestamp(1_767_225_600_000);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_reconnects_after_a_server_restart() {
     let port = free_port();
-    let mut server = match Server::start(port) {
+    let mut server = match Server::start(port, &[]) {
         Ok(s) => s,
         Err(e) => {
             common::skip("reconnect", &format!("cannot run redis-server: {e}"));
@@ -59,7 +59,7 @@ async fn store_reconnects_after_a_server_restart() {
     }
 
     // Same port, empty database: the same store works again within 2 s.
-    let mut server = Server::start(port).unwrap();
+    let mut server = Server::start(port, &[]).unwrap();
     let restarted = Instant::now();
     let (t2, r2) = sessionary_testkit::record(Some("bob"), T0);
     loop {

@@ -87,6 +87,13 @@ pub struct StoreConfig {
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
+    /// Opt-in durability (for `kind = "redis"`): every write waits until this
+    /// many replicas acknowledged it (`WAIT`), else the API answers 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_acks: Option<u32>,
+    /// How long a write waits for `replica_acks` (default `100ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_ack_timeout: Option<String>,
     /// Most connections to PostgreSQL this process opens (default 10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
@@ -107,6 +114,8 @@ impl Default for StoreConfig {
             exclusive: true,
             url: None,
             key_prefix: None,
+            replica_acks: None,
+            replica_ack_timeout: None,
             max_connections: None,
             acquire_timeout: None,
             statement_timeout: None,
@@ -121,6 +130,8 @@ pub struct RedisSettings {
     pub url: Secret,
     /// The key prefix.
     pub key_prefix: String,
+    /// `replica_acks` and `replica_ack_timeout`, if set.
+    pub replica_acks: Option<(u32, Duration)>,
 }
 
 /// The validated PostgreSQL store (`[store] kind = "postgres"`).
@@ -133,22 +144,63 @@ pub struct PostgresStore {
 }
 
 impl StoreConfig {
-    /// Checks `url` and `key_prefix` for `kind = "redis"`: required and valid
-    /// there; `key_prefix` refused for the other kinds (`url` is checked by
+    /// Checks `url`, `key_prefix`, `replica_acks` and `replica_ack_timeout`
+    /// for `kind = "redis"`: required (`url`) and valid there; the others
+    /// refused for the other kinds (`url` is checked by
     /// [`Self::validate_postgres`] then).
     fn validate_redis(&self, errs: &mut Vec<ConfigError>) -> Option<RedisSettings> {
         if self.kind != StoreKind::Redis {
-            if self.key_prefix.is_some() {
-                errs.push(ConfigError::new(
-                    "store.key_prefix",
-                    format!(
-                        "only used with kind = \"redis\", not {:?}",
-                        self.kind.to_string()
-                    ),
-                ));
+            for (key, set) in [
+                ("store.key_prefix", self.key_prefix.is_some()),
+                ("store.replica_acks", self.replica_acks.is_some()),
+                (
+                    "store.replica_ack_timeout",
+                    self.replica_ack_timeout.is_some(),
+                ),
+            ] {
+                if set {
+                    errs.push(ConfigError::new(
+                        key,
+                        format!(
+                            "only used with kind = \"redis\", not {:?}",
+                            self.kind.to_string()
+                        ),
+                    ));
+                }
             }
             return None;
         }
+        let before = errs.len();
+        let replica_acks = match (self.replica_acks, &self.replica_ack_timeout) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                errs.push(ConfigError::new(
+                    "store.replica_ack_timeout",
+                    "only used with store.replica_acks",
+                ));
+                None
+            }
+            (Some(n), t) => {
+                if !(1..=16).contains(&n) {
+                    errs.push(ConfigError::new(
+                        "store.replica_acks",
+                        format!("must be between 1 and 16, got {n}"),
+                    ));
+                }
+                let timeout = match t {
+                    None => Some(Duration::from_millis(100)),
+                    Some(t) => bounded_duration(
+                        "store.replica_ack_timeout",
+                        t,
+                        Duration::from_millis(10),
+                        Duration::from_secs(1),
+                        errs,
+                    ),
+                };
+                timeout.map(|d| (n, d))
+            }
+        };
+        let acks_ok = errs.len() == before;
         if self.path.is_some() {
             errs.push(ConfigError::new(
                 "store.path",
@@ -188,9 +240,10 @@ impl StoreConfig {
             }
         };
         match url {
-            Some(url) if prefix_ok => Some(RedisSettings {
+            Some(url) if prefix_ok && acks_ok => Some(RedisSettings {
                 url,
                 key_prefix: prefix,
+                replica_acks,
             }),
             _ => None,
         }
@@ -1634,6 +1687,57 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
         let c = env(&[("SESSIONARY_STORE__KEY_PREFIX", "x:")]).unwrap();
         assert_eq!(c.validate().unwrap_err().0[0].key, "store.key_prefix");
+        let c = env(&[("SESSIONARY_STORE__REPLICA_ACKS", "1")]).unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.replica_acks");
+    }
+
+    #[test]
+    fn redis_replica_acks_are_validated() {
+        let redis = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "redis://cache:6379"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = redis.to_vec();
+            vars.extend_from_slice(extra);
+            env(&vars).unwrap().validate()
+        };
+        let s = with(&[]).unwrap();
+        assert_eq!(s.store_redis.unwrap().replica_acks, None);
+        let s = with(&[("SESSIONARY_STORE__REPLICA_ACKS", "1")]).unwrap();
+        assert_eq!(
+            s.store_redis.unwrap().replica_acks,
+            Some((1, Duration::from_millis(100)))
+        );
+        let s = with(&[
+            ("SESSIONARY_STORE__REPLICA_ACKS", "2"),
+            ("SESSIONARY_STORE__REPLICA_ACK_TIMEOUT", "250ms"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.store_redis.unwrap().replica_acks,
+            Some((2, Duration::from_millis(250)))
+        );
+        for (extra, key) in [
+            (
+                &[("SESSIONARY_STORE__REPLICA_ACKS", "0")][..],
+                "store.replica_acks",
+            ),
+            (
+                &[
+                    ("SESSIONARY_STORE__REPLICA_ACKS", "1"),
+                    ("SESSIONARY_STORE__REPLICA_ACK_TIMEOUT", "5s"),
+                ][..],
+                "store.replica_ack_timeout",
+            ),
+            (
+                &[("SESSIONARY_STORE__REPLICA_ACK_TIMEOUT", "100ms")][..],
+                "store.replica_ack_timeout",
+            ),
+        ] {
+            let err = with(extra).unwrap_err();
+            assert_eq!(err.0[0].key, key, "{err}");
+        }
     }
 
     #[test]

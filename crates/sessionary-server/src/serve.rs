@@ -391,12 +391,15 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
         StoreKind::Redis => {
             // Validated settings of this kind always have `store_redis`; without
             // it, the empty URL fails to parse and says so.
-            let (url, prefix) = settings
+            let (url, prefix, acks) = settings
                 .store_redis
                 .as_ref()
-                .map(|r| (r.url.expose(), r.key_prefix.clone()))
+                .map(|r| (r.url.expose(), r.key_prefix.clone(), r.replica_acks))
                 .unwrap_or_default();
-            let options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
+            let mut options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
+            if let Some((replicas, timeout)) = acks {
+                options = options.with_replica_acks(replicas, timeout);
+            }
             let redis_error = |source| ServeError::RedisStore {
                 url: crate::config::redact_url(url),
                 source,
@@ -663,6 +666,11 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
                     crate::config::redact_url(r.url.expose()),
                     r.key_prefix
                 );
+                if let Some((replicas, timeout)) = r.replica_acks {
+                    say!(
+                        "  store:    every write waits for {replicas} replica(s), at most {timeout:?}"
+                    );
+                }
             }
         }
         StoreKind::Postgres => say!(

@@ -1,0 +1,104 @@
+//! A private `redis-server` child process for tests that stop and restart
+//! their Redis (reconnection, faults, persistence, replication).
+
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` child process on `127.0.0.1:port`, stopped on drop (also
+/// when a check panics). No persistence unless `extra_args` ask for it
+/// (later arguments win, so `["--appendonly", "yes"]` turns AOF on).
+#[derive(Debug)]
+pub struct RedisServer {
+    /// The port it listens on.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server --port port` plus `extra_args` and waits (at most
+    /// 10 s) until it accepts connections. An error if it cannot be spawned
+    /// (not installed) or does not come up.
+    pub fn start(port: u16, extra_args: &[&str]) -> std::io::Result<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+                server.child = None;
+                return Err(std::io::Error::other(format!(
+                    "redis-server exited: {status}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                server.stop();
+                return Err(std::io::Error::other("redis-server did not start in 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server with SIGKILL (no shutdown work: a crash) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown: Redis flushes its
+    /// AOF) and waits for it to exit, at most 10 s, then kills it.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Reports that a Redis test cannot run here: a panic when `CI=true` (the
+/// suite must not pass without its Redis tests), else `SKIPPED ...` on stderr.
+pub fn skip(test: &str, why: &str) {
+    let why = format!("Redis test {test}: {why} (install redis-server)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
+}
