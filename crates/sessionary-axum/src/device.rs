@@ -10,6 +10,7 @@ use http::request::Parts;
 use http::{HeaderMap, header};
 use ipnet::IpNet;
 use sessionary_core::Device;
+use sessionary_core::binding::canonical;
 
 /// The requesting device: the client IP address and the `User-Agent` header,
 /// with a label such as "Chrome on Linux". Never fails: what is missing stays
@@ -102,13 +103,6 @@ impl TrustedProxies {
     }
 }
 
-/// IPv4-mapped IPv6 addresses as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
 
 /// The entries of `Forwarded` (RFC 7239 `for=`) if present, else of
 /// `X-Forwarded-For`, left-most first; `None` for an entry that is not an IP

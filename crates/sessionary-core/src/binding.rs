@@ -228,7 +228,8 @@ pub fn same_network(a: IpAddr, b: IpAddr) -> bool {
     network_prefix(a) == network_prefix(b)
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as IPv4, everything else as is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
