@@ -103,7 +103,6 @@ impl TrustedProxies {
     }
 }
 
-
 /// The entries of `Forwarded` (RFC 7239 `for=`) if present, else of
 /// `X-Forwarded-For`, left-most first; `None` for an entry that is not an IP
 /// address (`unknown`, an obfuscated `_name`, garbage).

@@ -267,12 +267,20 @@ where
                                 let verified = session.manager().verify_later(&hash, later).await;
                                 g = gate(&session, &req, verified);
                             }
-                            if let Gate::Mismatch(rec, mismatch, device) = g {
-                                let acted = session
-                                    .manager()
-                                    .on_binding_mismatch(&rec, mismatch, device)
-                                    .await;
-                                g = gate(&session, &req, acted);
+                            match g {
+                                Gate::Mismatch(rec, mismatch, device) => {
+                                    let acted = session
+                                        .manager()
+                                        .on_binding_mismatch(&rec, mismatch, device)
+                                        .await;
+                                    g = gate(&session, &req, acted);
+                                }
+                                Gate::Follow(rec, device) => {
+                                    let followed =
+                                        session.manager().follow_device(&rec, device).await;
+                                    g = Gate::Pass(followed);
+                                }
+                                _ => {}
                             }
                             match g {
                                 Gate::Held => {
@@ -282,7 +290,7 @@ where
                                 // `gate` after `on_binding_mismatch` never finds
                                 // another mismatch (the session follows the
                                 // device, is held, or ended); refuse if it did.
-                                Gate::Mismatch(..) | Gate::Later => {
+                                Gate::Mismatch(..) | Gate::Follow(..) | Gate::Later => {
                                     return Ok(held(session.config(), html_uri.as_deref()));
                                 }
                             }
@@ -309,6 +317,9 @@ enum Gate {
     Pass(Result<Arc<SessionRecord>, Error>),
     /// The session's binding broke: act on it (a store write) first.
     Mismatch(Arc<SessionRecord>, Mismatch, Device),
+    /// No change, but the session should take the request's user agent
+    /// (a browser update under the `label` rule): one quiet write first.
+    Follow(Arc<SessionRecord>, Device),
     /// The session is held for a step-up and the path is not exempt.
     Held,
     /// The store must be awaited before anything is known.
@@ -351,6 +362,10 @@ fn gate<B>(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     match binding.check(&rec.device, ip, ua) {
+        None if binding.follows_user_agent(&rec.device, ua) => {
+            let device = Device::new(ip, ua);
+            Gate::Follow(rec, device)
+        }
         None => Gate::Pass(Ok(rec)),
         Some(m) => Gate::Mismatch(rec, m, Device::new(ip, ua)),
     }

@@ -326,3 +326,27 @@ async fn unbound_roles_cost_no_comparison() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_browser_update_is_followed_once_without_an_event() -> Result<()> {
+    let app = app(Binding::default(), config())?;
+    let cookie = sign_in(&app, "203.0.113.7").await?;
+    let mut events = app.manager.subscribe();
+    for _ in 0..3 {
+        let mut call = Call::new(&cookie, "203.0.113.7");
+        call.ua = CHROME_NEXT;
+        let (status, _, _) = get_path(&app, "/me", call).await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The session now holds the new header, so later requests compare equal
+    // bytes instead of parsing both user agents; a browser update is no event.
+    let token = cookie.trim_start_matches("session=");
+    let rec = app.manager.status(token).await?;
+    assert_eq!(rec.device.user_agent.as_deref(), Some(CHROME_NEXT));
+    assert_eq!(rec.aal, 1);
+    assert!(
+        events.try_recv().is_err(),
+        "no binding event for a browser update"
+    );
+    Ok(())
+}

@@ -203,6 +203,19 @@ impl Binding {
     }
 }
 
+impl Binding {
+    /// After [`Self::check`] found no change: whether the session should take
+    /// the request's user agent all the same, because under [`UaMatch::Label`]
+    /// it differs from the stored one only in what the label ignores (a
+    /// browser update). Following it once keeps later requests on the fast
+    /// path (equal bytes: no parsing) instead of parsing two user agents on
+    /// every request until the session ends.
+    pub fn follows_user_agent(&self, bound: &Device, user_agent: Option<&str>) -> bool {
+        matches!(self.user_agent, UaMatch::Label)
+            && matches!((bound.user_agent.as_deref(), user_agent), (Some(a), Some(b)) if a != truncated(b))
+    }
+}
+
 /// The user agent as a [`Device`] keeps it.
 fn truncated(ua: &str) -> &str {
     crate::record::truncate(ua, Device::USER_AGENT_MAX)

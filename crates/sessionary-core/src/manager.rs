@@ -965,6 +965,31 @@ impl SessionManager {
         Err(Error::Contention)
     }
 
+    /// Moves a session to `device` without an event, when
+    /// [`crate::Binding::follows_user_agent`] says the change is no change
+    /// (a browser update under the `label` rule). One compare-and-set; if
+    /// another request wrote first, what is stored is returned (the next
+    /// request follows again if it must).
+    ///
+    /// # Errors
+    ///
+    /// The session's end reason if it is gone, store errors.
+    pub async fn follow_device(
+        &self,
+        rec: &Arc<SessionRecord>,
+        device: Device,
+    ) -> Result<Arc<SessionRecord>> {
+        let mut new = SessionRecord::clone(rec);
+        new.device = device;
+        match self.inner.store.update(new, rec.version).await? {
+            Update::Updated(r) | Update::Conflict(r) => Ok(r),
+            Update::Gone => Err(match self.session(&rec.id).await {
+                Err(e) => e,
+                Ok(_) => Error::UnknownSession,
+            }),
+        }
+    }
+
     /// Records a failed verification (event `verify_failed`, with the client
     /// address) for the audit log; the web layer and the service API call it
     /// when a presented token does not verify. Reported: malformed and unknown

@@ -478,11 +478,18 @@ pub(crate) async fn verify(
     })?;
     record_sid(&rec.id);
     if let Some(c) = client {
-        if let Some(mismatch) = m.binding_check(&rec, c.ip, c.user_agent.as_deref()) {
+        let ua = c.user_agent.as_deref();
+        if let Some(mismatch) = m.binding_check(&rec, c.ip, ua) {
             rec = m
                 .on_binding_mismatch(&rec, mismatch, c.device())
                 .await
                 .map_err(token_err)?;
+        } else if m
+            .policy_for(&rec)
+            .binding
+            .follows_user_agent(&rec.device, ua)
+        {
+            rec = m.follow_device(&rec, c.device()).await.map_err(token_err)?;
         }
     }
     if rec.step_up_required() {
