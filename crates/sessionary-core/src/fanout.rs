@@ -20,7 +20,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::Timestamp;
 use crate::event::{Event, EventKind};
@@ -156,6 +156,47 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
     /// manager drops them by [`NodeId`]). A transport that loses messages
     /// sends [`RemoteEvent::missed`]; a lagging receiver counts as the same.
     fn subscribe(&self) -> broadcast::Receiver<RemoteEvent>;
+}
+
+/// The two ends a networked [`Fanout`] needs: a bounded queue of this node's
+/// events for the transport's sending task (publishing never waits; a full
+/// queue drops the event with a warning), and the hub its receiving task feeds.
+/// Transports (`PgFanout`, `RedisFanout` in the store crates) wrap one and forward
+/// their `Fanout` methods to it.
+#[derive(Debug)]
+pub struct Relay {
+    outgoing: mpsc::Sender<RemoteEvent>,
+    incoming: broadcast::Sender<RemoteEvent>,
+}
+
+impl Relay {
+    /// A relay holding up to `capacity` events each way, and the receiving end
+    /// of its outgoing queue for the sending task.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<RemoteEvent>) {
+        let (outgoing, queue) = mpsc::channel(capacity.max(1));
+        let (incoming, _) = broadcast::channel(capacity.max(1));
+        (Self { outgoing, incoming }, queue)
+    }
+
+    /// A handle for the receiving task that does not keep the hub alive: the
+    /// task ends when its upgrade fails (the relay is gone).
+    pub fn hub(&self) -> broadcast::WeakSender<RemoteEvent> {
+        self.incoming.downgrade()
+    }
+}
+
+impl Fanout for Relay {
+    fn publish(&self, event: RemoteEvent) {
+        if self.outgoing.try_send(event).is_err() {
+            tracing::warn!(
+                "session event queue full or closed; an event was not sent to the other nodes"
+            );
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RemoteEvent> {
+        self.incoming.subscribe()
+    }
 }
 
 /// A [`Fanout`] inside one process: every clone publishes to and hears from

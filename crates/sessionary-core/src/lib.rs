@@ -73,7 +73,7 @@ pub use binding::{Binding, BindingAction, BindingChange, IpMatch, Mismatch, UaMa
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventSink, TracingSink};
-pub use fanout::{Fanout, LocalFanout, NodeId, RemoteEvent, RemoteKind};
+pub use fanout::{Fanout, LocalFanout, NodeId, Relay, RemoteEvent, RemoteKind};
 pub use manager::{
     CarryOver, Data, Issued, IssuedRefresh, ManagerBuilder, MergeHook, MergeInto, NewSession,
     Privilege, Refreshed, SessionManager, VerifyLater, merge_patch,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sessionary_core::Timestamp;
-use sessionary_core::fanout::{Fanout, RemoteEvent};
-use tokio::sync::{broadcast, mpsc};
+use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
+use tokio::sync::broadcast;
 
 use crate::Error;
 
@@ -29,8 +29,7 @@ const RETRY: Duration = Duration::from_millis(100);
 /// Publishing never waits: events queue (4096) for a background task; when
 /// Redis is away they are dropped with a warning.
 pub struct RedisFanout {
-    outgoing: mpsc::Sender<RemoteEvent>,
-    incoming: broadcast::Sender<RemoteEvent>,
+    relay: Relay,
     channel: String,
 }
 
@@ -64,8 +63,7 @@ impl RedisFanout {
         // `connect` returns are heard.
         let mut pubsub = client.get_async_pubsub().await.map_err(Error::Connect)?;
         pubsub.subscribe(&channel).await.map_err(Error::Connect)?;
-        let (outgoing, mut queue) = mpsc::channel::<RemoteEvent>(QUEUE);
-        let (incoming, _) = broadcast::channel(QUEUE);
+        let (relay, mut queue) = Relay::new(QUEUE);
 
         let name = channel.clone();
         tokio::spawn(async move {
@@ -81,7 +79,7 @@ impl RedisFanout {
             }
         });
 
-        let weak = incoming.downgrade();
+        let weak = relay.hub();
         let name = channel.clone();
         tokio::spawn(async move {
             let mut current = Some(pubsub);
@@ -119,11 +117,7 @@ impl RedisFanout {
                 }
             }
         });
-        Ok(Self {
-            outgoing,
-            incoming,
-            channel,
-        })
+        Ok(Self { relay, channel })
     }
 
     /// The channel.
@@ -134,14 +128,10 @@ impl RedisFanout {
 
 impl Fanout for RedisFanout {
     fn publish(&self, event: RemoteEvent) {
-        if self.outgoing.try_send(event).is_err() {
-            tracing::warn!(
-                "session event queue full or closed; an event was not sent to the other nodes"
-            );
-        }
+        self.relay.publish(event);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<RemoteEvent> {
-        self.incoming.subscribe()
+        self.relay.subscribe()
     }
 }

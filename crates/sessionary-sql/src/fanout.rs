@@ -4,10 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use sessionary_core::fanout::{Fanout, RemoteEvent};
+use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
 use sessionary_core::{StoreError, Timestamp};
 use sqlx::postgres::{PgListener, PgPoolOptions};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::error::from_sqlx;
 
@@ -32,8 +32,7 @@ const RETRY: Duration = Duration::from_millis(200);
 /// PostgreSQL is down they are dropped with a warning, and the other nodes,
 /// whose listeners lost their connection too, report a miss when they are back.
 pub struct PgFanout {
-    outgoing: mpsc::Sender<RemoteEvent>,
-    incoming: broadcast::Sender<RemoteEvent>,
+    relay: Relay,
     channel: String,
 }
 
@@ -75,8 +74,7 @@ impl PgFanout {
             .map_err(from_sqlx)?;
         let mut listener = PgListener::connect_with(&pool).await.map_err(from_sqlx)?;
         listener.listen(channel).await.map_err(from_sqlx)?;
-        let (outgoing, mut queue) = mpsc::channel::<RemoteEvent>(QUEUE);
-        let (incoming, _) = broadcast::channel(QUEUE);
+        let (relay, mut queue) = Relay::new(QUEUE);
 
         // Sends: one statement per event, from the pool's connection.
         let name = channel.to_owned();
@@ -95,9 +93,7 @@ impl PgFanout {
         });
 
         // Receives, until nobody holds the fanout any more.
-        let hub = incoming.clone();
-        let weak = incoming.downgrade();
-        drop(hub);
+        let weak = relay.hub();
         tokio::spawn(async move {
             loop {
                 let received = listener.try_recv().await;
@@ -126,8 +122,7 @@ impl PgFanout {
             }
         });
         Ok(Self {
-            outgoing,
-            incoming,
+            relay,
             channel: channel.to_owned(),
         })
     }
@@ -135,14 +130,10 @@ impl PgFanout {
 
 impl Fanout for PgFanout {
     fn publish(&self, event: RemoteEvent) {
-        if self.outgoing.try_send(event).is_err() {
-            tracing::warn!(
-                "session event queue full or closed; an event was not sent to the other nodes"
-            );
-        }
+        self.relay.publish(event);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<RemoteEvent> {
-        self.incoming.subscribe()
+        self.relay.subscribe()
     }
 }
