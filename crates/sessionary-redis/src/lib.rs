@@ -54,8 +54,10 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod con;
 mod fanout;
 mod scripts;
+mod target;
 
 use std::fmt;
 use std::sync::Arc;
@@ -82,7 +84,9 @@ use sessionary_core::{
 pub use crate::fanout::RedisFanout;
 
 use crate::codec::{array, bytes, hex, int};
+use crate::con::Con;
 use crate::scripts::Scripts;
+use crate::target::Target;
 
 /// Why connecting failed, or a stored value could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +296,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    con: ConnectionManager,
+    con: Con,
     scripts: Scripts,
     prefix: String,
     timeout: Duration,
@@ -374,6 +378,15 @@ impl RedisStore {
     /// server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
+        let url = match Target::parse(url)? {
+            Target::Standalone(url) => url,
+            Target::Cluster(_) | Target::Sentinel { .. } => {
+                return Err(Error::Url(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "Cluster and Sentinel are not supported yet",
+                ))));
+            }
+        };
         let client = redis::Client::open(url).map_err(Error::Url)?;
         // Few, short retries: an operation waits for the reconnection, and
         // must fail with `Unavailable` within the timeout rather than queue.
@@ -395,6 +408,7 @@ impl RedisStore {
             )))
         })?
         .map_err(Error::Connect)?;
+        let con = Con::Direct(con);
         let grace = i64::try_from(options.gc_grace.as_millis()).unwrap_or(i64::MAX);
         Ok(Self {
             inner: Arc::new(Inner {
