@@ -61,6 +61,7 @@ pub mod event;
 pub mod fanout;
 pub mod manager;
 pub mod memory;
+pub mod near_cache;
 pub mod policy;
 pub mod record;
 pub mod refresh;

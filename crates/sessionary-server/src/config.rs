@@ -94,6 +94,13 @@ pub struct StoreConfig {
     /// How long a write waits for `replica_acks` (default `100ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_ack_timeout: Option<String>,
+    /// Opt-in near cache (for the shared stores, `kind = "postgres"` or
+    /// `"redis"`): live sessions are kept in this node's memory for at most
+    /// this long (e.g. `"1s"`), invalidated through the store's fan-out, so
+    /// most verifications skip the store. The bound is how late a revocation
+    /// made on another node can be seen here if its invalidation is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_cache: Option<String>,
     /// Most connections to PostgreSQL this process opens (default 10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
@@ -116,6 +123,7 @@ impl Default for StoreConfig {
             key_prefix: None,
             replica_acks: None,
             replica_ack_timeout: None,
+            near_cache: None,
             max_connections: None,
             acquire_timeout: None,
             statement_timeout: None,
@@ -247,6 +255,32 @@ impl StoreConfig {
             }),
             _ => None,
         }
+    }
+
+    /// Checks `near_cache`: a duration from 10 ms to 60 s, for the shared
+    /// stores only (`"0s"` turns it off).
+    fn validate_near_cache(&self, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+        let value = self.near_cache.as_deref()?;
+        if !matches!(self.kind, StoreKind::Postgres | StoreKind::Redis) {
+            errs.push(ConfigError::new(
+                "store.near_cache",
+                format!(
+                    "only used with the shared stores (kind = \"postgres\" or \"redis\"), not {:?}: the embedded stores answer from memory already",
+                    self.kind.to_string()
+                ),
+            ));
+            return None;
+        }
+        if parse_duration(value).is_ok_and(|d| d.is_zero()) {
+            return None;
+        }
+        bounded_duration(
+            "store.near_cache",
+            value,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+            errs,
+        )
     }
 
     /// Checks the PostgreSQL keys: required and well-formed with `kind =
@@ -1072,6 +1106,8 @@ pub struct Settings {
     pub store_path: PathBuf,
     /// Whether this process owns the SQLite file and caches reads.
     pub store_exclusive: bool,
+    /// The near cache's `max_age`, if on (only for the shared stores).
+    pub store_near_cache: Option<Duration>,
     /// The PostgreSQL store (`Some` exactly for [`StoreKind::Postgres`]).
     pub store_postgres: Option<PostgresStore>,
     /// The Redis server (for [`StoreKind::Redis`]).
@@ -1225,6 +1261,7 @@ impl Config {
         }
         let store_postgres = self.store.validate_postgres(&mut errs);
         let store_redis = self.store.validate_redis(&mut errs);
+        let store_near_cache = self.store.validate_near_cache(&mut errs);
         if self
             .store
             .path
@@ -1322,6 +1359,7 @@ impl Config {
                 store_exclusive: self.store.exclusive,
                 store_postgres,
                 store_redis,
+                store_near_cache,
                 data_dir: self.data_dir.clone(),
                 store: self.store.kind,
                 api_keys: self.api.keys.clone(),
@@ -1738,6 +1776,34 @@ mod tests {
             let err = with(extra).unwrap_err();
             assert_eq!(err.0[0].key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn the_near_cache_is_for_shared_stores_and_bounded() {
+        let redis = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "redis://cache:6379"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = redis.to_vec();
+            vars.extend_from_slice(extra);
+            env(&vars).unwrap().validate()
+        };
+        assert_eq!(with(&[]).unwrap().store_near_cache, None);
+        let on = with(&[("SESSIONARY_STORE__NEAR_CACHE", "500ms")]).unwrap();
+        assert_eq!(on.store_near_cache, Some(Duration::from_millis(500)));
+        let off = with(&[("SESSIONARY_STORE__NEAR_CACHE", "0s")]).unwrap();
+        assert_eq!(off.store_near_cache, None);
+        for bad in ["2m", "1ms", "soon"] {
+            let err = with(&[("SESSIONARY_STORE__NEAR_CACHE", bad)]).unwrap_err();
+            assert_eq!(err.0[0].key, "store.near_cache", "{bad}: {err}");
+        }
+        let err = env(&[("SESSIONARY_STORE__NEAR_CACHE", "1s")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.near_cache", "{err}");
+        assert!(err.0[0].to_string().contains("shared stores"), "{err}");
     }
 
     #[test]
