@@ -53,6 +53,7 @@
 
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod audit;
 pub mod binding;
 pub mod clock;
