@@ -64,13 +64,18 @@ pub(super) async fn activity_page(
 
 /// Records page views (a `GET` for HTML answered `200` with HTML) and errors
 /// (any `4xx`/`5xx` but `401`, which the session layer turns into a redirect)
-/// of requests that carry a session, once answered. Assets and the session
-/// routes are not pages.
+/// of requests that carry a session, once answered. Assets, the session
+/// routes and the beacon are not pages.
 pub(super) async fn track(State(demo): State<Demo>, req: Request, next: Next) -> Response {
     let Some(recorder) = req.extensions().get::<Arc<Activity>>().cloned() else {
         return next.run(req).await;
     };
     let path = req.uri().path().to_owned();
+    if path == "/activity/leave" {
+        // Not a page, and a refused beacon is no error the reader saw: one
+        // sent as a sign-in navigates away still carries the old CSRF token.
+        return next.run(req).await;
+    }
     let page = req.method() == Method::GET
         && sessionary_axum::accepts_html(req.headers())
         && !path.starts_with("/assets/")
