@@ -288,7 +288,7 @@ mod tests {
         // Cache invalidations are not events for subscribers.
         let changed = RemoteEvent {
             kind: RemoteKind::Changed,
-            ..remote.clone()
+            ..remote
         };
         assert_eq!(changed.into_event(), None);
         assert_eq!(local.session_id, Some(sid));
