@@ -53,7 +53,7 @@ pub(crate) type Node = (String, u16);
 pub(crate) async fn primaries(con: &mut ClusterConnection) -> RedisResult<Vec<Node>> {
     let v = con
         .route_command(
-            &redis::cmd("CLUSTER").arg("NODES"),
+            redis::cmd("CLUSTER").arg("NODES"),
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
         .await?;

@@ -3,10 +3,16 @@
 //! Sessions, tombstones, user data, restorable data, refresh token families
 //! and the audit log live in Redis. Every operation of
 //! [`SessionStore`] is one Lua script (one round trip, atomic on the
-//! server), including `load` with a due sliding touch. The connection is a
-//! redis-rs `ConnectionManager`: one multiplexed connection that reconnects
-//! by itself after the server went away; while it is down, operations fail
-//! with [`StoreError::Unavailable`] within the configured timeout instead of
+//! server), including `load` with a due sliding touch. On one server
+//! (`redis://...`) the connection is a redis-rs `ConnectionManager`: one
+//! multiplexed connection that reconnects by itself after the server went
+//! away. On a Redis Cluster (`redis+cluster://host:port,host:port`, seed
+//! nodes) it is redis-rs's Cluster connection, and each script runs on the
+//! slot of the owner it touches: the route to that owner (token hash →
+//! session, session id → owner) is read before, from an in-process cache
+//! once known, so a verification is again one `EVALSHA`. While Redis (or the
+//! master serving a slot) is down, operations fail with
+//! [`StoreError::Unavailable`] within the configured timeout instead of
 //! hanging.
 //!
 //! # Examples
@@ -33,8 +39,9 @@
 //! Everything an owner (a user, or an anonymous session) has shares one hash
 //! tag, so each multi-key script touches one Cluster slot: `{u:<user>}` or
 //! `{s:<session id>}`. Token hash → session and id → owner are small route keys
-//! outside the tags. See `ARCHITECTURE.md` ("RedisStore") for the table and
-//! what Cluster and Sentinel will need.
+//! outside the tags (on Cluster the store reads and writes them outside the
+//! owner's script). See `ARCHITECTURE.md` ("RedisStore") for the table and
+//! the Cluster protocol.
 //!
 //! # Expiry
 //!
@@ -95,7 +102,9 @@ use crate::target::Target;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`).
+    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
+    /// or `redis+cluster://[user:password@]host:port[,host:port...]`), or asks
+    /// for what its mode does not support.
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -144,6 +153,9 @@ fn store_error(e: RedisError) -> StoreError {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_unrecoverable_error()
+        // Cluster: `MOVED`/`ASK` left after redis-rs's retries, `TRYAGAIN`,
+        // `CLUSTERDOWN`: the topology is changing (a master died or moves).
+        || e.is_cluster_error()
         || matches!(
             e.kind(),
             redis::ErrorKind::BusyLoadingError
@@ -243,7 +255,8 @@ impl RedisOptions {
     /// connection so far, so it also covers concurrent writes of the same
     /// store. Off by default (asynchronous replication). Keep `timeout`
     /// below [`Self::with_timeout`]: a reply slower than that fails the
-    /// operation as well.
+    /// operation as well. Not supported on a Cluster yet
+    /// ([`RedisStore::connect`] refuses it there).
     #[must_use]
     pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replica_acks = (replicas > 0).then_some((replicas, timeout));
@@ -302,7 +315,8 @@ impl RedisOptions {
     }
 }
 
-/// A [`SessionStore`] on Redis (standalone). Clones share the connection.
+/// A [`SessionStore`] on Redis, one server or a Cluster. Clones share the
+/// connection (and, on Cluster, the route cache).
 ///
 /// # Examples
 ///
@@ -413,15 +427,18 @@ fn at(rest: &[Value], i: usize) -> StoreResult<&Value> {
 
 impl RedisStore {
     /// Connects to the Redis server at `url`
-    /// (`redis://[user:password@]host[:port][/db]`), waiting until the first
-    /// connection is up (within the options' timeout). Later disconnections
-    /// are repaired by themselves.
+    /// (`redis://[user:password@]host[:port][/db]`) or to the Redis Cluster
+    /// that the seed nodes of `url` belong to
+    /// (`redis+cluster://[user:password@]host:port[,host:port...]`), waiting
+    /// until the first connection is up (within the options' timeout). Later
+    /// disconnections are repaired by themselves.
     ///
     /// # Errors
     ///
-    /// [`Error::Url`] for a malformed URL, [`Error::KeyPrefix`] for a prefix
-    /// [`RedisOptions::with_key_prefix`] refuses, [`Error::Connect`] if the
-    /// server cannot be reached.
+    /// [`Error::Url`] for a malformed URL (or, on Cluster,
+    /// [`RedisOptions::with_replica_acks`], not supported there yet),
+    /// [`Error::KeyPrefix`] for a prefix [`RedisOptions::with_key_prefix`]
+    /// refuses, [`Error::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
         let (con, routes) = match Target::parse(url)? {
@@ -491,7 +508,8 @@ impl RedisStore {
         &self.inner.prefix
     }
 
-    /// Deletes every key under this store's prefix (with `SCAN` + `UNLINK`),
+    /// Deletes every key under this store's prefix (with `SCAN` + `UNLINK`, on
+    /// every primary of a Cluster),
     /// e.g. at the end of a test. Returns how many keys were deleted.
     ///
     /// # Errors
@@ -1370,7 +1388,7 @@ impl SessionStore for RedisStore {
         let Some(routes) = &self.inner.routes else {
             let mut inv = self.call(&self.inner.scripts.create_family);
             build(&mut inv);
-            return Ok(family_created(&self.run_acked(&inv).await?)?);
+            return family_created(&self.run_acked(&inv).await?);
         };
         // Cluster: the session's owner from its route; the family's routes
         // (`rf:<hash>` claimed with `NX`, `sf:<session>`) before the family.

@@ -25,7 +25,7 @@ use sessionary_core::refresh::{
 use sessionary_core::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
 };
-use sessionary_core::{EndReason, Sealed, SessionId, SessionRecord, Timestamp, TokenHash, UserId};
+use sessionary_core::{Sealed, SessionId, SessionRecord, Timestamp, TokenHash, UserId};
 use sessionary_redis::{RedisFanout, RedisOptions, RedisStore};
 use sessionary_testkit::redis_cluster::RedisCluster;
 
@@ -181,6 +181,97 @@ async fn sessions_of_many_users_land_on_every_master_and_sweep_finds_them() {
             .sum::<usize>(),
         0
     );
+    // `clear` walks every master too.
+    assert!(store.clear().await.unwrap() > 0);
+    assert_eq!(
+        keys_per_node(&cluster, "sessionary:*")
+            .await
+            .iter()
+            .sum::<usize>(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_died_is_unavailable_within_the_timeout() {
+    let Some(mut cluster) = cluster("cluster faults").await else {
+        return;
+    };
+    let timeout = Duration::from_millis(500);
+    let store = RedisStore::connect(&cluster.url(), RedisOptions::new().with_timeout(timeout))
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..30 {
+        let (t, r) = sessionary_testkit::record(Some(&format!("user{i}")), T0);
+        store.create(r, None).await.unwrap();
+        assert!(matches!(
+            store.load(&t.hash(), None).await.unwrap(),
+            Lookup::Found(_)
+        ));
+        tokens.push(t);
+    }
+    cluster.nodes[0].stop();
+    let (mut found, mut unavailable, mut slowest) = (0, 0, Duration::ZERO);
+    for t in &tokens {
+        let started = Instant::now();
+        match store.load(&t.hash(), None).await {
+            Ok(Lookup::Found(_)) => found += 1,
+            Err(sessionary_core::store::StoreError::Unavailable(_)) => unavailable += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+        slowest = slowest.max(started.elapsed());
+    }
+    println!(
+        "Cluster with a master killed: {found} found, {unavailable} unavailable, slowest answer {slowest:?} (timeout {timeout:?})"
+    );
+    assert!(
+        unavailable > 0,
+        "the dead master's sessions cannot be found"
+    );
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+
+    // The master comes back (empty: no persistence) and takes its slots
+    // again; the same store reconnects by itself: what it had is missing,
+    // the rest is found, and new sessions can be created for every user.
+    let cluster = tokio::task::spawn_blocking(move || cluster.restart(0).map(|()| cluster))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let mut again = (0, 0);
+    let deadline = started + Duration::from_secs(10);
+    for t in &tokens {
+        loop {
+            match store.load(&t.hash(), None).await {
+                Ok(Lookup::Found(_)) => again.0 += 1,
+                Ok(Lookup::Missing) => again.1 += 1,
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "still failing: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+    println!(
+        "after the restart: {} found, {} missing, back within {:?}",
+        again.0,
+        again.1,
+        started.elapsed()
+    );
+    assert_eq!(again, (found, unavailable));
+    for i in 0..30 {
+        let (_, r) = sessionary_testkit::record(Some(&format!("user{i}")), T0);
+        assert!(matches!(
+            store.create(r, None).await.unwrap(),
+            Create::Created { .. }
+        ));
+    }
+    drop(cluster);
 }
 
 #[tokio::test]

@@ -44,23 +44,9 @@ impl RedisCluster {
             nodes: Vec::new(),
             dir,
         };
-        let dir = cluster.dir.to_string_lossy().into_owned();
         for _ in 0..masters {
             let port = free_port();
-            let conf = format!("nodes-{port}.conf");
-            cluster.nodes.push(RedisServer::start(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf,
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--dir",
-                    &dir,
-                ],
-            )?);
+            cluster.nodes.push(cluster.node(port)?);
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -78,16 +64,49 @@ impl RedisCluster {
                 "redis-cli --cluster create failed: {status}"
             )));
         }
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
+    /// Starts the node on `port` with its `nodes.conf` in the Cluster's directory.
+    fn node(&self, port: u16) -> std::io::Result<RedisServer> {
+        let conf = format!("nodes-{port}.conf");
+        let dir = self.dir.to_string_lossy().into_owned();
+        RedisServer::start(
+            port,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                "2000",
+                "--dir",
+                &dir,
+            ],
+        )
+    }
+
+    /// Starts node `i` again (after [`RedisServer::stop`]) on its port with
+    /// its `nodes.conf`, so it takes its slots back (empty: no persistence),
+    /// and waits (at most 30 s) until every node reports `cluster_state:ok`.
+    pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
+        let port = self.nodes[i].port;
+        self.nodes[i] = self.node(port)?;
+        self.wait_ok()
+    }
+
+    fn wait_ok(&self) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for n in &cluster.nodes {
+        for n in &self.nodes {
             while !cli(n.port, &["cluster", "info"])?.contains("cluster_state:ok") {
                 if Instant::now() >= deadline {
-                    return Err(std::io::Error::other("the Cluster did not form in 30 s"));
+                    return Err(std::io::Error::other("the Cluster is not ok after 30 s"));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...`: every node as a seed.
