@@ -54,9 +54,12 @@ struct OnCluster {
 
 async fn make() -> Option<Arc<dyn SessionStore>> {
     let cluster = cluster("cluster conformance").await?;
-    let store = RedisStore::connect(&cluster.url(), RedisOptions::new())
-        .await
-        .unwrap();
+    // Two cases at a time, each with its own three `redis-server`s and bursts
+    // of 500 concurrent operations, on a shared machine: a generous timeout,
+    // since what is checked here is the contract (timeouts have their own
+    // test below).
+    let options = RedisOptions::new().with_timeout(Duration::from_secs(10));
+    let store = RedisStore::connect(&cluster.url(), options).await.unwrap();
     Some(Arc::new(OnCluster {
         store,
         _cluster: cluster,

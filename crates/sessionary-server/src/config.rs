@@ -1704,6 +1704,33 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_url_is_accepted_without_replica_acks() {
+        let cluster = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            (
+                "SESSIONARY_STORE__URL",
+                "redis+cluster://app:hunter2@a:7000,b:7001",
+            ),
+        ];
+        let c = env(&cluster).unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.store_redis.unwrap().url.expose(),
+            "redis+cluster://app:hunter2@a:7000,b:7001"
+        );
+        let t = c.to_redacted_toml().unwrap();
+        assert!(
+            t.contains("redis+cluster://app:REDACTED@a:7000,b:7001"),
+            "{t}"
+        );
+        let mut vars = cluster.to_vec();
+        vars.push(("SESSIONARY_STORE__REPLICA_ACKS", "1"));
+        let err = env(&vars).unwrap().validate().unwrap_err();
+        assert_eq!(err.0[0].key, "store.replica_acks", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn redis_replica_acks_are_validated() {
         let redis = [
             ("SESSIONARY_STORE__KIND", "redis"),
