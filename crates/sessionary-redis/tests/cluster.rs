@@ -163,19 +163,31 @@ async fn sessions_of_many_users_land_on_every_master_and_sweep_finds_them() {
             Lookup::Found(_)
         ));
     }
-    // The sweep walks every master: all 30 expire (12 h absolute).
+    // The sweep walks every master: all 30 expire (12 h absolute). Their
+    // reasons are kept 30 days, longer than the token routes' TTL so far
+    // (12 h + the 7-day grace): the routes are extended to the tombstones'.
+    const DAY: i64 = 86_400_000;
     let spec = SweepSpec {
         now: T0.add_millis(13 * 3_600_000),
-        reason_ttl_ms: 3_600_000,
+        reason_ttl_ms: 30 * DAY,
         restore_ttl_ms: 0,
     };
     let ended = store.sweep(spec, 1000).await.unwrap();
     assert_eq!(ended.len(), 30);
+    let routes = redis::cluster::ClusterClient::new(cluster.node_urls()).unwrap();
+    let mut routes = routes.get_async_connection().await.unwrap();
     for t in &tokens {
         assert!(matches!(
             cold.load(&t.hash(), None).await.unwrap(),
             Lookup::Ended(_)
         ));
+        let hex: String = t.hash().0.iter().map(|b| format!("{b:02x}")).collect();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("sessionary:t:{hex}"))
+            .query_async(&mut routes)
+            .await
+            .unwrap();
+        assert!(ttl > 36 * DAY, "route TTL {ttl} ms");
     }
     assert_eq!(
         keys_per_node(&cluster, "sessionary:i:*")
