@@ -81,7 +81,9 @@ pub struct StoreConfig {
     pub exclusive: bool,
     /// The server of a shared store (`kind = "postgres"` or `"redis"`; required
     /// there): `postgres://sessionary:PASSWORD@db.internal:5432/sessionary` or
-    /// `redis://[user:password@]host[:port][/db]`. Its password is never printed.
+    /// `redis://[user:password@]host[:port][/db]` or, for a Redis Cluster,
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` (seed
+    /// nodes). Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
@@ -223,13 +225,23 @@ impl StoreConfig {
                 ));
                 None
             }
-            Some(u) if !u.expose().starts_with("redis://") => {
+            Some(u)
+                if !(u.expose().starts_with("redis://")
+                    || u.expose().starts_with("redis+cluster://")) =>
+            {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
-                        "expected redis://[user:password@]host[:port][/db] (TLS is not supported yet), got {:?}",
+                        "expected redis://[user:password@]host[:port][/db] or redis+cluster://[user:password@]host:port[,host:port...] (TLS is not supported yet), got {:?}",
                         redact_url(u.expose())
                     ),
+                ));
+                None
+            }
+            Some(u) if u.expose().starts_with("redis+cluster://") && replica_acks.is_some() => {
+                errs.push(ConfigError::new(
+                    "store.replica_acks",
+                    "not supported with a redis+cluster:// url yet",
                 ));
                 None
             }
@@ -1730,6 +1742,33 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_url_is_accepted_without_replica_acks() {
+        let cluster = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            (
+                "SESSIONARY_STORE__URL",
+                "redis+cluster://app:hunter2@a:7000,b:7001",
+            ),
+        ];
+        let c = env(&cluster).unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.store_redis.unwrap().url.expose(),
+            "redis+cluster://app:hunter2@a:7000,b:7001"
+        );
+        let t = c.to_redacted_toml().unwrap();
+        assert!(
+            t.contains("redis+cluster://app:REDACTED@a:7000,b:7001"),
+            "{t}"
+        );
+        let mut vars = cluster.to_vec();
+        vars.push(("SESSIONARY_STORE__REPLICA_ACKS", "1"));
+        let err = env(&vars).unwrap().validate().unwrap_err();
+        assert_eq!(err.0[0].key, "store.replica_acks", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn redis_replica_acks_are_validated() {
         let redis = [
             ("SESSIONARY_STORE__KIND", "redis"),
@@ -1815,5 +1854,9 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:REDACTED@h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:REDACTED@h");
         assert_eq!(redact_url("garbage:pw"), "REDACTED");
+        assert_eq!(
+            redact_url("redis+cluster://u:pw@a:7000,b:7001"),
+            "redis+cluster://u:REDACTED@a:7000,b:7001"
+        );
     }
 }

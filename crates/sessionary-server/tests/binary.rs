@@ -994,6 +994,34 @@ async fn two_nodes_on_redis_share_sessions_and_revocations() {
     store.clear().await.unwrap();
 }
 
+/// The same two processes on a 3-master Redis Cluster of the test's own
+/// (`store.url = "redis+cluster://..."`): sessions, revocations and the
+/// fanout's pub/sub across the Cluster's nodes.
+#[tokio::test]
+async fn two_nodes_on_redis_cluster_share_sessions_and_revocations() {
+    let started =
+        tokio::task::spawn_blocking(|| sessionary_testkit::redis_cluster::RedisCluster::start(3))
+            .await
+            .unwrap();
+    let cluster = match started {
+        Ok(c) => c,
+        Err(e) => {
+            sessionary_testkit::redis_server::skip(
+                "two_nodes_on_redis_cluster_share_sessions_and_revocations",
+                &format!("cannot start a Redis Cluster: {e}"),
+            );
+            return;
+        }
+    };
+    let url = cluster.url();
+    let env = [
+        ("SESSIONARY_STORE__KIND", "redis"),
+        ("SESSIONARY_STORE__URL", url.as_str()),
+    ];
+    two_nodes_share_sessions_and_revocations("redis-cluster", &env).await;
+    drop(cluster);
+}
+
 #[tokio::test]
 async fn two_nodes_on_redis_with_near_caches_share_sessions_and_revocations() {
     let Some(url) =
