@@ -1272,3 +1272,73 @@ async fn the_admin_console_filters_ends_a_users_sessions_and_shows_trail_chart_a
     let r = phone.get(&shop, "/admin").await;
     assert_ne!(r.status, 200);
 }
+
+#[tokio::test]
+async fn history_personalizes_the_shop_and_anonymous_preferences_join_the_account() {
+    let shop = shop();
+    let a = Device::default();
+    // Anonymous: a product viewed, then another; a theme chosen.
+    assert_eq!(a.get(&shop, "/products/tea").await.status, 200);
+    let page = a.get(&shop, "/products/mug").await;
+    assert!(
+        page.body
+            .contains("<main id=\"product\" data-product=\"mug\">")
+    );
+    let req = Request::post("/preferences")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", page.csrf())
+        .header(header::COOKIE, format!("session={}", a.cookie().unwrap()));
+    let res = shop
+        .app
+        .clone()
+        .oneshot(req.body(Body::from(r#"{"theme":"dark"}"#)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let home = a.get(&shop, "/").await;
+    let section = |body: &str, id: &str| -> Vec<String> {
+        let Some(start) = body.find(&format!("<section id=\"{id}\">")) else {
+            return Vec::new();
+        };
+        let end = start + body[start..].find("</section>").unwrap();
+        body[start..end]
+            .split("data-product=\"")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    assert_eq!(section(&home.body, "recently-viewed"), ["mug", "tea"]);
+    // The mug goes with tea and coffee: coffee (not seen yet) first.
+    assert_eq!(section(&home.body, "recommended"), ["coffee", "tea"]);
+    a.post_with_token(&shop, "/cart/add", &[("product", "coffee")])
+        .await;
+    let home = a.get(&shop, "/").await;
+    // Coffee is in the cart now: no longer suggested.
+    assert_eq!(section(&home.body, "recommended"), ["tea", "mug"]);
+
+    // Signing in keeps the history and makes the theme the account's: a
+    // second device of alice's opens dark.
+    a.sign_in(&shop, "alice", ALICE_PW, false).await;
+    let home = a.get(&shop, "/").await;
+    assert_eq!(section(&home.body, "recently-viewed"), ["mug", "tea"]);
+    assert!(home.body.contains("data-theme=\"dark\""));
+    let b = Device::default();
+    b.sign_in(&shop, "alice", ALICE_PW, false).await;
+    let other = b.get(&shop, "/").await;
+    assert!(
+        other.body.contains("data-theme=\"dark\""),
+        "{}",
+        &other.body[..120]
+    );
+    assert!(
+        section(&other.body, "recently-viewed").is_empty(),
+        "history is per session"
+    );
+
+    // Unknown products are a 404 page and remember nothing.
+    b.get(&shop, "/products/caviar")
+        .await
+        .error_page(404, "not-found");
+    assert!(section(&b.get(&shop, "/").await.body, "recently-viewed").is_empty());
+}

@@ -50,6 +50,12 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("product.tea", "Green tea", "Thé vert"),
     ("product.coffee", "Coffee beans", "Grains de café"),
     ("product.mug", "Mug", "Tasse"),
+    ("personal.recent", "Recently viewed", "Vus récemment"),
+    (
+        "personal.recommended",
+        "Recommended for you",
+        "Recommandé pour vous",
+    ),
     ("cart.title", "Your cart", "Votre panier"),
     (
         "cart.empty",

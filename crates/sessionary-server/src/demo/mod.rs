@@ -44,6 +44,7 @@ mod activity;
 mod admin;
 mod i18n;
 mod outbox;
+mod personal;
 mod users;
 mod view;
 
@@ -209,6 +210,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     };
     let mut router = Router::new()
         .route("/", get(shop))
+        .route("/products/{slug}", get(personal::product_page))
         .route("/cart/add", post(cart_add))
         .route("/cart/clear", post(cart_clear))
         .route("/login", get(login_page).post(login))
@@ -382,7 +384,10 @@ fn local_path(p: Option<&str>) -> &str {
 async fn shop(State(demo): State<Demo>, session: Session) -> Result<Response, DemoError> {
     let ctx = demo.ctx(&session, true).await?;
     let cart: Vec<String> = session.get("cart")?.unwrap_or_default();
-    Ok(page(view::shop(&ctx, &cart)))
+    let recent = personal::recent(&session)?;
+    let recs = personal::recommend(&recent, &cart, None);
+    let extra = personal::sections(&ctx, &recent, &recs);
+    Ok(page(view::shop(&ctx, &cart, &extra)))
 }
 
 #[derive(Deserialize)]
@@ -456,13 +461,21 @@ async fn login(
             view::login(&ctx, &return_to, true),
         ));
     };
-    let new = NewSession::user(user)
+    // Preferences chosen while anonymous become the account's.
+    let anonymous_prefs = match session.user() {
+        None => session.get::<Value>("prefs")?,
+        Some(_) => None,
+    };
+    let new = NewSession::user(user.clone())
         .with_roles([role])
         .with_aal(1)
         .with_remember(form.remember.is_some())
         .with_device(device);
     match session.login(new).await {
         Ok(record) => {
+            if let Some(prefs) = anonymous_prefs {
+                personal::carry_prefs(&demo, &user, prefs).await;
+            }
             demo.alerts.sign_in(&record).await;
             Ok(Redirect::to(&return_to).into_response())
         }

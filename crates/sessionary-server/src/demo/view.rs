@@ -105,7 +105,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
 }
 
 /// The product list and the cart.
-pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
+pub(super) fn shop(ctx: &Ctx, cart: &[String], extra: &Markup) -> Markup {
     let main = html! {
         main #shop {
             section {
@@ -114,7 +114,7 @@ pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
                     @for p in PRODUCTS {
                         li.product {
                             span class={"badge " (p.slug)} { (p.badge) }
-                            span.name { (tr(ctx, p.name_key)) }
+                            a.name href=(format!("/products/{}", p.slug)) { (tr(ctx, p.name_key)) }
                             span.price { (price(p.cents)) }
                             form method="post" action="/cart/add" {
                                 (csrf_field(ctx))
@@ -127,6 +127,7 @@ pub(super) fn shop(ctx: &Ctx, cart: &[String]) -> Markup {
                     }
                 }
             }
+            (extra)
             aside #cart-box {
                 h2 { (tr(ctx, "cart.title")) " (" span #cart-count { (cart.len()) } " " (tr(ctx, "cart.items")) ")" }
                 @if cart.is_empty() {
@@ -160,7 +161,7 @@ pub(super) fn product(slug: &str) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.slug == slug)
 }
 
-fn price(cents: u32) -> String {
+pub(super) fn price(cents: u32) -> String {
     format!("€{}.{:02}", cents / 100, cents % 100)
 }
 
