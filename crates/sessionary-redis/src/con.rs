@@ -4,17 +4,34 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::sentinel::SentinelCon;
+
 /// A cheap-to-clone handle to the server(s); clones share the connection.
 #[derive(Clone)]
 pub(crate) enum Con {
     /// Standalone: one multiplexed connection that reconnects by itself.
     Direct(ConnectionManager),
+    /// Sentinel: the primary the sentinels name, followed across failovers.
+    Sentinel(SentinelCon),
+}
+
+impl Con {
+    /// Which connection commands go over now: a write and the `WAIT` after
+    /// it count as acknowledged only if this did not change in between.
+    /// (A standalone `ConnectionManager` does not tell; always 0.)
+    pub(crate) fn epoch(&self) -> u64 {
+        match self {
+            Con::Direct(_) => 0,
+            Con::Sentinel(c) => c.epoch(),
+        }
+    }
 }
 
 impl ConnectionLike for Con {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Con::Direct(c) => c.req_packed_command(cmd),
+            Con::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -26,12 +43,14 @@ impl ConnectionLike for Con {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Con::Direct(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Con::Direct(c) => c.get_db(),
+            Con::Sentinel(c) => c.get_db(),
         }
     }
 }

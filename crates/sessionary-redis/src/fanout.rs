@@ -5,12 +5,15 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use sessionary_core::Timestamp;
 use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::Error;
+use crate::con::Con;
+use crate::sentinel::SentinelCon;
+use crate::target::Target;
 
 /// Events published but not yet sent before new ones are dropped (with a warning).
 const QUEUE: usize = 4096;
@@ -28,6 +31,11 @@ const RETRY: Duration = Duration::from_millis(100);
 ///
 /// Publishing never waits: events queue (4096) for a background task; when
 /// Redis is away they are dropped with a warning.
+///
+/// With a `redis+sentinel://` URL both ends follow the primary: the publisher
+/// goes through the same kind of connection as [`RedisStore`](crate::RedisStore),
+/// and the subscriber subscribes again on the new primary after a failover
+/// (and reports [`RemoteEvent::missed`]).
 pub struct RedisFanout {
     relay: Relay,
     channel: String,
@@ -51,18 +59,33 @@ impl RedisFanout {
     /// [`Error::Url`] for a malformed URL, [`Error::Connect`] if Redis cannot
     /// be reached at first.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(Error::Url)?;
         let channel = format!("{key_prefix}events");
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2));
-        let mut publisher = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(Error::Connect)?;
+        let timeout = Duration::from_secs(2);
+        let (mut publisher, source) = match Target::parse(url)? {
+            Target::Sentinel {
+                sentinels,
+                master,
+                db,
+                credentials,
+            } => {
+                let con =
+                    SentinelCon::connect(&sentinels, &master, db, &credentials, timeout).await?;
+                (Con::Sentinel(con.clone()), Source::Sentinel(con))
+            }
+            _ => {
+                let client = redis::Client::open(url).map_err(Error::Url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
+                let publisher = ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map_err(Error::Connect)?;
+                (Con::Direct(publisher), Source::Direct(client))
+            }
+        };
         // The first subscription is made here, so events published after
         // `connect` returns are heard.
-        let mut pubsub = client.get_async_pubsub().await.map_err(Error::Connect)?;
-        pubsub.subscribe(&channel).await.map_err(Error::Connect)?;
+        let (pubsub, mut on) = source.subscribe(&channel).await.map_err(Error::Connect)?;
         let (relay, mut queue) = Relay::new(QUEUE);
 
         let name = channel.clone();
@@ -81,12 +104,18 @@ impl RedisFanout {
 
         let weak = relay.hub();
         let name = channel.clone();
+        let mut changes = source.changes();
         tokio::spawn(async move {
             let mut current = Some(pubsub);
             loop {
                 if let Some(pubsub) = current.take() {
                     let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
+                    loop {
+                        let msg = tokio::select! {
+                            msg = messages.next() => msg,
+                            () = source.moved(&mut changes, on) => None,
+                        };
+                        let Some(msg) = msg else { break };
                         let Some(hub) = weak.upgrade() else { return };
                         match RemoteEvent::decode(msg.get_payload_bytes()) {
                             Some(event) => {
@@ -103,17 +132,13 @@ impl RedisFanout {
                 let Some(hub) = weak.upgrade() else { return };
                 drop(hub);
                 tokio::time::sleep(RETRY).await;
-                let again = async {
-                    let mut p = client.get_async_pubsub().await?;
-                    p.subscribe(&name).await?;
-                    Ok::<_, redis::RedisError>(p)
-                };
-                if let Ok(p) = again.await {
+                if let Ok((p, epoch)) = source.subscribe(&name).await {
                     // Whatever was published while away is gone.
                     if let Some(hub) = weak.upgrade() {
                         let _ = hub.send(RemoteEvent::missed(Timestamp(0)));
                     }
                     current = Some(p);
+                    on = epoch;
                 }
             }
         });
@@ -123,6 +148,51 @@ impl RedisFanout {
     /// The channel.
     pub fn channel(&self) -> &str {
         &self.channel
+    }
+}
+
+/// Where the subscriber connects.
+enum Source {
+    Direct(redis::Client),
+    Sentinel(SentinelCon),
+}
+
+impl Source {
+    /// A subscription to `channel`, and the epoch of the primary it is on.
+    async fn subscribe(&self, channel: &str) -> redis::RedisResult<(PubSub, u64)> {
+        let (client, epoch) = match self {
+            Source::Direct(c) => (c.clone(), 0),
+            Source::Sentinel(con) => {
+                let (epoch, _, client) = con.primary().await?;
+                (client, epoch)
+            }
+        };
+        let mut p = client.get_async_pubsub().await?;
+        p.subscribe(channel).await?;
+        Ok((p, epoch))
+    }
+
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Source::Direct(_) => None,
+            Source::Sentinel(con) => Some(con.changes()),
+        }
+    }
+
+    /// Returns once the primary is no longer the one of `epoch` (never for a
+    /// standalone server).
+    async fn moved(&self, changes: &mut Option<watch::Receiver<u64>>, epoch: u64) {
+        if let (Source::Sentinel(con), Some(rx)) = (self, changes.as_mut()) {
+            loop {
+                if con.live_epoch() != Some(epoch) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
     }
 }
 

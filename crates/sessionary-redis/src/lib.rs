@@ -57,6 +57,7 @@ mod codec;
 mod con;
 mod fanout;
 mod scripts;
+mod sentinel;
 mod target;
 
 use std::fmt;
@@ -86,6 +87,7 @@ pub use crate::fanout::RedisFanout;
 use crate::codec::{array, bytes, hex, int};
 use crate::con::Con;
 use crate::scripts::Scripts;
+use crate::sentinel::SentinelCon;
 use crate::target::Target;
 
 /// Why connecting failed, or a stored value could not be read.
@@ -154,6 +156,32 @@ fn store_error(e: RedisError) -> StoreError {
     } else {
         StoreError::backend(e)
     }
+}
+
+/// A standalone server's connection: a `ConnectionManager` that reconnects
+/// by itself.
+async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
+    let client = redis::Client::open(url).map_err(Error::Url)?;
+    // Few, short retries: an operation waits for the reconnection, and
+    // must fail with `Unavailable` within the timeout rather than queue.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(options.timeout)
+        .set_response_timeout(options.timeout)
+        .set_number_of_retries(2)
+        .set_factor(50)
+        .set_max_delay(500);
+    tokio::time::timeout(
+        options.timeout,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|_| {
+        Error::Connect(RedisError::from((
+            redis::ErrorKind::IoError,
+            "connection timed out",
+        )))
+    })?
+    .map_err(Error::Connect)
 }
 
 /// Options of a [`RedisStore`].
@@ -378,37 +406,24 @@ impl RedisStore {
     /// server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
-        let url = match Target::parse(url)? {
-            Target::Standalone(url) => url,
-            Target::Cluster(_) | Target::Sentinel { .. } => {
+        let con = match Target::parse(url)? {
+            Target::Standalone(url) => Con::Direct(direct(&url, &options).await?),
+            Target::Sentinel {
+                sentinels,
+                master,
+                db,
+                credentials,
+            } => Con::Sentinel(
+                SentinelCon::connect(&sentinels, &master, db, &credentials, options.timeout)
+                    .await?,
+            ),
+            Target::Cluster(_) => {
                 return Err(Error::Url(RedisError::from((
                     redis::ErrorKind::InvalidClientConfig,
-                    "Cluster and Sentinel are not supported yet",
+                    "Cluster is not supported yet",
                 ))));
             }
         };
-        let client = redis::Client::open(url).map_err(Error::Url)?;
-        // Few, short retries: an operation waits for the reconnection, and
-        // must fail with `Unavailable` within the timeout rather than queue.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(options.timeout)
-            .set_response_timeout(options.timeout)
-            .set_number_of_retries(2)
-            .set_factor(50)
-            .set_max_delay(500);
-        let con = tokio::time::timeout(
-            options.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| {
-            Error::Connect(RedisError::from((
-                redis::ErrorKind::IoError,
-                "connection timed out",
-            )))
-        })?
-        .map_err(Error::Connect)?;
-        let con = Con::Direct(con);
         let grace = i64::try_from(options.gc_grace.as_millis()).unwrap_or(i64::MAX);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -472,6 +487,7 @@ impl RedisStore {
     /// [`Self::run`] for a write: then `WAIT` for the replicas of
     /// [`RedisOptions::with_replica_acks`], if set.
     async fn run_acked(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let epoch = self.inner.con.epoch();
         let v = self.run(inv).await?;
         if let Some((wanted, timeout)) = self.inner.replica_acks {
             let ms = u64::try_from(timeout.as_millis())
@@ -485,6 +501,15 @@ impl RedisStore {
                 Ok(r) => r.map_err(store_error)?,
                 Err(_) => return Err(StoreError::unavailable(TimedOut(limit))),
             };
+            // `WAIT` on another connection than the write's (a new primary)
+            // would count that connection's writes: none.
+            if self.inner.con.epoch() != epoch {
+                return Err(StoreError::unavailable(NotAcknowledged {
+                    wanted,
+                    acked: 0,
+                    timeout,
+                }));
+            }
             if acked < u64::from(wanted) {
                 return Err(StoreError::unavailable(NotAcknowledged {
                     wanted,
