@@ -35,7 +35,7 @@ use sessionary_core::{
 };
 use sessionary_redis::{RedisFanout, RedisOptions, RedisStore};
 use sessionary_testkit::redis_sentinel::SentinelSet;
-use sessionary_testkit::redis_server::{RedisServer, skip};
+use sessionary_testkit::redis_server::skip;
 
 /// The store's timeout in the fault tests.
 const TIMEOUT: Duration = Duration::from_millis(1000);
@@ -316,25 +316,17 @@ async fn under_fault(fault: Fault) {
     // Real time: the workload runs against real processes.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let faulted = Instant::now();
-    let (old, new, mut restarted) = {
-        let set = &mut set;
-        let (old, new, restarted) = tokio::task::block_in_place(|| {
-            let old = match fault {
-                Fault::Failover => set.failover().unwrap(),
-                Fault::Kill => set.kill_primary().unwrap(),
-            };
-            let new = set.wait_new_primary(old, FAILOVER_LIMIT).unwrap();
-            let restarted = match fault {
-                Fault::Failover => None,
-                Fault::Kill => Some(
-                    RedisServer::start(old, &["--replicaof", "127.0.0.1", &new.to_string()])
-                        .unwrap(),
-                ),
-            };
-            (old, new, restarted)
-        });
-        (old, new, restarted)
-    };
+    let (old, new) = tokio::task::block_in_place(|| {
+        let old = match fault {
+            Fault::Failover => set.failover().unwrap(),
+            Fault::Kill => set.kill_primary().unwrap(),
+        };
+        let new = set.wait_new_primary(old, FAILOVER_LIMIT).unwrap();
+        if let Fault::Kill = fault {
+            set.restart_as_replica(old, new).unwrap();
+        }
+        (old, new)
+    });
     let agreed = faulted.elapsed();
 
     // Run on until every client has had an acknowledged write after the
@@ -406,9 +398,6 @@ async fn under_fault(fault: Fault) {
         ops.iter().filter(|o| o.ok && o.kind != Kind::Touch).count() > 50,
         "the workload did too little to mean anything"
     );
-    if let Some(r) = restarted.as_mut() {
-        r.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -86,10 +86,12 @@ impl SentinelSet {
             sentinels: Vec::new(),
             dir,
         };
-        let primary = RedisServer::start(free_port(), &[])?;
+        // A replica writes the primary's snapshot to its directory on sync.
+        let data_dir = set.dir.display().to_string();
+        let primary = RedisServer::start(free_port(), &["--dir", data_dir.as_str()])?;
         let primary_port = primary.port.to_string();
         set.nodes.push(primary);
-        for _ in 0..2 {
+        for i in 0..2 {
             let replica = RedisServer::start(
                 free_port(),
                 &[
@@ -100,6 +102,10 @@ impl SentinelSet {
                     "yes",
                     "--repl-diskless-sync-delay",
                     "0",
+                    "--dir",
+                    data_dir.as_str(),
+                    "--dbfilename",
+                    &format!("replica-{i}.rdb"),
                 ],
             )?;
             set.nodes.push(replica);
@@ -224,6 +230,30 @@ impl SentinelSet {
             .ok_or_else(|| std::io::Error::other("the primary is not one of the nodes"))?;
         node.stop();
         Ok(old)
+    }
+
+    /// Starts the stopped node on `port` again, as a replica of `primary`
+    /// (as an operator brings a crashed node back), and waits until it
+    /// accepts connections.
+    pub fn restart_as_replica(&mut self, port: u16, primary: u16) -> std::io::Result<()> {
+        let data_dir = self.dir.display().to_string();
+        let node = RedisServer::start(
+            port,
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &primary.to_string(),
+                "--dir",
+                data_dir.as_str(),
+                "--dbfilename",
+                &format!("restarted-{port}.rdb"),
+            ],
+        )?;
+        match self.nodes.iter_mut().find(|n| n.port == port) {
+            Some(slot) => *slot = node,
+            None => self.nodes.push(node),
+        }
+        Ok(())
     }
 
     /// Waits until all three sentinels name the same primary, other than
