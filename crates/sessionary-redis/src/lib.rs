@@ -3,10 +3,14 @@
 //! Sessions, tombstones, user data, restorable data, refresh token families
 //! and the audit log live in Redis. Every operation of
 //! [`SessionStore`] is one Lua script (one round trip, atomic on the
-//! server), including `load` with a due sliding touch. The connection is a
-//! redis-rs `ConnectionManager`: one multiplexed connection that reconnects
-//! by itself after the server went away; while it is down, operations fail
-//! with [`StoreError::Unavailable`] within the configured timeout instead of
+//! server), including `load` with a due sliding touch. On a standalone
+//! server (`redis://`) the connection is a redis-rs `ConnectionManager`: one
+//! multiplexed connection that reconnects by itself after the server went
+//! away. Behind Redis Sentinel (`redis+sentinel://`) it is one multiplexed
+//! connection to the primary the sentinels name, whose role is checked, and
+//! which is replaced after a failover (`+switch-master`, `READONLY`, a broken
+//! connection). While Redis is away, operations fail with
+//! [`StoreError::Unavailable`] within the configured timeout instead of
 //! hanging.
 //!
 //! # Examples
@@ -94,7 +98,8 @@ use crate::target::Target;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`).
+    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
+    /// or `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`).
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -313,7 +318,8 @@ impl RedisOptions {
     }
 }
 
-/// A [`SessionStore`] on Redis (standalone). Clones share the connection.
+/// A [`SessionStore`] on Redis (standalone or behind Sentinel). Clones share
+/// the connection.
 ///
 /// # Examples
 ///
@@ -394,16 +400,25 @@ fn at(rest: &[Value], i: usize) -> StoreResult<&Value> {
 }
 
 impl RedisStore {
-    /// Connects to the Redis server at `url`
-    /// (`redis://[user:password@]host[:port][/db]`), waiting until the first
+    /// Connects to the Redis server at `url`, waiting until the first
     /// connection is up (within the options' timeout). Later disconnections
     /// are repaired by themselves.
     ///
+    /// - `redis://[user:password@]host[:port][/db]`: one server.
+    /// - `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`:
+    ///   the primary that the sentinels at `host:port...` know as `<master>`,
+    ///   followed across failovers; the credentials and database are the data
+    ///   nodes' (the sentinels are asked without). To lose no acknowledged
+    ///   write on a failover, combine it with
+    ///   [`RedisOptions::with_replica_acks`] set to the number of replicas
+    ///   (see `ARCHITECTURE.md`, "Sentinel").
+    ///
     /// # Errors
     ///
-    /// [`Error::Url`] for a malformed URL, [`Error::KeyPrefix`] for a prefix
+    /// [`Error::Url`] for a malformed URL (or a `redis+cluster://` one: not
+    /// supported yet), [`Error::KeyPrefix`] for a prefix
     /// [`RedisOptions::with_key_prefix`] refuses, [`Error::Connect`] if the
-    /// server cannot be reached.
+    /// server (or, with Sentinel, a primary) cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
         let con = match Target::parse(url)? {
