@@ -69,6 +69,16 @@ impl Drop for Shared {
     }
 }
 
+/// How to log in to the data nodes: `credentials` is `user:password@` (as in
+/// the URL, percent-encoded) or empty.
+fn node_info(credentials: &str, db: i64) -> Result<redis::RedisConnectionInfo, crate::Error> {
+    // redis-rs reads (and percent-decodes) the credentials from a URL.
+    let info: redis::ConnectionInfo = format!("redis://{credentials}127.0.0.1/{db}")
+        .parse()
+        .map_err(crate::Error::Url)?;
+    Ok(info.redis)
+}
+
 fn io_error(what: &'static str) -> RedisError {
     RedisError::from((ErrorKind::IoError, what))
 }
@@ -99,14 +109,10 @@ impl SentinelCon {
         credentials: &str,
         timeout: Duration,
     ) -> Result<Self, crate::Error> {
-        // redis-rs reads (and percent-decodes) the credentials from a URL.
-        let info: redis::ConnectionInfo = format!("redis://{credentials}127.0.0.1/{db}")
-            .parse()
-            .map_err(crate::Error::Url)?;
         let sentinel = Sentinel::build(sentinels.to_vec()).map_err(crate::Error::Url)?;
         let node = SentinelNodeConnectionInfo {
             tls_mode: None,
-            redis_connection_info: Some(info.redis),
+            redis_connection_info: Some(node_info(credentials, db)?),
         };
         let shared = Arc::new(Shared {
             master: master.to_owned(),
@@ -343,5 +349,88 @@ async fn watch_sentinels(shared: Weak<Shared>, sentinels: Vec<String>) {
             return;
         }
         tokio::time::sleep(RETRY * 4).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use sessionary_testkit::redis_sentinel::{MASTER, SentinelSet};
+
+    /// After the connection is dropped, 64 concurrent commands reconnect
+    /// once: the first finds the primary, the others take its connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_callers_reconnect_once() {
+        let set = match tokio::task::spawn_blocking(SentinelSet::start)
+            .await
+            .unwrap()
+        {
+            Ok(s) => s,
+            Err(e) => {
+                sessionary_testkit::redis_server::skip(
+                    "sentinel reconnect",
+                    &format!("cannot start: {e}"),
+                );
+                return;
+            }
+        };
+        let sentinels: Vec<String> = set
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let con = SentinelCon::connect(&sentinels, MASTER, 0, "", Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(con.epoch(), 1);
+        con.invalidate(1);
+        assert_eq!(con.live_epoch(), None);
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let mut c = con.clone();
+                tokio::spawn(async move {
+                    redis::cmd("SET")
+                        .arg(format!("k{i}"))
+                        .arg(i)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(con.epoch(), 2, "more than one reconnection");
+        assert_eq!(con.live_epoch(), Some(2));
+    }
+
+    #[test]
+    fn data_node_credentials_come_from_the_url() {
+        let info = node_info("app:p%40ss%2Fw@", 3).unwrap();
+        assert_eq!(info.username.as_deref(), Some("app"));
+        assert_eq!(info.password.as_deref(), Some("p@ss/w"));
+        assert_eq!(info.db, 3);
+        let info = node_info(":secret@", 0).unwrap();
+        assert_eq!(info.username, None);
+        assert_eq!(info.password.as_deref(), Some("secret"));
+        let info = node_info("", 0).unwrap();
+        assert_eq!((info.username, info.password), (None, None));
+    }
+
+    #[tokio::test]
+    async fn no_reachable_sentinel_is_a_connect_error_within_the_timeout() {
+        let port = sessionary_testkit::redis_server::free_port();
+        let started = std::time::Instant::now();
+        let r = SentinelCon::connect(
+            &[format!("redis://127.0.0.1:{port}")],
+            "m",
+            0,
+            "",
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(matches!(r, Err(crate::Error::Connect(_))));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
