@@ -31,6 +31,9 @@ use tokio::sync::watch;
 /// The pub/sub channel on which sentinels announce a new primary.
 const SWITCH_MASTER: &str = "+switch-master";
 
+/// How long subscribing to `+switch-master` on one sentinel may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Pause between two attempts to find the primary, and between two
 /// subscriptions to the sentinels.
 const RETRY: Duration = Duration::from_millis(50);
@@ -330,7 +333,9 @@ async fn watch_sentinels(shared: Weak<Shared>, sentinels: Vec<String>) {
             pubsub.subscribe(SWITCH_MASTER).await?;
             Ok::<_, RedisError>(pubsub)
         };
-        if let Ok(pubsub) = subscribed.await {
+        // A sentinel that accepts the connection but never answers must not
+        // hold the watcher.
+        if let Ok(Ok(pubsub)) = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await {
             let mut messages = pubsub.into_on_message();
             while let Some(msg) = messages.next().await {
                 let Some(shared) = shared.upgrade() else {
