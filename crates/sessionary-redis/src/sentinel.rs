@@ -256,6 +256,14 @@ impl SentinelCon {
                 let (_, mut con, _) = self.primary().await?;
                 req.run(&mut con).await
             }
+            // A single command's error reply comes back as a value.
+            Ok(Reply::One(Value::ServerError(e)))
+                if matches!(e.code(), "READONLY" | "MASTERDOWN") =>
+            {
+                self.invalidate(epoch);
+                let (_, mut con, _) = self.primary().await?;
+                req.run(&mut con).await
+            }
             Err(e) if connection_lost(&e) => {
                 self.invalidate(epoch);
                 Err(e)
@@ -408,6 +416,60 @@ mod tests {
         }
         assert_eq!(con.epoch(), 2, "more than one reconnection");
         assert_eq!(con.live_epoch(), Some(2));
+    }
+
+    /// A connection that turned out to be to a replica (a demoted primary)
+    /// gets `READONLY`: the command is sent once more, to the primary the
+    /// sentinels name, and succeeds there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_readonly_reply_moves_to_the_primary_and_resends() {
+        let set = match tokio::task::spawn_blocking(SentinelSet::start)
+            .await
+            .unwrap()
+        {
+            Ok(s) => s,
+            Err(e) => {
+                sessionary_testkit::redis_server::skip(
+                    "sentinel readonly",
+                    &format!("cannot start: {e}"),
+                );
+                return;
+            }
+        };
+        let sentinels: Vec<String> = set
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let mut con = SentinelCon::connect(&sentinels, MASTER, 0, "", Duration::from_secs(2))
+            .await
+            .unwrap();
+        let primary = tokio::task::block_in_place(|| set.agreed_primary()).unwrap();
+        let replica = set.nodes.iter().find(|n| n.port != primary).unwrap().port;
+        // Point the current connection at the replica, as if the primary had
+        // been demoted under it.
+        let client = Client::open(format!("redis://127.0.0.1:{replica}")).unwrap();
+        let on_replica = client.get_multiplexed_async_connection().await.unwrap();
+        {
+            let mut c = con.shared.current.lock();
+            c.epoch += 1;
+            c.primary = Some((on_replica, client));
+        }
+        assert_eq!(con.epoch(), 2);
+        redis::cmd("SET")
+            .arg("moved")
+            .arg("yes")
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(con.epoch(), 3, "the connection was not replaced");
+        let mut check = redis::cmd("GET");
+        check.arg("moved");
+        let on_primary: Option<String> = tokio::task::block_in_place(|| {
+            sessionary_testkit::redis_sentinel::query(primary, &check)
+        })
+        .unwrap();
+        assert_eq!(on_primary.as_deref(), Some("yes"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ const ACK_WAIT: Duration = Duration::from_millis(300);
 /// How long the sentinels may take to agree on a new primary.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
 /// The generous bound on the store working again after the fault (measured
-/// 2.5-3.6 s after `kill -9`, 10.4-11.4 s after `SENTINEL FAILOVER` with WAIT
+/// 2.4-3.6 s after `kill -9`, 10.4-11.4 s after `SENTINEL FAILOVER` with WAIT
 /// on both replicas; see ARCHITECTURE.md, "Sentinel").
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 
