@@ -5,6 +5,8 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::sentinel::SentinelCon;
+
 /// A cheap-to-clone handle to the server(s); clones share the connection.
 #[derive(Clone)]
 pub(crate) enum Con {
@@ -13,6 +15,20 @@ pub(crate) enum Con {
     /// Cluster: redis-rs routes each command by its first key's slot,
     /// follows `MOVED`/`ASK` and reconnects by itself.
     Cluster(ClusterConnection),
+    /// Sentinel: the primary the sentinels name, followed across failovers.
+    Sentinel(SentinelCon),
+}
+
+impl Con {
+    /// Which connection commands go over now: a write and the `WAIT` after
+    /// it count as acknowledged only if this did not change in between.
+    /// (A standalone `ConnectionManager` does not tell; always 0.)
+    pub(crate) fn epoch(&self) -> u64 {
+        match self {
+            Con::Direct(_) | Con::Cluster(_) => 0,
+            Con::Sentinel(c) => c.epoch(),
+        }
+    }
 }
 
 impl ConnectionLike for Con {
@@ -20,6 +36,7 @@ impl ConnectionLike for Con {
         match self {
             Con::Direct(c) => c.req_packed_command(cmd),
             Con::Cluster(c) => c.req_packed_command(cmd),
+            Con::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -32,6 +49,7 @@ impl ConnectionLike for Con {
         match self {
             Con::Direct(c) => c.req_packed_commands(cmd, offset, count),
             Con::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -39,6 +57,7 @@ impl ConnectionLike for Con {
         match self {
             Con::Direct(c) => c.get_db(),
             Con::Cluster(c) => c.get_db(),
+            Con::Sentinel(c) => c.get_db(),
         }
     }
 }

@@ -5,15 +5,17 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use sessionary_core::Timestamp;
 use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::Error;
 use crate::con::Con;
+use crate::sentinel::SentinelCon;
 use crate::target::Target;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Events published but not yet sent before new ones are dropped (with a warning).
 const QUEUE: usize = 4096;
@@ -29,7 +31,8 @@ const RETRY: Duration = Duration::from_millis(100);
 /// they watch. In Cluster, `PUBLISH` reaches every node's subscribers (classic
 /// pub/sub is broadcast across the cluster): the publisher is a Cluster
 /// connection, the subscriber listens on one seed node and, when that node
-/// goes away, subscribes again on the next seed (reporting a miss).
+/// goes away, subscribes again on the next seed (reporting a miss). Behind
+/// Sentinel, both follow the primary across failovers.
 ///
 /// Publishing never waits: events queue (4096) for a background task; when
 /// Redis is away they are dropped with a warning.
@@ -47,8 +50,7 @@ impl fmt::Debug for RedisFanout {
 }
 
 impl RedisFanout {
-    /// Connects to `url` (the forms of [`RedisStore::connect`](crate::RedisStore::connect))
-    /// for the store whose keys start with `key_prefix`
+    /// Connects to `url` (the forms of [`RedisStore::connect`](crate::RedisStore::connect)) for the store whose keys start with `key_prefix`
     /// (the channel is `<key_prefix>events`). Must run inside a Tokio
     /// runtime: two tasks publish and subscribe until the fanout is dropped.
     ///
@@ -58,16 +60,17 @@ impl RedisFanout {
     /// be reached at first.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, Error> {
         let channel = format!("{key_prefix}events");
-        let (mut publisher, seeds) = match Target::parse(url)? {
-            Target::Standalone(url) => {
-                let client = redis::Client::open(url).map_err(Error::Url)?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    .set_response_timeout(Duration::from_secs(2));
-                let publisher = ConnectionManager::new_with_config(client.clone(), config)
-                    .await
-                    .map_err(Error::Connect)?;
-                (Con::Direct(publisher), vec![client])
+        let timeout = Duration::from_secs(2);
+        let (mut publisher, source) = match Target::parse(url)? {
+            Target::Sentinel {
+                sentinels,
+                master,
+                db,
+                credentials,
+            } => {
+                let con =
+                    SentinelCon::connect(&sentinels, &master, db, &credentials, timeout).await?;
+                (Con::Sentinel(con.clone()), Source::Sentinel(con))
             }
             Target::Cluster(seeds) => {
                 let clients = seeds
@@ -75,26 +78,29 @@ impl RedisFanout {
                     .map(|s| redis::Client::open(s.as_str()))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(Error::Url)?;
-                let publisher = crate::cluster::connect(seeds, Duration::from_secs(2)).await?;
-                (Con::Cluster(publisher), clients)
+                let publisher = crate::cluster::connect(seeds, timeout).await?;
+                (
+                    Con::Cluster(publisher),
+                    Source::Seeds {
+                        clients,
+                        next: AtomicUsize::new(0),
+                    },
+                )
             }
-            Target::Sentinel { .. } => {
-                return Err(Error::Url(redis::RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "Sentinel is not supported yet",
-                ))));
+            Target::Standalone(url) => {
+                let client = redis::Client::open(url).map_err(Error::Url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
+                let publisher = ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map_err(Error::Connect)?;
+                (Con::Direct(publisher), Source::Direct(client))
             }
         };
         // The first subscription is made here, so events published after
-        // `connect` returns are heard: on the first seed that answers.
-        let mut seed = 0;
-        let pubsub = loop {
-            match subscribe(&seeds[seed], &channel).await {
-                Ok(p) => break p,
-                Err(e) if seed + 1 == seeds.len() => return Err(Error::Connect(e)),
-                Err(_) => seed += 1,
-            }
-        };
+        // `connect` returns are heard.
+        let (pubsub, mut on) = source.subscribe(&channel).await.map_err(Error::Connect)?;
         let (relay, mut queue) = Relay::new(QUEUE);
 
         let name = channel.clone();
@@ -102,8 +108,7 @@ impl RedisFanout {
             while let Some(event) = queue.recv().await {
                 let mut cmd = redis::cmd("PUBLISH");
                 cmd.arg(&name).arg(event.encode());
-                let sent = publish(&mut publisher, &cmd).await;
-                if let Err(e) = sent {
+                if let Err(e) = publish(&mut publisher, &cmd).await {
                     tracing::warn!(error = %e, "a session event could not be sent to the other nodes");
                 }
             }
@@ -111,12 +116,18 @@ impl RedisFanout {
 
         let weak = relay.hub();
         let name = channel.clone();
+        let mut changes = source.changes();
         tokio::spawn(async move {
             let mut current = Some(pubsub);
             loop {
                 if let Some(pubsub) = current.take() {
                     let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
+                    loop {
+                        let msg = tokio::select! {
+                            msg = messages.next() => msg,
+                            () = source.moved(&mut changes, on) => None,
+                        };
+                        let Some(msg) = msg else { break };
                         let Some(hub) = weak.upgrade() else { return };
                         match RemoteEvent::decode(msg.get_payload_bytes()) {
                             Some(event) => {
@@ -133,14 +144,13 @@ impl RedisFanout {
                 let Some(hub) = weak.upgrade() else { return };
                 drop(hub);
                 tokio::time::sleep(RETRY).await;
-                // Cluster: the next seed (the one heard last may be down).
-                seed = (seed + 1) % seeds.len();
-                if let Ok(p) = subscribe(&seeds[seed], &name).await {
+                if let Ok((p, epoch)) = source.subscribe(&name).await {
                     // Whatever was published while away is gone.
                     if let Some(hub) = weak.upgrade() {
                         let _ = hub.send(RemoteEvent::missed(Timestamp(0)));
                     }
                     current = Some(p);
+                    on = epoch;
                 }
             }
         });
@@ -151,6 +161,38 @@ impl RedisFanout {
     pub fn channel(&self) -> &str {
         &self.channel
     }
+}
+
+/// Where the subscriber connects.
+enum Source {
+    /// One server.
+    Direct(redis::Client),
+    /// The seed nodes of a Cluster: any one hears every `PUBLISH`; the next
+    /// subscription starts at the seed after the last one that answered (the
+    /// one heard last may be the one that is down).
+    Seeds {
+        clients: Vec<redis::Client>,
+        next: AtomicUsize,
+    },
+    /// The primary the sentinels name.
+    Sentinel(SentinelCon),
+}
+
+/// A pub/sub connection to `client`, subscribed to `channel`, within 2 s.
+async fn subscribe_on(client: &redis::Client, channel: &str) -> redis::RedisResult<PubSub> {
+    let go = async {
+        let mut p = client.get_async_pubsub().await?;
+        p.subscribe(channel).await?;
+        Ok(p)
+    };
+    tokio::time::timeout(Duration::from_secs(2), go)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "subscription timed out",
+            )))
+        })
 }
 
 /// Sends `PUBLISH`. On Cluster any node broadcasts it, so it goes to a
@@ -173,24 +215,55 @@ async fn publish(publisher: &mut Con, cmd: &redis::Cmd) -> redis::RedisResult<()
     }
 }
 
-/// A pub/sub connection to `client`, subscribed to `channel`, within 2 s.
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    let go = async {
-        let mut p = client.get_async_pubsub().await?;
-        p.subscribe(channel).await?;
-        Ok(p)
-    };
-    tokio::time::timeout(Duration::from_secs(2), go)
-        .await
-        .unwrap_or_else(|_| {
-            Err(redis::RedisError::from((
-                redis::ErrorKind::IoError,
-                "subscription timed out",
-            )))
-        })
+impl Source {
+    /// A subscription to `channel`, and the epoch of the primary it is on.
+    async fn subscribe(&self, channel: &str) -> redis::RedisResult<(PubSub, u64)> {
+        match self {
+            Source::Direct(c) => Ok((subscribe_on(c, channel).await?, 0)),
+            Source::Seeds { clients, next } => {
+                let start = next.load(Ordering::Relaxed);
+                let mut last = None;
+                for k in 0..clients.len() {
+                    let i = (start + k) % clients.len();
+                    match subscribe_on(&clients[i], channel).await {
+                        Ok(p) => {
+                            next.store((i + 1) % clients.len(), Ordering::Relaxed);
+                            return Ok((p, 0));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| (redis::ErrorKind::IoError, "no seed node").into()))
+            }
+            Source::Sentinel(con) => {
+                let (epoch, _, client) = con.primary().await?;
+                Ok((subscribe_on(&client, channel).await?, epoch))
+            }
+        }
+    }
+
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Source::Direct(_) | Source::Seeds { .. } => None,
+            Source::Sentinel(con) => Some(con.changes()),
+        }
+    }
+
+    /// Returns once the primary is no longer the one of `epoch` (never for a
+    /// standalone server).
+    async fn moved(&self, changes: &mut Option<watch::Receiver<u64>>, epoch: u64) {
+        if let (Source::Sentinel(con), Some(rx)) = (self, changes.as_mut()) {
+            loop {
+                if con.live_epoch() != Some(epoch) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Fanout for RedisFanout {

@@ -6,7 +6,10 @@
 //! server), including `load` with a due sliding touch. On one server
 //! (`redis://...`) the connection is a redis-rs `ConnectionManager`: one
 //! multiplexed connection that reconnects by itself after the server went
-//! away. On a Redis Cluster (`redis+cluster://host:port,host:port`, seed
+//! away. Behind Redis Sentinel (`redis+sentinel://`) it is one multiplexed
+//! connection to the primary the sentinels name, whose role is checked, and
+//! which is replaced after a failover (`+switch-master`, `READONLY`, a broken
+//! connection). On a Redis Cluster (`redis+cluster://host:port,host:port`, seed
 //! nodes) it is redis-rs's Cluster connection, and each script runs on the
 //! slot of the owner it touches: the route to that owner (token hash →
 //! session, session id → owner) is read before, from an in-process cache
@@ -65,6 +68,7 @@ mod codec;
 mod con;
 mod fanout;
 mod scripts;
+mod sentinel;
 mod target;
 
 use std::fmt;
@@ -96,6 +100,7 @@ use crate::cluster::{Node, Routes};
 use crate::codec::{array, bytes, hex, int};
 use crate::con::Con;
 use crate::scripts::Scripts;
+use crate::sentinel::SentinelCon;
 use crate::target::Target;
 
 /// Why connecting failed, or a stored value could not be read.
@@ -103,8 +108,9 @@ use crate::target::Target;
 #[non_exhaustive]
 pub enum Error {
     /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
-    /// or `redis+cluster://[user:password@]host:port[,host:port...]`), or asks
-    /// for what its mode does not support.
+    /// or `redis+cluster://[user:password@]host:port[,host:port...]` or
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`),
+    /// or asks for what its mode does not support.
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -169,6 +175,32 @@ fn store_error(e: RedisError) -> StoreError {
     } else {
         StoreError::backend(e)
     }
+}
+
+/// A standalone server's connection: a `ConnectionManager` that reconnects
+/// by itself.
+async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
+    let client = redis::Client::open(url).map_err(Error::Url)?;
+    // Few, short retries: an operation waits for the reconnection, and
+    // must fail with `Unavailable` within the timeout rather than queue.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(options.timeout)
+        .set_response_timeout(options.timeout)
+        .set_number_of_retries(2)
+        .set_factor(50)
+        .set_max_delay(500);
+    tokio::time::timeout(
+        options.timeout,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|_| {
+        Error::Connect(RedisError::from((
+            redis::ErrorKind::IoError,
+            "connection timed out",
+        )))
+    })?
+    .map_err(Error::Connect)
 }
 
 /// Options of a [`RedisStore`].
@@ -315,8 +347,8 @@ impl RedisOptions {
     }
 }
 
-/// A [`SessionStore`] on Redis, one server or a Cluster. Clones share the
-/// connection (and, on Cluster, the route cache).
+/// A [`SessionStore`] on Redis: one server, behind Sentinel, or a Cluster.
+/// Clones share the connection (and, on Cluster, the route cache).
 ///
 /// # Examples
 ///
@@ -427,11 +459,22 @@ fn at(rest: &[Value], i: usize) -> StoreResult<&Value> {
 
 impl RedisStore {
     /// Connects to the Redis server at `url`
-    /// (`redis://[user:password@]host[:port][/db]`) or to the Redis Cluster
-    /// that the seed nodes of `url` belong to
+    /// (`redis://[user:password@]host[:port][/db]`), to the primary the
+    /// sentinels of `url` name
+    /// (`redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`)
+    /// or to the Redis Cluster that the seed nodes of `url` belong to
     /// (`redis+cluster://[user:password@]host:port[,host:port...]`), waiting
     /// until the first connection is up (within the options' timeout). Later
     /// disconnections are repaired by themselves.
+    ///
+    /// - `redis://[user:password@]host[:port][/db]`: one server.
+    /// - `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`:
+    ///   the primary that the sentinels at `host:port...` know as `<master>`,
+    ///   followed across failovers; the credentials and database are the data
+    ///   nodes' (the sentinels are asked without). To lose no acknowledged
+    ///   write on a failover, combine it with
+    ///   [`RedisOptions::with_replica_acks`] set to the number of replicas
+    ///   (see `ARCHITECTURE.md`, "Sentinel").
     ///
     /// # Errors
     ///
@@ -442,7 +485,7 @@ impl RedisStore {
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
         let (con, routes) = match Target::parse(url)? {
-            Target::Standalone(url) => (Self::direct(url, &options).await?, None),
+            Target::Standalone(url) => (Con::Direct(direct(&url, &options).await?), None),
             Target::Cluster(seeds) => {
                 if options.replica_acks.is_some() {
                     return Err(Error::Url(RedisError::from((
@@ -453,12 +496,18 @@ impl RedisStore {
                 let con = cluster::connect(seeds, options.timeout).await?;
                 (Con::Cluster(con), Some(Routes::new(options.route_cache)))
             }
-            Target::Sentinel { .. } => {
-                return Err(Error::Url(RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "Sentinel is not supported yet",
-                ))));
-            }
+            Target::Sentinel {
+                sentinels,
+                master,
+                db,
+                credentials,
+            } => (
+                Con::Sentinel(
+                    SentinelCon::connect(&sentinels, &master, db, &credentials, options.timeout)
+                        .await?,
+                ),
+                None,
+            ),
         };
         let grace = i64::try_from(options.gc_grace.as_millis()).unwrap_or(i64::MAX);
         Ok(Self {
@@ -475,32 +524,6 @@ impl RedisStore {
                 refresh_cursor: Mutex::new((0, 0)),
             }),
         })
-    }
-
-    /// Standalone: one `ConnectionManager`.
-    async fn direct(url: String, options: &RedisOptions) -> Result<Con, Error> {
-        let client = redis::Client::open(url).map_err(Error::Url)?;
-        // Few, short retries: an operation waits for the reconnection, and
-        // must fail with `Unavailable` within the timeout rather than queue.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(options.timeout)
-            .set_response_timeout(options.timeout)
-            .set_number_of_retries(2)
-            .set_factor(50)
-            .set_max_delay(500);
-        let con = tokio::time::timeout(
-            options.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| {
-            Error::Connect(RedisError::from((
-                redis::ErrorKind::IoError,
-                "connection timed out",
-            )))
-        })?
-        .map_err(Error::Connect)?;
-        Ok(Con::Direct(con))
     }
 
     /// The key prefix.
@@ -591,6 +614,7 @@ impl RedisStore {
     /// [`Self::run`] for a write: then `WAIT` for the replicas of
     /// [`RedisOptions::with_replica_acks`], if set.
     async fn run_acked(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let epoch = self.inner.con.epoch();
         let v = self.run(inv).await?;
         if let Some((wanted, timeout)) = self.inner.replica_acks {
             let ms = u64::try_from(timeout.as_millis())
@@ -604,6 +628,15 @@ impl RedisStore {
                 Ok(r) => r.map_err(store_error)?,
                 Err(_) => return Err(StoreError::unavailable(TimedOut(limit))),
             };
+            // `WAIT` on another connection than the write's (a new primary)
+            // would count that connection's writes: none.
+            if self.inner.con.epoch() != epoch {
+                return Err(StoreError::unavailable(NotAcknowledged {
+                    wanted,
+                    acked: 0,
+                    timeout,
+                }));
+            }
             if acked < u64::from(wanted) {
                 return Err(StoreError::unavailable(NotAcknowledged {
                     wanted,

@@ -81,9 +81,11 @@ pub struct StoreConfig {
     pub exclusive: bool,
     /// The server of a shared store (`kind = "postgres"` or `"redis"`; required
     /// there): `postgres://sessionary:PASSWORD@db.internal:5432/sessionary` or
-    /// `redis://[user:password@]host[:port][/db]` or, for a Redis Cluster,
+    /// `redis://[user:password@]host[:port][/db]`, for a Redis Cluster
     /// `redis+cluster://[user:password@]host:port[,host:port...]` (seed
-    /// nodes). Its password is never printed.
+    /// nodes), or through Redis Sentinel
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`.
+    /// Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
@@ -227,12 +229,13 @@ impl StoreConfig {
             }
             Some(u)
                 if !(u.expose().starts_with("redis://")
-                    || u.expose().starts_with("redis+cluster://")) =>
+                    || u.expose().starts_with("redis+cluster://")
+                    || u.expose().starts_with("redis+sentinel://")) =>
             {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
-                        "expected redis://[user:password@]host[:port][/db] or redis+cluster://[user:password@]host:port[,host:port...] (TLS is not supported yet), got {:?}",
+                        "expected redis://[user:password@]host[:port][/db], redis+cluster://[user:password@]host:port[,host:port...] or redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db] (TLS is not supported yet), got {:?}",
                         redact_url(u.expose())
                     ),
                 ));
@@ -413,14 +416,27 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "REDACTED".to_owned();
     };
+    // `user:password` ends at the last `@`, wherever it is, so a password
+    // with a raw `/`, `?` or `#` (malformed, but quoted in error messages) is
+    // hidden as well (a path or query with an `@` may be hidden with it).
+    // Without a `:` before that `@`, the authority ends at the first `/`.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(i) if rest[..i].contains(':') || !rest[..i].contains(['/', '?', '#']) => {
+            (Some(&rest[..i]), &rest[i + 1..])
+        }
+        _ => match rest.find(['/', '?', '#']).map(|end| rest[..end].rfind('@')) {
+            Some(Some(i)) => (Some(&rest[..i]), &rest[i + 1..]),
+            _ => (None, rest),
+        },
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
+    let (host, tail) = rest.split_at(end);
+    let authority = match userinfo {
+        Some(userinfo) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:REDACTED@{host}"),
             None => format!("{userinfo}@{host}"),
         },
-        None => authority.to_owned(),
+        None => host.to_owned(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -1858,5 +1874,54 @@ mod tests {
             redact_url("redis+cluster://u:pw@a:7000,b:7001"),
             "redis+cluster://u:REDACTED@a:7000,b:7001"
         );
+        assert_eq!(
+            redact_url("redis+sentinel://u:pw@s1:26379,s2:26380/shop/2"),
+            "redis+sentinel://u:REDACTED@s1:26379,s2:26380/shop/2"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://s1:26379,s2:26380/shop"),
+            "redis+sentinel://s1:26379,s2:26380/shop"
+        );
+        // Raw separators in a password (malformed) stay hidden too.
+        assert_eq!(
+            redact_url("redis://:pa/ss@h:1/0"),
+            "redis://:REDACTED@h:1/0"
+        );
+        assert_eq!(redact_url("redis://:pa?ss@h"), "redis://:REDACTED@h");
+        assert_eq!(redact_url("redis://u:pa#ss@h/2"), "redis://u:REDACTED@h/2");
+        assert_eq!(
+            redact_url("postgres://u@h/d?password=p@x"),
+            "postgres://u@h/d?password=REDACTED"
+        );
+    }
+
+    #[test]
+    fn redis_sentinel_urls_are_accepted_and_redacted() {
+        let url = "redis+sentinel://app:hunter2@s1:26379,s2:26379,s3:26379/shop/1";
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", url),
+        ])
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.store_redis.as_ref().unwrap().url.expose(), url);
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let t = c.to_redacted_toml().unwrap();
+        assert!(!t.contains("hunter2"), "{t}");
+        assert!(
+            t.contains("redis+sentinel://app:REDACTED@s1:26379,s2:26379,s3:26379/shop/1"),
+            "{t}"
+        );
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            (
+                "SESSIONARY_STORE__URL",
+                "rediss+sentinel://app:hunter2@s1:1/m",
+            ),
+        ])
+        .unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].key, "store.url", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -21,6 +21,7 @@ pub mod cases;
 pub mod postgres;
 pub mod probe;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 mod refresh_cases;
 pub mod yielding;
