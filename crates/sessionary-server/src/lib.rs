@@ -60,6 +60,7 @@
 pub mod api;
 pub mod audit_api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod extract;

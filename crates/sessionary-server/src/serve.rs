@@ -275,7 +275,11 @@ pub const TOKEN_KEYS_FILE: &str = "token-keys";
 
 /// The access-token issuer and verifier: keys from `<data_dir>/token-keys`
 /// (generated with the configured algorithm on first start, mode 0600).
-fn access_tokens(
+///
+/// # Errors
+///
+/// [`ServeError::TokenKeys`] for unreadable, unwritable or malformed key files.
+pub fn access_tokens(
     settings: &Settings,
     clock: Arc<dyn sessionary_core::Clock>,
     revocations: Arc<sessionary_token::Revocations>,

@@ -70,7 +70,9 @@ use sessionary_mfa::Mfa;
 use sessionary_token::AccessTokens;
 
 pub use i18n::Lang;
-pub use users::{ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME};
+pub use users::{
+    ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME, new_password,
+};
 use view::Ctx;
 
 use crate::extract::ApiJson;

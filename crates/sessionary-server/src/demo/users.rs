@@ -128,7 +128,11 @@ fn hash(password: &str) -> Result<String, DemoUsersError> {
 
 /// A password of 3 groups of 4 characters from an alphabet without look-alikes
 /// (about 60 bits).
-fn new_password() -> Result<String, DemoUsersError> {
+///
+/// # Errors
+///
+/// [`DemoUsersError::Random`].
+pub fn new_password() -> Result<String, DemoUsersError> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut bytes = [0u8; 12];
     sessionary_core::token::fill_random(&mut bytes).map_err(|_| DemoUsersError::Random)?;
@@ -288,17 +292,7 @@ impl DemoUsers {
     /// [`DemoUsersError::Refused`] for a password out of bounds or an unknown
     /// account; file errors.
     pub fn set_password(&self, name: &UserId, password: &str) -> Result<(), DemoUsersError> {
-        let chars = password.chars().count();
-        if chars < MIN_PASSWORD_CHARS {
-            return Err(DemoUsersError::Refused(
-                "the password needs at least 8 characters",
-            ));
-        }
-        if chars > MAX_PASSWORD_CHARS {
-            return Err(DemoUsersError::Refused(
-                "the password is longer than 256 characters",
-            ));
-        }
+        check_password(password)?;
         let new_hash = hash(password)?;
         let mut accounts = self
             .accounts
@@ -309,12 +303,20 @@ impl DemoUsers {
         };
         let mut updated = accounts.clone();
         updated[i].hash = new_hash;
+        self.save(&updated)?;
+        *accounts = updated;
+        Ok(())
+    }
+
+    /// Rewrites the accounts file, if there is one, atomically (a new file
+    /// renamed over the old).
+    fn save(&self, accounts: &[Account]) -> Result<(), DemoUsersError> {
         if let Some(path) = &self.path {
             let mut text = String::from(
                 "# Sessionary demo accounts: name role argon2id-hash. Delete this file \
                  for new passwords.\n",
             );
-            for a in &updated {
+            for a in accounts {
                 text.push_str(&format!("{} {} {}\n", a.name, a.role, a.hash));
             }
             let tmp = path.with_extension("new");
@@ -326,8 +328,108 @@ impl DemoUsers {
                 source,
             })?;
         }
+        Ok(())
+    }
+
+    /// The accounts kept in `path` (which must exist).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable or malformed files.
+    pub fn load(path: &Path) -> Result<Self, DemoUsersError> {
+        let text = fs::read_to_string(path).map_err(|source| DemoUsersError::File {
+            what: "cannot read",
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut users = Self::parse(path, &text)?;
+        users.path = Some(path.to_owned());
+        Ok(users)
+    }
+
+    /// No accounts yet, to be kept in `path` by [`DemoUsers::add`].
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Random`].
+    pub fn empty_at(path: &Path) -> Result<Self, DemoUsersError> {
+        let mut users = Self::from_accounts(&[])?;
+        users.path = Some(path.to_owned());
+        Ok(users)
+    }
+
+    /// Adds an account (a user name, a role of letters, digits, `_` or `-`,
+    /// a password of 8 to 256 characters) and rewrites the file. Slow on
+    /// purpose (Argon2id).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Refused`] for a taken name, a bad role or password;
+    /// file errors.
+    pub fn add(&self, name: &UserId, role: &str, password: &str) -> Result<(), DemoUsersError> {
+        if role.is_empty()
+            || role.len() > 64
+            || !role
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(DemoUsersError::Refused(
+                "the role must be 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        check_password(password)?;
+        let new_hash = hash(password)?;
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if accounts.iter().any(|a| &a.name == name) {
+            return Err(DemoUsersError::Refused("an account with this name exists"));
+        }
+        let mut updated = accounts.clone();
+        updated.push(Account {
+            name: name.clone(),
+            role: role.to_owned(),
+            hash: new_hash,
+        });
+        self.save(&updated)?;
         *accounts = updated;
         Ok(())
+    }
+
+    /// Removes an account and rewrites the file; the last one cannot go (the
+    /// file would no longer load).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Refused`] for an unknown or the last account; file errors.
+    pub fn remove(&self, name: &UserId) -> Result<(), DemoUsersError> {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !accounts.iter().any(|a| &a.name == name) {
+            return Err(DemoUsersError::Refused("no such account"));
+        }
+        if accounts.len() == 1 {
+            return Err(DemoUsersError::Refused(
+                "the last account cannot be removed; delete the file instead",
+            ));
+        }
+        let updated: Vec<Account> = accounts.iter().filter(|a| &a.name != name).cloned().collect();
+        self.save(&updated)?;
+        *accounts = updated;
+        Ok(())
+    }
+
+    /// Every account's name and role.
+    pub fn accounts(&self) -> Vec<(UserId, String)> {
+        self.accounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|a| (a.name.clone(), a.role.clone()))
+            .collect()
     }
 
     /// The account names, for the admin page.
@@ -339,6 +441,21 @@ impl DemoUsers {
             .map(|a| a.name.clone())
             .collect()
     }
+}
+
+fn check_password(password: &str) -> Result<(), DemoUsersError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(DemoUsersError::Refused(
+            "the password needs at least 8 characters",
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(DemoUsersError::Refused(
+            "the password is longer than 256 characters",
+        ));
+    }
+    Ok(())
 }
 
 fn write_new(path: &Path, text: &str) -> Result<(), DemoUsersError> {
