@@ -307,8 +307,14 @@ async fn sessions_list_and_revoke_against_a_running_server_on_postgres() {
     let server = Server::start(&config, true, Stdio::inherit());
     list_and_revoke(&config, &server, "alice").await;
 
-    // The fanout: an access token of a session revoked by the command is
-    // refused by the running node at once (its revocation list heard it).
+    revocation_reaches_access_tokens(&config, &server).await;
+    drop(server);
+}
+
+/// The fanout: an access token of a session revoked by the command is
+/// refused by the running node (its revocation list heard the event; the
+/// token itself is checked without the store).
+async fn revocation_reaches_access_tokens(config: &Path, server: &Server) {
     let (token, id) = server.sign_in("bob").await;
     let (s, issued) = server
         .post("/v1/tokens", json!({ "session_token": token, "refresh": false }))
@@ -339,6 +345,48 @@ async fn sessions_list_and_revoke_against_a_running_server_on_postgres() {
         assert!(Instant::now() < deadline, "access token still accepted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The Redis server of the tests (`SESSIONARY_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`), or `None` (said on stderr; a failure with
+/// `CI=true`) when nothing listens there.
+fn test_redis(test: &str) -> Option<String> {
+    let url = std::env::var("SESSIONARY_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+    let authority = url.trim_start_matches("redis://");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let addr = authority.split('/').next().unwrap_or(authority);
+    if std::net::TcpStream::connect(addr).is_ok() {
+        return Some(url);
+    }
+    let why = format!("{test}: no Redis server at {addr} (scripts/test starts one)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure");
+    }
+    eprintln!("SKIPPED {why}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_list_and_revoke_against_a_running_server_on_redis() {
+    let Some(url) = test_redis("cli_on_redis") else {
+        return;
+    };
+    let dir = TempDir::new("redis");
+    // Keys of this test only.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("cli-test:{}:{nanos}:", std::process::id());
+    let config = dir.config(&format!(
+        "[store]\nkind = \"redis\"\nurl = {url:?}\nkey_prefix = {prefix:?}"
+    ));
+    let server = Server::start(&config, true, Stdio::inherit());
+    list_and_revoke(&config, &server, "alice").await;
+    revocation_reaches_access_tokens(&config, &server).await;
     drop(server);
 }
 
