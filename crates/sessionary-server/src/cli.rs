@@ -339,7 +339,8 @@ pub fn rotate_keys(settings: &Settings, which: RotateKeys) -> Result<String, Cli
                 source: Box::new(e),
             }
         };
-        let key = sessionary_token::SigningKey::generate(alg).map_err(key_err("cannot generate"))?;
+        let key =
+            sessionary_token::SigningKey::generate(alg).map_err(key_err("cannot generate"))?;
         let kid = key.kid().to_owned();
         tokens.rotate(key).map_err(key_err("cannot rotate"))?;
         let pruned = tokens.prune();
@@ -393,8 +394,10 @@ fn rotate_data_keys(dir: &Path) -> Result<u32, CliError> {
         .ok_or_else(|| CliError::Usage("no data key id left".into()))?;
     let mut key = [0u8; 32];
     sessionary_core::token::fill_random(&mut key)?;
-    let mut new_text =
-        format!("# Sessionary data keys: ID:BASE64, the first seals.\n{}\n", KeyRing::format_key(id, &key));
+    let mut new_text = format!(
+        "# Sessionary data keys: ID:BASE64, the first seals.\n{}\n",
+        KeyRing::format_key(id, &key)
+    );
     for s in &specs {
         new_text.push_str(s);
         new_text.push('\n');

@@ -1541,6 +1541,57 @@ mod tests {
         fig.extract::<Config>().map_err(from_figment)
     }
 
+    fn from_toml(text: &str) -> Result<Settings, ConfigErrors> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(from_figment)?
+            .validate()
+    }
+
+    #[test]
+    fn log_is_a_filter_or_a_table() {
+        let s = from_toml("log = \"debug\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("debug", LogFormat::Text));
+        let s = from_toml("[log]\nformat = \"json\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("info", LogFormat::Json));
+        let s = from_toml("[log]\nfilter = \"warn\"\nformat = \"text\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("warn", LogFormat::Text));
+        let err = from_toml("[log]\nformat = \"xml\"").unwrap_err();
+        assert_eq!(err.0[0].key, "log", "{err}");
+        let err = from_toml("[log]\nfilter = \"info,[\"").unwrap_err();
+        assert_eq!(err.0[0].key, "log", "{err}");
+    }
+
+    #[test]
+    fn metrics_are_not_exposed_by_default() {
+        let s = Config::default().validate().unwrap();
+        assert!(s.metrics.enabled && s.metrics.listen.is_none() && s.metrics.token.is_none());
+        // A public address needs a token.
+        let err = from_toml("[metrics]\nlisten = \"0.0.0.0:9464\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.listen", "{err}");
+        let token = "t".repeat(MIN_API_KEY_LEN);
+        let s = from_toml(&format!(
+            "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken = \"{token}\""
+        ))
+        .unwrap();
+        assert_eq!(s.metrics.listen.map(|a| a.port()), Some(9464));
+        let err = from_toml("[metrics]\ntoken = \"short\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.token", "{err}");
+        let err = from_toml("[metrics]\nlisten = \"nowhere\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.listen", "{err}");
+        // The token never shows in config-check.
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&format!("[metrics]\ntoken = \"{token}\"")))
+            .extract()
+            .unwrap();
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(
+            !shown.contains(&token) && shown.contains("REDACTED"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn defaults_validate() {
         let s = Config::default().validate().unwrap();

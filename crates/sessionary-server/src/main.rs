@@ -66,7 +66,11 @@ enum SessionsCommand {
         #[command(flatten)]
         config: ConfigArgs,
         /// The session's public id.
-        #[arg(value_name = "ID", required_unless_present = "user", conflicts_with = "user")]
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "user",
+            conflicts_with = "user"
+        )]
         id: Option<String>,
         /// End every session of this user instead.
         #[arg(long, short, value_name = "USER")]

@@ -133,16 +133,32 @@ impl EncodeMetric for AtomicHistogram {
 /// [`crate::Problem`] so [`Metrics`] can count it without the handlers'
 /// help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreErrorKind(pub &'static str);
+pub enum StoreErrorKind {
+    /// The store could not be reached.
+    Unavailable,
+    /// Stored bytes did not decode.
+    Corrupt,
+    /// Any other store failure.
+    Backend,
+}
 
 impl StoreErrorKind {
-    /// `unavailable`, `corrupt` or `backend`.
+    /// The kind of `e`.
     pub fn of(e: &StoreError) -> Self {
-        Self(match e {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Corrupt(_) => "corrupt",
-            _ => "backend",
-        })
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::Corrupt(_) => Self::Corrupt,
+            _ => Self::Backend,
+        }
+    }
+
+    /// `unavailable`, `corrupt` or `backend` (the metric's label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Corrupt => "corrupt",
+            Self::Backend => "backend",
+        }
     }
 }
 
@@ -254,7 +270,9 @@ impl Metrics {
     pub fn store_error(&self, kind: StoreErrorKind) {
         self.0
             .store_errors
-            .get_or_create(&KindLabel { kind: kind.0 })
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
             .inc();
     }
 
@@ -346,6 +364,23 @@ mod tests {
             "sessionary_sessions_created_total{kind=\"anonymous\"} 1",
             "sessionary_sessions_ended_total{reason=\"expired_idle\"} 1",
             "sessionary_quota_refusals_total{limit=\"concurrent_sessions\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn store_errors_are_counted_by_kind() {
+        let m = Metrics::new();
+        let e = StoreError::unavailable(std::io::Error::other("down"));
+        m.store_error(StoreErrorKind::of(&e));
+        m.store_error(StoreErrorKind::of(&e));
+        let e = StoreError::corrupt(std::io::Error::other("bad bytes"));
+        m.store_error(StoreErrorKind::of(&e));
+        let text = m.render();
+        for line in [
+            "sessionary_store_errors_total{kind=\"unavailable\"} 2",
+            "sessionary_store_errors_total{kind=\"corrupt\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

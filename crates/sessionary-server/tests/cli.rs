@@ -183,7 +183,8 @@ impl Server {
     }
 
     async fn verify(&self, token: &str) -> (u16, Value) {
-        self.post("/v1/sessions/verify", json!({ "token": token })).await
+        self.post("/v1/sessions/verify", json!({ "token": token }))
+            .await
     }
 
     /// SIGTERM, then wait (at most 30 s) for the exit.
@@ -228,7 +229,9 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
     }
     assert!(!listed.contains(&t1), "a token was printed");
     let out = sessionary(
-        &["sessions", "list", "--config", cfg, "--user", user, "--json"],
+        &[
+            "sessions", "list", "--config", cfg, "--user", user, "--json",
+        ],
         None,
     );
     let rows: Vec<Value> = text(&out.stdout)
@@ -241,7 +244,11 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
     // Bad input: a clear error, exit 64, nothing revoked.
     let out = sessionary(&["sessions", "revoke", "--config", cfg, "not-an-id"], None);
     assert_eq!(out.status.code(), Some(64));
-    assert!(text(&out.stderr).contains("bad session id"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bad session id"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(server.verify(&t1).await.0, 200);
 
     let out = sessionary(&["sessions", "revoke", "--config", cfg, &id1], None);
@@ -249,14 +256,21 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
     assert!(text(&out.stdout).contains(&format!("revoked {id1}")));
     let (s, b) = server.verify(&t1).await;
     assert_eq!((s, b["reason"].clone()), (401, json!("revoked_by_admin")));
-    assert_eq!(server.verify(&t2).await.0, 200, "only the one session ended");
+    assert_eq!(
+        server.verify(&t2).await.0,
+        200,
+        "only the one session ended"
+    );
 
     // Again: it is gone.
     let out = sessionary(&["sessions", "revoke", "--config", cfg, &id1], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no live session"));
 
-    let out = sessionary(&["sessions", "revoke", "--config", cfg, "--user", user], None);
+    let out = sessionary(
+        &["sessions", "revoke", "--config", cfg, "--user", user],
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     for t in [&t2, &t3] {
         assert_eq!(server.verify(t).await.0, 401);
@@ -282,7 +296,14 @@ async fn an_exclusive_sqlite_server_is_reported_not_waited_for_forever() {
     let server = Server::start(&config, true, Stdio::inherit());
     let (_t, _id) = server.sign_in("alice").await;
     let out = sessionary(
-        &["sessions", "list", "--config", config.to_str().unwrap(), "--user", "alice"],
+        &[
+            "sessions",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+            "--user",
+            "alice",
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
@@ -300,10 +321,7 @@ async fn sessions_list_and_revoke_against_a_running_server_on_postgres() {
         return;
     };
     let dir = TempDir::new("pg");
-    let config = dir.config(&format!(
-        "[store]\nkind = \"postgres\"\nurl = {:?}",
-        url
-    ));
+    let config = dir.config(&format!("[store]\nkind = \"postgres\"\nurl = {:?}", url));
     let server = Server::start(&config, true, Stdio::inherit());
     list_and_revoke(&config, &server, "alice").await;
 
@@ -317,14 +335,23 @@ async fn sessions_list_and_revoke_against_a_running_server_on_postgres() {
 async fn revocation_reaches_access_tokens(config: &Path, server: &Server) {
     let (token, id) = server.sign_in("bob").await;
     let (s, issued) = server
-        .post("/v1/tokens", json!({ "session_token": token, "refresh": false }))
+        .post(
+            "/v1/tokens",
+            json!({ "session_token": token, "refresh": false }),
+        )
         .await;
     assert_eq!(s, 201, "{issued}");
     let access = issued["access_token"].as_str().unwrap().to_owned();
     let check = json!({ "access_token": access });
     assert_eq!(server.post("/v1/tokens/verify", check.clone()).await.0, 200);
     let out = sessionary(
-        &["sessions", "revoke", "--config", config.to_str().unwrap(), &id],
+        &[
+            "sessions",
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            &id,
+        ],
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -416,7 +443,10 @@ async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
         .await;
     assert_eq!(s, 200);
     let (_, issued) = server
-        .post("/v1/tokens", json!({ "session_token": token, "refresh": false }))
+        .post(
+            "/v1/tokens",
+            json!({ "session_token": token, "refresh": false }),
+        )
         .await;
     let old_access = issued["access_token"].as_str().unwrap().to_owned();
     let old_kid = kid(&old_access);
@@ -445,7 +475,11 @@ async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
     // What the old keys made still opens and verifies.
     assert_eq!(server.verify(&token).await.0, 200);
     let (s, data) = server
-        .send(reqwest::Method::GET, &format!("/v1/sessions/{id}/data"), None)
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/sessions/{id}/data"),
+            None,
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(data["data"]["cart"], json!(["tea"]), "{data}");
@@ -455,20 +489,29 @@ async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
     assert_eq!(s, 200, "a token signed before the rotation still verifies");
     // New tokens use the new key.
     let (_, issued) = server
-        .post("/v1/tokens", json!({ "session_token": token, "refresh": false }))
+        .post(
+            "/v1/tokens",
+            json!({ "session_token": token, "refresh": false }),
+        )
         .await;
     let new_access = issued["access_token"].as_str().unwrap();
     assert_ne!(kid(new_access), old_kid);
-    let (_, jwks) = server.send(reqwest::Method::GET, "/.well-known/jwks.json", None).await;
+    let (_, jwks) = server
+        .send(reqwest::Method::GET, "/.well-known/jwks.json", None)
+        .await;
     assert_eq!(jwks["keys"][0]["kid"], json!(kid(new_access)));
     drop(server);
 
     // Keys from the configuration are not the command's to change.
-    let configured = dir.config(
-        "data_keys = [\"1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]",
-    );
+    let configured = dir.config("data_keys = [\"1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]");
     let out = sessionary(
-        &["keys", "rotate", "--data", "--config", configured.to_str().unwrap()],
+        &[
+            "keys",
+            "rotate",
+            "--data",
+            "--config",
+            configured.to_str().unwrap(),
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
@@ -481,7 +524,16 @@ async fn users_add_list_passwd_remove() {
     let config = dir.config("[store]\nexclusive = false");
     let cfg = config.to_str().unwrap();
     let out = sessionary(
-        &["users", "add", "--config", cfg, "carol", "--role", "admin", "--password-stdin"],
+        &[
+            "users",
+            "add",
+            "--config",
+            cfg,
+            "carol",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
         Some("correct horse battery\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -494,7 +546,14 @@ async fn users_add_list_passwd_remove() {
     let out = sessionary(&["users", "add", "--config", cfg, "dave"], None);
     assert_eq!(out.status.code(), Some(64));
     let out = sessionary(
-        &["users", "passwd", "--config", cfg, "carol", "--password-stdin"],
+        &[
+            "users",
+            "passwd",
+            "--config",
+            cfg,
+            "carol",
+            "--password-stdin",
+        ],
         Some("short\n"),
     );
     assert_eq!(out.status.code(), Some(64));
@@ -504,7 +563,14 @@ async fn users_add_list_passwd_remove() {
     let out = sessionary(&["users", "list", "--config", cfg], None);
     assert_eq!(text(&out.stdout), "carol admin\ndave user\n");
     let out = sessionary(
-        &["users", "passwd", "--config", cfg, "carol", "--password-stdin"],
+        &[
+            "users",
+            "passwd",
+            "--config",
+            cfg,
+            "carol",
+            "--password-stdin",
+        ],
         Some("a new long password\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -515,7 +581,11 @@ async fn users_add_list_passwd_remove() {
     let (token, _) = server.sign_in("dave").await;
     let out = sessionary(&["users", "remove", "--config", cfg, "dave"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("1 session(s) ended"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("1 session(s) ended"),
+        "{}",
+        text(&out.stdout)
+    );
     let (s, b) = server.verify(&token).await;
     assert_eq!((s, b["reason"].clone()), (401, json!("user_disabled")));
     let out = sessionary(&["users", "list", "--config", cfg], None);
@@ -544,14 +614,21 @@ async fn json_logs_carry_session_ids_and_never_tokens() {
     for line in logs.lines() {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
         lines += 1;
     }
     assert!(lines > 3, "{logs}");
-    assert!(logs.contains(&id), "the session id should be logged:\n{logs}");
+    assert!(
+        logs.contains(&id),
+        "the session id should be logged:\n{logs}"
+    );
     // The verify request's span carries the session id.
     assert!(
-        logs.lines().any(|l| l.contains("\"route\":\"/v1/sessions/verify\"") && l.contains(&id)),
+        logs.lines()
+            .any(|l| l.contains("\"route\":\"/v1/sessions/verify\"") && l.contains(&id)),
         "{logs}"
     );
     assert!(!logs.contains(&token), "token logged");

@@ -304,3 +304,51 @@ async fn without_metrics_there_is_no_endpoint() {
     let app = app(AppState::new(manager, ApiKeys::new([KEY])));
     assert_eq!(scrape_with(&app, Some(KEY)).await.0, 404);
 }
+
+#[tokio::test]
+async fn store_failures_are_counted_by_kind() {
+    let store = Arc::new(sessionary_testkit::probe::ProbeStore::new());
+    let metrics = Metrics::new();
+    let manager = SessionManager::builder(store.clone())
+        .with_event_sink(Arc::new(metrics.clone()))
+        .build()
+        .unwrap();
+    let state = AppState::new(manager, ApiKeys::new([KEY]))
+        .with_metrics(metrics, Some(MetricsAccess::ApiKey));
+    let app = app(state);
+    let (_, a) = call(
+        &app,
+        Method::POST,
+        "/v1/sessions",
+        Some(json!({"user": "alice"})),
+    )
+    .await;
+    let token = a["token"].as_str().unwrap();
+    store.set_down(true);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/sessions/verify",
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(s, 503);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/sessions",
+        Some(json!({"user": "bob"})),
+    )
+    .await;
+    assert_eq!(s, 503);
+    store.set_down(false);
+    let m = parse(&scrape_with(&app, Some(KEY)).await.2);
+    let e = "sessionary_store_errors_total";
+    assert_eq!(value(&m, e, Some(("kind", "unavailable"))), 2.0);
+    assert_eq!(value(&m, e, Some(("kind", "backend"))), 0.0);
+    // The failed verification is still timed.
+    assert_eq!(
+        histogram_count(&m, "sessionary_verify_duration_seconds"),
+        1.0
+    );
+}

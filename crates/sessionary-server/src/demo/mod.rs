@@ -239,6 +239,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .merge(session_routes())
         .fallback(not_found)
         .layer(CsrfLayer::new(csrf))
+        .layer(middleware::from_fn(record_sid))
         .layer(middleware::from_fn_with_state(demo.clone(), error_pages))
         .layer(SessionLayer::new(manager, config))
         .layer(middleware::map_response(security_headers))
@@ -1191,4 +1192,20 @@ async fn security_headers(mut res: Response) -> Response {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+/// Puts the verified session's public id on the request span (`sid`), as the
+/// API's handlers do; never the token or its hash.
+async fn record_sid(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if let Some(rec) = req
+        .extensions()
+        .get::<sessionary_axum::Session>()
+        .and_then(sessionary_axum::Session::record)
+    {
+        tracing::Span::current().record("sid", tracing::field::display(rec.id));
+    }
+    next.run(req).await
 }

@@ -416,7 +416,11 @@ impl DemoUsers {
                 "the last account cannot be removed; delete the file instead",
             ));
         }
-        let updated: Vec<Account> = accounts.iter().filter(|a| &a.name != name).cloned().collect();
+        let updated: Vec<Account> = accounts
+            .iter()
+            .filter(|a| &a.name != name)
+            .cloned()
+            .collect();
         self.save(&updated)?;
         *accounts = updated;
         Ok(())
