@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -35,7 +35,12 @@ pub struct DemoUsers {
     dummy: String,
     /// The file the accounts are kept in, if any (password changes rewrite it).
     path: Option<PathBuf>,
+    /// The file's modification time and length when last read or written.
+    stamp: Mutex<Option<FileStamp>>,
 }
+
+/// A file's modification time and length.
+type FileStamp = (Option<std::time::SystemTime>, u64);
 
 impl Clone for DemoUsers {
     /// An independent copy: a password changed on one is not changed on the other.
@@ -49,6 +54,12 @@ impl Clone for DemoUsers {
             ),
             dummy: self.dummy.clone(),
             path: self.path.clone(),
+            stamp: Mutex::new(
+                *self
+                    .stamp
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
         }
     }
 }
@@ -175,6 +186,7 @@ impl DemoUsers {
             accounts: RwLock::new(accounts),
             dummy: hash("not a password")?,
             path: None,
+            stamp: Mutex::new(None),
         })
     }
 
@@ -190,6 +202,7 @@ impl DemoUsers {
             Ok(text) => {
                 let mut users = Self::parse(&path, &text)?;
                 users.path = Some(path);
+                users.mark_loaded();
                 Ok((users, Vec::new()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -222,6 +235,7 @@ impl DemoUsers {
                     .collect();
                 let mut users = Self::from_accounts(&refs)?;
                 users.path = Some(path);
+                users.mark_loaded();
                 Ok((users, fresh))
             }
             Err(source) => Err(DemoUsersError::File {
@@ -232,7 +246,7 @@ impl DemoUsers {
         }
     }
 
-    fn parse(path: &Path, text: &str) -> Result<Self, DemoUsersError> {
+    fn parse_accounts(path: &Path, text: &str) -> Result<Vec<Account>, DemoUsersError> {
         let malformed = |message: String| DemoUsersError::Malformed {
             path: path.to_owned(),
             message,
@@ -252,18 +266,86 @@ impl DemoUsers {
             if UserId::new(name).is_err() || PasswordHash::new(h).is_err() {
                 return Err(malformed(format!("line {} is not a valid account", i + 1)));
             }
-            rows.push((name, role, h));
+            rows.push(Account {
+                name: UserId::new(name)
+                    .map_err(|_| malformed(format!("line {} is not a valid account", i + 1)))?,
+                role: role.to_owned(),
+                hash: h.to_owned(),
+            });
         }
         if rows.is_empty() {
             return Err(malformed("no accounts".into()));
         }
-        Self::from_accounts(&rows)
+        Ok(rows)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, DemoUsersError> {
+        let accounts = Self::parse_accounts(path, text)?;
+        let mut users = Self::from_accounts(&[])?;
+        users.accounts = RwLock::new(accounts);
+        Ok(users)
+    }
+
+    /// The file's modification time and length now, if it can be read.
+    fn stamp_now(&self) -> Option<FileStamp> {
+        let md = fs::metadata(self.path.as_ref()?).ok()?;
+        Some((md.modified().ok(), md.len()))
+    }
+
+    /// Notes the file as it is now as what the accounts in memory hold.
+    fn mark_loaded(&self) {
+        *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.stamp_now();
+    }
+
+    /// Re-reads the file if it changed since it was loaded (another process,
+    /// such as `sessionary users`, rewrote it), so a running server follows
+    /// added, removed and re-passworded accounts. A file that is gone or
+    /// malformed leaves the accounts as they were (with a warning).
+    fn refresh(&self) {
+        let Some(path) = &self.path else { return };
+        let now = self.stamp_now();
+        // Never held together with `accounts` (writers take that first).
+        let seen = *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.is_none() || seen == now {
+            return;
+        }
+        let read = fs::read_to_string(path)
+            .map_err(|source| DemoUsersError::File {
+                what: "cannot read",
+                path: path.clone(),
+                source,
+            })
+            .and_then(|text| Self::parse_accounts(path, &text));
+        match read {
+            Ok(accounts) => {
+                *self
+                    .accounts
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = accounts;
+                tracing::info!(file = %path.display(), "demo accounts reloaded");
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "demo accounts file changed but cannot be used; keeping the accounts loaded before"
+            ),
+        }
+        *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 
     /// The account's name and role if `password` is right. Slow on purpose
     /// (Argon2id): call it off the async threads ([`tokio::task::spawn_blocking`]).
     /// An unknown name costs as much as a wrong password.
     pub fn check(&self, name: &str, password: &str) -> Option<(UserId, String)> {
+        self.refresh();
         // Copied out so the lock is not held through Argon2.
         let account = self
             .accounts
@@ -327,6 +409,8 @@ impl DemoUsers {
                 path: path.clone(),
                 source,
             })?;
+            // What is written is what memory will hold: no reload for it.
+            self.mark_loaded();
         }
         Ok(())
     }
@@ -344,6 +428,7 @@ impl DemoUsers {
         })?;
         let mut users = Self::parse(path, &text)?;
         users.path = Some(path.to_owned());
+        users.mark_loaded();
         Ok(users)
     }
 
@@ -438,6 +523,7 @@ impl DemoUsers {
 
     /// The account names, for the admin page.
     pub fn names(&self) -> Vec<UserId> {
+        self.refresh();
         self.accounts
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -475,6 +561,45 @@ fn write_new(path: &Path, text: &str) -> Result<(), DemoUsersError> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(err("cannot write"))
+}
+
+#[cfg(test)]
+mod reload_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_running_server_follows_changes_made_by_another_process() {
+        let dir = std::env::temp_dir().join(format!(
+            "sessionary-demo-reload-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let (served, fresh) = DemoUsers::load_or_create(&dir).unwrap();
+        let alice = UserId::new(USER_NAME).unwrap();
+        let old = &fresh[0].password;
+        assert!(served.check(USER_NAME, old).is_some());
+        // Another process (the CLI) changes the password and adds an account.
+        let other = DemoUsers::load(&dir.join(DEMO_USERS_FILE)).unwrap();
+        other.set_password(&alice, "a brand new password").unwrap();
+        other
+            .add(&UserId::new("carol").unwrap(), "user", "carol's password")
+            .unwrap();
+        assert!(
+            served.check(USER_NAME, old).is_none(),
+            "old password still accepted"
+        );
+        assert!(served.check(USER_NAME, "a brand new password").is_some());
+        assert!(served.check("carol", "carol's password").is_some());
+        other.remove(&alice).unwrap();
+        assert!(served.check(USER_NAME, "a brand new password").is_none());
+        // A broken file keeps what was loaded.
+        fs::write(dir.join(DEMO_USERS_FILE), "garbage\n").unwrap();
+        assert!(served.check("carol", "carol's password").is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[cfg(test)]
