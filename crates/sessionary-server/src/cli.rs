@@ -16,8 +16,9 @@
 //!   expire (10 minutes by default). A node with `exclusive = true` (the
 //!   default) locks the file and serves from memory: the command cannot open
 //!   the file while it runs and says so.
-//! - Demo users and keys live in files of the data folder, which `serve` reads
-//!   at start: changes reach a running node when it restarts.
+//! - Keys live in files of the data folder, which `serve` reads at start:
+//!   rotated keys reach a running node when it restarts. The demo's accounts
+//!   file is re-read by a running node at its next sign-in after it changed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

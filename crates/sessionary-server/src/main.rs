@@ -65,11 +65,13 @@ enum SessionsCommand {
     Revoke {
         #[command(flatten)]
         config: ConfigArgs,
-        /// The session's public id.
+        /// The session's public id (base64url, so it may start with `-`; it is
+        /// still taken as the id, and `--` before it is always safe).
         #[arg(
             value_name = "ID",
             required_unless_present = "user",
-            conflicts_with = "user"
+            conflicts_with = "user",
+            allow_hyphen_values = true
         )]
         id: Option<String>,
         /// End every session of this user instead.

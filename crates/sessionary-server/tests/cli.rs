@@ -250,8 +250,25 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
         text(&out.stderr)
     );
     assert_eq!(server.verify(&t1).await.0, 200);
+    // Ids are base64url and may start with `-`: still an id, not an option.
+    let out = sessionary(
+        &[
+            "sessions",
+            "revoke",
+            "--config",
+            cfg,
+            "-AAAAAAAAAAAAAAAAAAAAA",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no live session"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = sessionary(&["sessions", "revoke", "--config", cfg, &id1], None);
+    let out = sessionary(&["sessions", "revoke", "--config", cfg, "--", &id1], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&format!("revoked {id1}")));
     let (s, b) = server.verify(&t1).await;
@@ -263,7 +280,7 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
     );
 
     // Again: it is gone.
-    let out = sessionary(&["sessions", "revoke", "--config", cfg, &id1], None);
+    let out = sessionary(&["sessions", "revoke", "--config", cfg, "--", &id1], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no live session"));
 
@@ -350,6 +367,7 @@ async fn revocation_reaches_access_tokens(config: &Path, server: &Server) {
             "revoke",
             "--config",
             config.to_str().unwrap(),
+            "--",
             &id,
         ],
         None,
