@@ -337,6 +337,12 @@ impl AuditLog {
         }
     }
 
+    /// Queues an entry that is not an event (e.g. [`crate::activity`]'s page
+    /// views); written behind like the others, never waited for.
+    pub fn record(&self, entry: AuditEntry) {
+        self.queue(entry);
+    }
+
     fn queue(&self, entry: AuditEntry) {
         if let Err(e) = self.tx.try_send(Msg::Entry(entry)) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;

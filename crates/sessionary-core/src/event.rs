@@ -228,10 +228,19 @@ impl EventBus {
             loop {
                 let event = match rx.recv().await {
                     Ok(remote) if remote.node == node => continue,
-                    Ok(remote) => remote.into_event(),
+                    Ok(remote) => match remote.into_event() {
+                        Some(event) => event,
+                        None => continue,
+                    },
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "events of other nodes were missed");
-                        RemoteEvent::missed(Timestamp(0)).into_event()
+                        Event {
+                            at: Timestamp(0),
+                            session_id: None,
+                            user: None,
+                            ip: None,
+                            kind: EventKind::EventsMissed,
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };

@@ -64,6 +64,10 @@ pub enum RemoteKind {
     DataChanged,
     /// User-scope data changed.
     UserDataChanged,
+    /// A session record changed in the store (rotated, updated, ended): copies
+    /// of it kept in memory ([`crate::near_cache::NearCache`]) must go. Not an
+    /// event for local subscribers.
+    Changed,
     /// The transport lost messages: anything may have changed.
     Missed,
 }
@@ -116,21 +120,22 @@ impl RemoteEvent {
         }
     }
 
-    /// The event local subscribers receive.
-    pub fn into_event(self) -> Event {
+    /// The event local subscribers receive, if any.
+    pub fn into_event(self) -> Option<Event> {
         let kind = match self.kind {
             RemoteKind::Ended { reason } => EventKind::Ended { reason },
             RemoteKind::DataChanged => EventKind::DataChanged,
             RemoteKind::UserDataChanged => EventKind::UserDataChanged,
             RemoteKind::Missed => EventKind::EventsMissed,
+            RemoteKind::Changed => return None,
         };
-        Event {
+        Some(Event {
             at: self.at,
             session_id: self.session_id,
             user: self.user,
             ip: None,
             kind,
-        }
+        })
     }
 
     /// JSON bytes for a transport.
@@ -278,8 +283,14 @@ mod tests {
         );
         let back = RemoteEvent::decode(&bytes).unwrap();
         assert_eq!(back, remote);
-        let local = back.into_event();
+        let local = back.into_event().unwrap();
         assert_eq!(local.kind, event.kind);
+        // Cache invalidations are not events for subscribers.
+        let changed = RemoteEvent {
+            kind: RemoteKind::Changed,
+            ..remote
+        };
+        assert_eq!(changed.into_event(), None);
         assert_eq!(local.session_id, Some(sid));
         // Kinds no subscriber needs stay home.
         let created = Event {

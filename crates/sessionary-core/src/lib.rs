@@ -53,6 +53,7 @@
 
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod audit;
 pub mod binding;
 pub mod clock;
@@ -61,6 +62,7 @@ pub mod event;
 pub mod fanout;
 pub mod manager;
 pub mod memory;
+pub mod near_cache;
 pub mod policy;
 pub mod record;
 pub mod refresh;

@@ -11,6 +11,9 @@ use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
 use tokio::sync::broadcast;
 
 use crate::Error;
+use crate::con::Con;
+use crate::target::Target;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 /// Events published but not yet sent before new ones are dropped (with a warning).
 const QUEUE: usize = 4096;
@@ -24,7 +27,9 @@ const RETRY: Duration = Duration::from_millis(100);
 /// a subscriber was disconnected are lost, so after each reconnection the
 /// subscriber reports [`RemoteEvent::missed`] and subscribers re-read what
 /// they watch. In Cluster, `PUBLISH` reaches every node's subscribers (classic
-/// pub/sub is broadcast across the cluster).
+/// pub/sub is broadcast across the cluster): the publisher is a Cluster
+/// connection, the subscriber listens on one seed node and, when that node
+/// goes away, subscribes again on the next seed (reporting a miss).
 ///
 /// Publishing never waits: events queue (4096) for a background task; when
 /// Redis is away they are dropped with a warning.
@@ -42,7 +47,8 @@ impl fmt::Debug for RedisFanout {
 }
 
 impl RedisFanout {
-    /// Connects to `url` for the store whose keys start with `key_prefix`
+    /// Connects to `url` (the forms of [`RedisStore::connect`](crate::RedisStore::connect))
+    /// for the store whose keys start with `key_prefix`
     /// (the channel is `<key_prefix>events`). Must run inside a Tokio
     /// runtime: two tasks publish and subscribe until the fanout is dropped.
     ///
@@ -51,28 +57,52 @@ impl RedisFanout {
     /// [`Error::Url`] for a malformed URL, [`Error::Connect`] if Redis cannot
     /// be reached at first.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(Error::Url)?;
         let channel = format!("{key_prefix}events");
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2));
-        let mut publisher = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(Error::Connect)?;
+        let (mut publisher, seeds) = match Target::parse(url)? {
+            Target::Standalone(url) => {
+                let client = redis::Client::open(url).map_err(Error::Url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Duration::from_secs(2))
+                    .set_response_timeout(Duration::from_secs(2));
+                let publisher = ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map_err(Error::Connect)?;
+                (Con::Direct(publisher), vec![client])
+            }
+            Target::Cluster(seeds) => {
+                let clients = seeds
+                    .iter()
+                    .map(|s| redis::Client::open(s.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Error::Url)?;
+                let publisher = crate::cluster::connect(seeds, Duration::from_secs(2)).await?;
+                (Con::Cluster(publisher), clients)
+            }
+            Target::Sentinel { .. } => {
+                return Err(Error::Url(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "Sentinel is not supported yet",
+                ))));
+            }
+        };
         // The first subscription is made here, so events published after
-        // `connect` returns are heard.
-        let mut pubsub = client.get_async_pubsub().await.map_err(Error::Connect)?;
-        pubsub.subscribe(&channel).await.map_err(Error::Connect)?;
+        // `connect` returns are heard: on the first seed that answers.
+        let mut seed = 0;
+        let pubsub = loop {
+            match subscribe(&seeds[seed], &channel).await {
+                Ok(p) => break p,
+                Err(e) if seed + 1 == seeds.len() => return Err(Error::Connect(e)),
+                Err(_) => seed += 1,
+            }
+        };
         let (relay, mut queue) = Relay::new(QUEUE);
 
         let name = channel.clone();
         tokio::spawn(async move {
             while let Some(event) = queue.recv().await {
-                let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(&name)
-                    .arg(event.encode())
-                    .query_async(&mut publisher)
-                    .await;
+                let mut cmd = redis::cmd("PUBLISH");
+                cmd.arg(&name).arg(event.encode());
+                let sent = publish(&mut publisher, &cmd).await;
                 if let Err(e) = sent {
                     tracing::warn!(error = %e, "a session event could not be sent to the other nodes");
                 }
@@ -103,12 +133,9 @@ impl RedisFanout {
                 let Some(hub) = weak.upgrade() else { return };
                 drop(hub);
                 tokio::time::sleep(RETRY).await;
-                let again = async {
-                    let mut p = client.get_async_pubsub().await?;
-                    p.subscribe(&name).await?;
-                    Ok::<_, redis::RedisError>(p)
-                };
-                if let Ok(p) = again.await {
+                // Cluster: the next seed (the one heard last may be down).
+                seed = (seed + 1) % seeds.len();
+                if let Ok(p) = subscribe(&seeds[seed], &name).await {
                     // Whatever was published while away is gone.
                     if let Some(hub) = weak.upgrade() {
                         let _ = hub.send(RemoteEvent::missed(Timestamp(0)));
@@ -124,6 +151,46 @@ impl RedisFanout {
     pub fn channel(&self) -> &str {
         &self.channel
     }
+}
+
+/// Sends `PUBLISH`. On Cluster any node broadcasts it, so it goes to a
+/// random node (not the channel's slot owner, which may be the node that is
+/// down), up to three times.
+async fn publish(publisher: &mut Con, cmd: &redis::Cmd) -> redis::RedisResult<()> {
+    match publisher {
+        Con::Cluster(c) => {
+            let mut last = None;
+            for _ in 0..3 {
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                match c.route_command(cmd, to).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| (redis::ErrorKind::IoError, "not sent").into()))
+        }
+        other => cmd.query_async::<i64>(other).await.map(drop),
+    }
+}
+
+/// A pub/sub connection to `client`, subscribed to `channel`, within 2 s.
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    let go = async {
+        let mut p = client.get_async_pubsub().await?;
+        p.subscribe(channel).await?;
+        Ok(p)
+    };
+    tokio::time::timeout(Duration::from_secs(2), go)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "subscription timed out",
+            )))
+        })
 }
 
 impl Fanout for RedisFanout {

@@ -3,10 +3,16 @@
 //! Sessions, tombstones, user data, restorable data, refresh token families
 //! and the audit log live in Redis. Every operation of
 //! [`SessionStore`] is one Lua script (one round trip, atomic on the
-//! server), including `load` with a due sliding touch. The connection is a
-//! redis-rs `ConnectionManager`: one multiplexed connection that reconnects
-//! by itself after the server went away; while it is down, operations fail
-//! with [`StoreError::Unavailable`] within the configured timeout instead of
+//! server), including `load` with a due sliding touch. On one server
+//! (`redis://...`) the connection is a redis-rs `ConnectionManager`: one
+//! multiplexed connection that reconnects by itself after the server went
+//! away. On a Redis Cluster (`redis+cluster://host:port,host:port`, seed
+//! nodes) it is redis-rs's Cluster connection, and each script runs on the
+//! slot of the owner it touches: the route to that owner (token hash →
+//! session, session id → owner) is read before, from an in-process cache
+//! once known, so a verification is again one `EVALSHA`. While Redis (or the
+//! master serving a slot) is down, operations fail with
+//! [`StoreError::Unavailable`] within the configured timeout instead of
 //! hanging.
 //!
 //! # Examples
@@ -33,8 +39,9 @@
 //! Everything an owner (a user, or an anonymous session) has shares one hash
 //! tag, so each multi-key script touches one Cluster slot: `{u:<user>}` or
 //! `{s:<session id>}`. Token hash → session and id → owner are small route keys
-//! outside the tags. See `ARCHITECTURE.md` ("RedisStore") for the table and
-//! what Cluster and Sentinel will need.
+//! outside the tags (on Cluster the store reads and writes them outside the
+//! owner's script). See `ARCHITECTURE.md` ("RedisStore") for the table and
+//! the Cluster protocol.
 //!
 //! # Expiry
 //!
@@ -53,6 +60,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod codec;
 mod con;
 mod fanout;
@@ -61,10 +69,11 @@ mod target;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, ScriptInvocation, Value};
 use sessionary_core::audit::{AuditEntry, AuditQuery, AuditRecord};
@@ -83,6 +92,7 @@ use sessionary_core::{
 
 pub use crate::fanout::RedisFanout;
 
+use crate::cluster::{Node, Routes};
 use crate::codec::{array, bytes, hex, int};
 use crate::con::Con;
 use crate::scripts::Scripts;
@@ -92,7 +102,9 @@ use crate::target::Target;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`).
+    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
+    /// or `redis+cluster://[user:password@]host:port[,host:port...]`), or asks
+    /// for what its mode does not support.
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -141,6 +153,9 @@ fn store_error(e: RedisError) -> StoreError {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_unrecoverable_error()
+        // Cluster: `MOVED`/`ASK` left after redis-rs's retries, `TRYAGAIN`,
+        // `CLUSTERDOWN`: the topology is changing (a master died or moves).
+        || e.is_cluster_error()
         || matches!(
             e.kind(),
             redis::ErrorKind::BusyLoadingError
@@ -175,6 +190,7 @@ pub struct RedisOptions {
     timeout: Duration,
     gc_grace: Duration,
     replica_acks: Option<(u32, Duration)>,
+    route_cache: usize,
 }
 
 impl Default for RedisOptions {
@@ -184,6 +200,7 @@ impl Default for RedisOptions {
             timeout: Duration::from_secs(2),
             gc_grace: Duration::from_secs(7 * 86_400),
             replica_acks: None,
+            route_cache: 100_000,
         }
     }
 }
@@ -238,10 +255,23 @@ impl RedisOptions {
     /// connection so far, so it also covers concurrent writes of the same
     /// store. Off by default (asynchronous replication). Keep `timeout`
     /// below [`Self::with_timeout`]: a reply slower than that fails the
-    /// operation as well.
+    /// operation as well. Not supported on a Cluster yet
+    /// ([`RedisStore::connect`] refuses it there).
     #[must_use]
     pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replica_acks = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// Cluster only: how many routes (token hash → session, session id →
+    /// owner) the store keeps in memory (default 100 000, about 20 MB at
+    /// most). A cached route saves a `GET` on another node before each
+    /// operation: with it, a verification is one `EVALSHA`. Routes never
+    /// change once written, so the cache is never stale in a way that
+    /// matters (an owner script that finds nothing re-reads the route).
+    #[must_use]
+    pub fn with_route_cache(mut self, entries: usize) -> Self {
+        self.route_cache = entries;
         self
     }
 
@@ -285,7 +315,8 @@ impl RedisOptions {
     }
 }
 
-/// A [`SessionStore`] on Redis (standalone). Clones share the connection.
+/// A [`SessionStore`] on Redis, one server or a Cluster. Clones share the
+/// connection (and, on Cluster, the route cache).
 ///
 /// # Examples
 ///
@@ -302,9 +333,14 @@ struct Inner {
     timeout: Duration,
     grace_ms: String,
     replica_acks: Option<(u32, Duration)>,
-    /// Where the next sweep resumes its `SCAN` (0: from the start).
-    sweep_cursor: AtomicU64,
-    refresh_cursor: AtomicU64,
+    grace: i64,
+    /// Cluster: the route cache (`None`: standalone, routes are read inside
+    /// the scripts).
+    routes: Option<Routes>,
+    /// Where the next sweep resumes its `SCAN` (node index, cursor; (0, 0):
+    /// from the start).
+    sweep_cursor: Mutex<(usize, u64)>,
+    refresh_cursor: Mutex<(usize, u64)>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -326,6 +362,30 @@ fn owner_tag(user: Option<&UserId>, id: &SessionId) -> String {
         Some(u) => user_tag(u),
         None => format!("s:{}", hex(&id.0)),
     }
+}
+
+/// The reply of a script that found nothing: `{0}`.
+fn code0() -> Value {
+    Value::Array(vec![Value::Int(0)])
+}
+
+/// The reply of a script that found nothing: `{}`.
+fn empty() -> Value {
+    Value::Array(vec![])
+}
+
+/// A route `<tag> <name>` as the owner key `P{tag}:<kind>:<name>`.
+fn named(kind: &'static str) -> impl Fn(&str) -> Option<(String, String)> {
+    move |route| {
+        let (tag, name) = route.split_once(' ')?;
+        Some((tag.to_owned(), format!("{kind}:{name}")))
+    }
+}
+
+/// A route `<tag>` as the owner key `P{tag}:<kind>:<name>`.
+fn tagged(kind: &'static str, name: &str) -> impl Fn(&str) -> Option<(String, String)> {
+    let suffix = format!("{kind}:{name}");
+    move |tag| (!tag.is_empty()).then(|| (tag.to_owned(), suffix.clone()))
 }
 
 fn ending_args(inv: &mut ScriptInvocation<'_>, e: &Ending) {
@@ -367,26 +427,58 @@ fn at(rest: &[Value], i: usize) -> StoreResult<&Value> {
 
 impl RedisStore {
     /// Connects to the Redis server at `url`
-    /// (`redis://[user:password@]host[:port][/db]`), waiting until the first
-    /// connection is up (within the options' timeout). Later disconnections
-    /// are repaired by themselves.
+    /// (`redis://[user:password@]host[:port][/db]`) or to the Redis Cluster
+    /// that the seed nodes of `url` belong to
+    /// (`redis+cluster://[user:password@]host:port[,host:port...]`), waiting
+    /// until the first connection is up (within the options' timeout). Later
+    /// disconnections are repaired by themselves.
     ///
     /// # Errors
     ///
-    /// [`Error::Url`] for a malformed URL, [`Error::KeyPrefix`] for a prefix
-    /// [`RedisOptions::with_key_prefix`] refuses, [`Error::Connect`] if the
-    /// server cannot be reached.
+    /// [`Error::Url`] for a malformed URL (or, on Cluster,
+    /// [`RedisOptions::with_replica_acks`], not supported there yet),
+    /// [`Error::KeyPrefix`] for a prefix [`RedisOptions::with_key_prefix`]
+    /// refuses, [`Error::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
-        let url = match Target::parse(url)? {
-            Target::Standalone(url) => url,
-            Target::Cluster(_) | Target::Sentinel { .. } => {
+        let (con, routes) = match Target::parse(url)? {
+            Target::Standalone(url) => (Self::direct(url, &options).await?, None),
+            Target::Cluster(seeds) => {
+                if options.replica_acks.is_some() {
+                    return Err(Error::Url(RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "replica acknowledgements (WAIT) are not supported on Cluster yet",
+                    ))));
+                }
+                let con = cluster::connect(seeds, options.timeout).await?;
+                (Con::Cluster(con), Some(Routes::new(options.route_cache)))
+            }
+            Target::Sentinel { .. } => {
                 return Err(Error::Url(RedisError::from((
                     redis::ErrorKind::InvalidClientConfig,
-                    "Cluster and Sentinel are not supported yet",
+                    "Sentinel is not supported yet",
                 ))));
             }
         };
+        let grace = i64::try_from(options.gc_grace.as_millis()).unwrap_or(i64::MAX);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                con,
+                scripts: Scripts::new(),
+                prefix: options.key_prefix,
+                timeout: options.timeout,
+                replica_acks: options.replica_acks,
+                grace_ms: grace.max(1).to_string(),
+                grace: grace.max(1),
+                routes,
+                sweep_cursor: Mutex::new((0, 0)),
+                refresh_cursor: Mutex::new((0, 0)),
+            }),
+        })
+    }
+
+    /// Standalone: one `ConnectionManager`.
+    async fn direct(url: String, options: &RedisOptions) -> Result<Con, Error> {
         let client = redis::Client::open(url).map_err(Error::Url)?;
         // Few, short retries: an operation waits for the reconnection, and
         // must fail with `Unavailable` within the timeout rather than queue.
@@ -408,20 +500,7 @@ impl RedisStore {
             )))
         })?
         .map_err(Error::Connect)?;
-        let con = Con::Direct(con);
-        let grace = i64::try_from(options.gc_grace.as_millis()).unwrap_or(i64::MAX);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                con,
-                scripts: Scripts::new(),
-                prefix: options.key_prefix,
-                timeout: options.timeout,
-                replica_acks: options.replica_acks,
-                grace_ms: grace.max(1).to_string(),
-                sweep_cursor: AtomicU64::new(0),
-                refresh_cursor: AtomicU64::new(0),
-            }),
-        })
+        Ok(Con::Direct(con))
     }
 
     /// The key prefix.
@@ -429,7 +508,8 @@ impl RedisStore {
         &self.inner.prefix
     }
 
-    /// Deletes every key under this store's prefix (with `SCAN` + `UNLINK`),
+    /// Deletes every key under this store's prefix (with `SCAN` + `UNLINK`, on
+    /// every primary of a Cluster),
     /// e.g. at the end of a test. Returns how many keys were deleted.
     ///
     /// # Errors
@@ -437,21 +517,25 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] if Redis cannot be reached.
     pub async fn clear(&self) -> StoreResult<usize> {
         let pattern = format!("{}*", self.inner.prefix);
-        let mut cursor = 0u64;
         let mut n = 0;
-        loop {
-            let (next, keys) = self.scan(cursor, &pattern).await?;
-            if !keys.is_empty() {
-                n += keys.len();
-                let mut cmd = redis::cmd("UNLINK");
-                cmd.arg(&keys);
-                self.query::<Value>(&cmd).await?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(n);
+        for node in self.nodes().await? {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys) = self.scan(node.as_ref(), cursor, &pattern).await?;
+                if !keys.is_empty() {
+                    n += keys.len();
+                    // On Cluster, redis-rs splits a multi-key UNLINK by slot.
+                    let mut cmd = redis::cmd("UNLINK");
+                    cmd.arg(&keys);
+                    self.query::<Value>(&cmd).await?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
+        Ok(n)
     }
 
     /// Starts a script call with the prefix and grace arguments every script takes.
@@ -459,6 +543,41 @@ impl RedisStore {
         let mut inv = s.prepare_invoke();
         inv.arg(&self.inner.prefix).arg(&self.inner.grace_ms);
         inv
+    }
+
+    /// [`Self::call`] for a script on one owner's keys: on Cluster, `KEYS[1]`
+    /// is `P{tag}:suffix` (redis-rs routes the `EVALSHA` by it; the script
+    /// reads the tag and name from it instead of a route key). Standalone
+    /// scripts get no keys and read the routes themselves.
+    fn call_on<'a>(
+        &'a self,
+        s: &'a redis::Script,
+        tag: &str,
+        suffix: &str,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = self.call(s);
+        if self.inner.routes.is_some() {
+            inv.key(self.okey(tag, suffix));
+        }
+        inv
+    }
+
+    /// `P{tag}:suffix`.
+    fn okey(&self, tag: &str, suffix: &str) -> String {
+        format!("{}{{{tag}}}:{suffix}", self.inner.prefix)
+    }
+
+    /// `P name` (a route key).
+    fn rkey(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.prefix)
+    }
+
+    /// A key TTL (ms) for something that ends `span` ms from now, as `ttl_for`
+    /// in `lib.lua`.
+    fn ttl_for(&self, span: i64) -> i64 {
+        const MAXTTL: i64 = 400 * 86_400_000;
+        let g = self.inner.grace;
+        span.saturating_add(g).clamp(g, MAXTTL.max(g))
     }
 
     async fn run(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
@@ -504,7 +623,39 @@ impl RedisStore {
         }
     }
 
-    async fn scan(&self, cursor: u64, pattern: &str) -> StoreResult<(u64, Vec<Vec<u8>>)> {
+    /// The nodes a `SCAN` must visit: the one server (`None`), or every
+    /// primary of the Cluster.
+    async fn nodes(&self) -> StoreResult<Vec<Option<Node>>> {
+        match &self.inner.con {
+            Con::Cluster(c) => {
+                let mut c = c.clone();
+                match tokio::time::timeout(self.inner.timeout, cluster::primaries(&mut c)).await {
+                    Ok(r) => Ok(r.map_err(store_error)?.into_iter().map(Some).collect()),
+                    Err(_) => Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
+                }
+            }
+            _ => Ok(vec![None]),
+        }
+    }
+
+    async fn scan(
+        &self,
+        node: Option<&Node>,
+        cursor: u64,
+        pattern: &str,
+    ) -> StoreResult<(u64, Vec<Vec<u8>>)> {
+        if let (Some(node), Con::Cluster(c)) = (node, &self.inner.con) {
+            let mut c = c.clone();
+            return match tokio::time::timeout(
+                self.inner.timeout,
+                cluster::scan(&mut c, node, cursor, pattern),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(store_error),
+                Err(_) => Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
+            };
+        }
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(cursor)
             .arg("MATCH")
@@ -517,11 +668,16 @@ impl RedisStore {
     /// The next batch of keys of a scan pass, or `None` once the pass is over.
     async fn next_keys(&self, pass: &mut Pass<'_>) -> StoreResult<Option<Vec<Vec<u8>>>> {
         while !pass.done {
-            let (next, keys) = self.scan(pass.at, &pass.pattern).await?;
+            let n = pass.nodes.len();
+            let node = pass.nodes[pass.node % n].clone();
+            let (next, keys) = self.scan(node.as_ref(), pass.at, &pass.pattern).await?;
             pass.at = next;
             if next == 0 {
-                pass.done = pass.wrapped;
-                pass.wrapped = true;
+                pass.node = (pass.node + 1) % n;
+                if pass.node == 0 {
+                    pass.done = pass.wrapped;
+                    pass.wrapped = true;
+                }
             }
             if !keys.is_empty() {
                 return Ok(Some(keys));
@@ -529,34 +685,253 @@ impl RedisStore {
         }
         Ok(None)
     }
+
+    /// Runs `inv` (built by `build` for an owner's key) for the operation on
+    /// the route `name` (`t:<hash>`, `i:<id>`, `rf:<hash>`, `sf:<id>`); Cluster
+    /// only. `key` maps the route's value to `(tag, key suffix)`. `None`: no
+    /// route (the thing is missing). A reply `missing` says nothing was there
+    /// under a cached route: the route is read again and, if it changed, the
+    /// script runs once more.
+    #[allow(clippy::too_many_arguments)]
+    async fn via_route(
+        &self,
+        routes: &Routes,
+        name: &str,
+        key: impl Fn(&str) -> Option<(String, String)>,
+        build: impl Fn(&mut ScriptInvocation<'_>),
+        script: &redis::Script,
+        acked: bool,
+        missing: impl Fn(&Value) -> bool,
+    ) -> StoreResult<Option<(Arc<str>, Value)>> {
+        let (mut route, mut cached) = match routes.get(name) {
+            Some(r) => (r, true),
+            None => match self.fresh_route(routes, name).await? {
+                Some(r) => (r, false),
+                None => return Ok(None),
+            },
+        };
+        loop {
+            let (tag, suffix) = key(&route).ok_or(Error::Decode("malformed route"))?;
+            let mut inv = self.call_on(script, &tag, &suffix);
+            build(&mut inv);
+            let v = if acked {
+                self.run_acked(&inv).await?
+            } else {
+                self.run(&inv).await?
+            };
+            if !(cached && missing(&v)) {
+                return Ok(Some((route, v)));
+            }
+            match self.fresh_route(routes, name).await? {
+                Some(r) if r != route => {
+                    route = r;
+                    cached = false;
+                }
+                _ => return Ok(Some((route, v))),
+            }
+        }
+    }
+
+    /// Cluster: a route, from the cache or Redis.
+    async fn route(&self, routes: &Routes, name: &str) -> StoreResult<Option<Arc<str>>> {
+        match routes.get(name) {
+            Some(r) => Ok(Some(r)),
+            None => self.fresh_route(routes, name).await,
+        }
+    }
+
+    /// Cluster: a route as Redis has it now (cached if present).
+    async fn fresh_route(&self, routes: &Routes, name: &str) -> StoreResult<Option<Arc<str>>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.rkey(name));
+        let v: Option<String> = self.query(&cmd).await?;
+        Ok(match v {
+            Some(v) => {
+                routes.put(name.to_owned(), &v);
+                Some(Arc::from(v))
+            }
+            None => {
+                routes.forget(name);
+                None
+            }
+        })
+    }
+
+    /// Cluster: `SET name value NX PX ttl`; whether it was set.
+    async fn claim(&self, name: &str, value: &str, ttl: i64) -> StoreResult<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.rkey(name))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl);
+        let v: Option<String> = self.query(&cmd).await?;
+        Ok(v.is_some())
+    }
+
+    /// Cluster: route upkeep after a script, one command per route key, in
+    /// parallel (they live on several nodes). Garbage collection only (a
+    /// route that points at nothing reads as missing), so a failure is
+    /// logged, not returned: the operation itself is done.
+    async fn upkeep(&self, cmds: Vec<redis::Cmd>) {
+        let results = join_all(cmds.iter().map(|c| self.query::<Value>(c))).await;
+        for r in results {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "Redis Cluster route upkeep failed (garbage collection only)");
+            }
+        }
+    }
+
+    /// `PEXPIRE P name ttl GT`: extends a route's TTL, never shortens it.
+    fn extend_cmd(&self, name: &str, ttl: i64) -> redis::Cmd {
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(self.rkey(name)).arg(ttl).arg("GT");
+        cmd
+    }
+
+    fn del_cmd(&self, name: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.rkey(name));
+        cmd
+    }
+
+    /// Cluster: the routes of sessions a script ended: the token hash route
+    /// lives as long as the tombstone (`ttl`), the id route goes.
+    async fn ended_upkeep<'r>(&self, ended: impl IntoIterator<Item = (&'r SessionRecord, i64)>) {
+        if self.inner.routes.is_none() {
+            return;
+        }
+        let mut cmds = Vec::new();
+        for (r, ttl) in ended {
+            cmds.push(self.extend_cmd(&format!("t:{}", hex(&r.token_hash.0)), ttl));
+            cmds.push(self.del_cmd(&format!("i:{}", hex(&r.id.0))));
+        }
+        self.upkeep(cmds).await;
+    }
+
+    fn ending_ttl(&self, e: &Ending) -> i64 {
+        self.ttl_for(e.reason_until.0 - e.at.0)
+    }
+
+    /// Runs `script` on the owner the route `name` leads to. Standalone: one
+    /// call (the script reads the route itself). Cluster: through
+    /// [`Self::via_route`], `none` when there is no route. `none` is also the
+    /// script's reply for "nothing there".
+    #[allow(clippy::too_many_arguments)]
+    async fn on_owner(
+        &self,
+        name: &str,
+        key: impl Fn(&str) -> Option<(String, String)>,
+        script: &redis::Script,
+        build: impl Fn(&mut ScriptInvocation<'_>),
+        acked: bool,
+        none: Value,
+    ) -> StoreResult<Value> {
+        match &self.inner.routes {
+            None => {
+                let mut inv = self.call(script);
+                build(&mut inv);
+                if acked {
+                    self.run_acked(&inv).await
+                } else {
+                    self.run(&inv).await
+                }
+            }
+            Some(routes) => Ok(self
+                .via_route(routes, name, key, build, script, acked, |v| *v == none)
+                .await?
+                .map_or(none, |(_, v)| v)),
+        }
+    }
+
+    /// Cluster: runs a sweep script once per owner found in `keys` (each
+    /// owner's keys share one slot); standalone: once for the whole batch.
+    /// `build` adds the script's arguments before the keys, given how many
+    /// more may be ended; `count` reads how many a reply ended.
+    async fn sweep_batch(
+        &self,
+        script: &redis::Script,
+        keys: Vec<Vec<u8>>,
+        mut left: usize,
+        build: impl Fn(&mut ScriptInvocation<'_>, usize),
+        count: impl Fn(&Value) -> StoreResult<usize>,
+    ) -> StoreResult<Vec<Value>> {
+        let groups: Vec<(Option<String>, Vec<Vec<u8>>)> = if self.inner.routes.is_some() {
+            let mut by_tag: std::collections::BTreeMap<String, Vec<Vec<u8>>> =
+                std::collections::BTreeMap::new();
+            let skip = self.inner.prefix.len();
+            for k in keys {
+                let tag = k.get(skip..).and_then(|rest| {
+                    let rest = rest.strip_prefix(b"{")?;
+                    let end = rest.iter().position(|b| *b == b'}')?;
+                    String::from_utf8(rest[..end].to_vec()).ok()
+                });
+                if let Some(tag) = tag {
+                    by_tag.entry(tag).or_default().push(k);
+                }
+            }
+            by_tag.into_iter().map(|(t, k)| (Some(t), k)).collect()
+        } else {
+            vec![(None, keys)]
+        };
+        let mut out = Vec::new();
+        for (tag, keys) in groups {
+            if left == 0 {
+                break;
+            }
+            let mut inv = self.call(script);
+            if let Some(tag) = tag {
+                inv.key(self.okey(&tag, ""));
+            }
+            build(&mut inv, left);
+            inv.arg(keys);
+            let v = self.run(&inv).await?;
+            left = left.saturating_sub(count(&v)?);
+            out.push(v);
+        }
+        Ok(out)
+    }
 }
 
-/// One pass of `SCAN` over the keys matching `pattern`, resuming where the
-/// previous pass stopped (`cursor`) and ending after one full cycle.
+/// One pass of `SCAN` over the keys matching `pattern` on every node,
+/// resuming where the previous pass stopped (`cursor`) and ending after one
+/// full cycle.
 struct Pass<'a> {
-    cursor: &'a AtomicU64,
+    cursor: &'a Mutex<(usize, u64)>,
     pattern: String,
+    nodes: Vec<Option<Node>>,
+    node: usize,
     at: u64,
     wrapped: bool,
     done: bool,
 }
 
 impl<'a> Pass<'a> {
-    fn new(cursor: &'a AtomicU64, pattern: String) -> Self {
-        let at = cursor.load(Ordering::Relaxed);
+    fn new(cursor: &'a Mutex<(usize, u64)>, pattern: String, nodes: Vec<Option<Node>>) -> Self {
+        let (node, at) = *cursor.lock();
+        let node = if nodes.is_empty() {
+            0
+        } else {
+            node % nodes.len()
+        };
         Self {
             cursor,
             pattern,
+            done: nodes.is_empty(),
+            nodes,
+            node,
             at,
-            wrapped: at == 0,
-            done: false,
+            wrapped: node == 0 && at == 0,
         }
     }
 
     /// Stopped early (a batch was full): the next pass resumes here.
     fn stop(self) {
-        let at = if self.done { 0 } else { self.at };
-        self.cursor.store(at, Ordering::Relaxed);
+        *self.cursor.lock() = if self.done {
+            (0, 0)
+        } else {
+            (self.node, self.at)
+        };
     }
 }
 
@@ -568,11 +943,41 @@ impl SessionStore for RedisStore {
         limit: Option<SessionLimit>,
     ) -> StoreResult<Create> {
         let fields = codec::record_fields(&record)?;
+        let tag = owner_tag(record.user.as_ref(), &record.id);
+        let id = hex(&record.id.0);
+        let h = hex(&record.token_hash.0);
+        // Cluster: the routes first, so that a route without its session
+        // (a failure in between) reads as missing; `NX` is the duplicate check.
+        let routes = match &self.inner.routes {
+            Some(routes) => {
+                let ttl = self.ttl_for(record.absolute_expires_at.0 - record.last_seen_at.0);
+                let (t, i) = (format!("t:{h}"), format!("i:{id}"));
+                let (a, b) = futures_util::future::join(
+                    self.claim(&t, &format!("{tag} {id}"), ttl),
+                    self.claim(&i, &tag, ttl),
+                )
+                .await;
+                let (a, b) = (a?, b?);
+                if !(a && b) {
+                    let mut undo = Vec::new();
+                    if a {
+                        undo.push(self.del_cmd(&t));
+                    }
+                    if b {
+                        undo.push(self.del_cmd(&i));
+                    }
+                    self.upkeep(undo).await;
+                    return Ok(Create::Duplicate);
+                }
+                Some((routes, t, i))
+            }
+            None => None,
+        };
         let s = &self.inner.scripts;
-        let mut inv = self.call(&s.create);
-        inv.arg(owner_tag(record.user.as_ref(), &record.id))
-            .arg(hex(&record.id.0))
-            .arg(hex(&record.token_hash.0))
+        let mut inv = self.call_on(&s.create, &tag, &format!("s:{id}"));
+        inv.arg(&tag)
+            .arg(&id)
+            .arg(&h)
             .arg(record.user.as_ref().map_or("", UserId::as_str))
             .arg(record.created_at.0);
         match limit {
@@ -593,7 +998,7 @@ impl SessionStore for RedisStore {
         pairs(&mut inv, &fields);
         let v = self.run_acked(&inv).await?;
         let (code, rest) = reply(&v)?;
-        Ok(match code {
+        let created = match code {
             0 => Create::Duplicate,
             2 => Create::LimitReached {
                 active: u32::try_from(int(at(rest, 0)?)?).unwrap_or(u32::MAX),
@@ -604,14 +1009,38 @@ impl SessionStore for RedisStore {
                     .map(some_record)
                     .collect::<StoreResult<_>>()?,
             },
-        })
+        };
+        if let Some((routes, t, i)) = routes {
+            match &created {
+                Create::Created { evicted } => {
+                    routes.put(t, &format!("{tag} {id}"));
+                    routes.put(i, &tag);
+                    if let Some(l) = &limit {
+                        let ttl = self.ending_ttl(&l.evict);
+                        self.ended_upkeep(evicted.iter().map(|r| (&**r, ttl))).await;
+                    }
+                }
+                _ => self.upkeep(vec![self.del_cmd(&t), self.del_cmd(&i)]).await,
+            }
+        }
+        Ok(created)
     }
 
     async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup> {
-        let mut inv = self.call(&self.inner.scripts.load);
-        inv.arg(hex(&hash.0))
-            .arg(touch.map(|t| t.now.0.to_string()).unwrap_or_default());
-        let v = self.run(&inv).await?;
+        let h = hex(&hash.0);
+        let now = touch.map(|t| t.now.0.to_string()).unwrap_or_default();
+        let v = self
+            .on_owner(
+                &format!("t:{h}"),
+                named("s"),
+                &self.inner.scripts.load,
+                |inv| {
+                    inv.arg(&h).arg(&now);
+                },
+                false,
+                code0(),
+            )
+            .await?;
         let (code, rest) = reply(&v)?;
         Ok(match code {
             1 => Lookup::Found(some_record(at(rest, 0)?)?),
@@ -621,20 +1050,44 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.call(&self.inner.scripts.get);
-        inv.arg(hex(&id.0));
-        record_of(&self.run(&inv).await?)
+        let id = hex(&id.0);
+        let v = self
+            .on_owner(
+                &format!("i:{id}"),
+                tagged("s", &id),
+                &self.inner.scripts.get,
+                |inv| {
+                    inv.arg(&id);
+                },
+                false,
+                empty(),
+            )
+            .await?;
+        record_of(&v)
     }
 
     async fn update(&self, record: SessionRecord, expected_version: u64) -> StoreResult<Update> {
+        // The absolute expiry changes only with a rotation, so an update
+        // needs no route upkeep on Cluster.
         let fields = codec::mutable_fields(&record)?;
-        let mut inv = self.call(&self.inner.scripts.update);
-        inv.arg(hex(&record.id.0)).arg(expected_version).arg("");
-        inv.arg("").arg("").arg("").arg("").arg("");
-        inv.arg(record.last_seen_at.0)
-            .arg(record.absolute_expires_at.0);
-        pairs(&mut inv, &fields);
-        update_reply(&self.run(&inv).await?)
+        let id = hex(&record.id.0);
+        let v = self
+            .on_owner(
+                &format!("i:{id}"),
+                tagged("s", &id),
+                &self.inner.scripts.update,
+                |inv| {
+                    inv.arg(&id).arg(expected_version).arg("");
+                    inv.arg("").arg("").arg("").arg("").arg("");
+                    inv.arg(record.last_seen_at.0)
+                        .arg(record.absolute_expires_at.0);
+                    pairs(inv, &fields);
+                },
+                false,
+                code0(),
+            )
+            .await?;
+        update_reply(&v)
     }
 
     async fn rotate(
@@ -644,19 +1097,74 @@ impl SessionStore for RedisStore {
         tombstone: Tombstone,
     ) -> StoreResult<Update> {
         let fields = codec::mutable_fields(&record)?;
-        let mut inv = self.call(&self.inner.scripts.update);
-        inv.arg(hex(&record.id.0))
-            .arg(expected_version)
-            .arg(hex(&record.token_hash.0));
-        inv.arg(hex(&tombstone.session_id.0))
-            .arg(tombstone.user.as_ref().map_or("", UserId::as_str))
-            .arg(tombstone.reason.as_str())
-            .arg(tombstone.ended_at.0)
-            .arg(tombstone.keep_until.0);
-        inv.arg(record.last_seen_at.0)
-            .arg(record.absolute_expires_at.0);
-        pairs(&mut inv, &fields);
-        update_reply(&self.run_acked(&inv).await?)
+        let id = hex(&record.id.0);
+        let nh = hex(&record.token_hash.0);
+        let build = |inv: &mut ScriptInvocation<'_>| {
+            inv.arg(&id).arg(expected_version).arg(&nh);
+            inv.arg(hex(&tombstone.session_id.0))
+                .arg(tombstone.user.as_ref().map_or("", UserId::as_str))
+                .arg(tombstone.reason.as_str())
+                .arg(tombstone.ended_at.0)
+                .arg(tombstone.keep_until.0);
+            inv.arg(record.last_seen_at.0)
+                .arg(record.absolute_expires_at.0);
+            pairs(inv, &fields);
+        };
+        let Some(routes) = &self.inner.routes else {
+            let mut inv = self.call(&self.inner.scripts.update);
+            build(&mut inv);
+            return update_reply(&self.run_acked(&inv).await?);
+        };
+        // Cluster: the new token's route first (`NX`: not in use), then the
+        // owner's script; the route goes again if the rotation did not happen.
+        let i = format!("i:{id}");
+        let (mut tag, mut cached) = match routes.get(&i) {
+            Some(t) => (t, true),
+            None => match self.fresh_route(routes, &i).await? {
+                Some(t) => (t, false),
+                None => return Ok(Update::Gone),
+            },
+        };
+        let ttl = self.ttl_for(record.absolute_expires_at.0 - record.last_seen_at.0);
+        let t = format!("t:{nh}");
+        loop {
+            let route = format!("{tag} {id}");
+            if !self.claim(&t, &route, ttl).await? {
+                return Err(store_error(RedisError::from((
+                    redis::ErrorKind::ResponseError,
+                    "rotation to a token hash already in use",
+                ))));
+            }
+            let mut inv = self.call_on(&self.inner.scripts.update, &tag, &format!("s:{id}"));
+            build(&mut inv);
+            // On an error the rotation may have happened: keep the route (one
+            // without its session reads as missing).
+            let v = self.run_acked(&inv).await?;
+            let (code, rest) = reply(&v)?;
+            if code == 1 {
+                routes.put(t, &route);
+                let old = std::str::from_utf8(bytes(at(rest, 1)?)?)
+                    .map_err(|_| Error::Decode("token hash"))?;
+                let xttl = self.ttl_for(tombstone.keep_until.0 - tombstone.ended_at.0);
+                self.upkeep(vec![
+                    self.extend_cmd(&format!("t:{old}"), xttl),
+                    self.extend_cmd(&i, ttl),
+                ])
+                .await;
+                return update_reply(&v);
+            }
+            self.upkeep(vec![self.del_cmd(&t)]).await;
+            if code == 0 && cached {
+                if let Some(fresh) = self.fresh_route(routes, &i).await? {
+                    if fresh != tag {
+                        tag = fresh;
+                        cached = false;
+                        continue;
+                    }
+                }
+            }
+            return update_reply(&v);
+        }
     }
 
     async fn touch(
@@ -664,16 +1172,42 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         now: Timestamp,
     ) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.call(&self.inner.scripts.touch);
-        inv.arg(hex(&id.0)).arg(now.0);
-        record_of(&self.run(&inv).await?)
+        let id = hex(&id.0);
+        let v = self
+            .on_owner(
+                &format!("i:{id}"),
+                tagged("s", &id),
+                &self.inner.scripts.touch,
+                |inv| {
+                    inv.arg(&id).arg(now.0);
+                },
+                false,
+                empty(),
+            )
+            .await?;
+        record_of(&v)
     }
 
     async fn end(&self, id: &SessionId, ending: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.call(&self.inner.scripts.end);
-        inv.arg(hex(&id.0));
-        ending_args(&mut inv, &ending);
-        record_of(&self.run_acked(&inv).await?)
+        let id = hex(&id.0);
+        let v = self
+            .on_owner(
+                &format!("i:{id}"),
+                tagged("s", &id),
+                &self.inner.scripts.end,
+                |inv| {
+                    inv.arg(&id);
+                    ending_args(inv, &ending);
+                },
+                true,
+                empty(),
+            )
+            .await?;
+        let ended = record_of(&v)?;
+        if let Some(r) = &ended {
+            self.ended_upkeep([(&**r, self.ending_ttl(&ending))]).await;
+        }
+        Ok(ended)
     }
 
     async fn end_user(
@@ -682,14 +1216,18 @@ impl SessionStore for RedisStore {
         except: Option<&SessionId>,
         ending: Ending,
     ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        let mut inv = self.call(&self.inner.scripts.end_user);
-        inv.arg(user_tag(user))
+        let tag = user_tag(user);
+        let mut inv = self.call_on(&self.inner.scripts.end_user, &tag, "ix");
+        inv.arg(&tag)
             .arg(except.map(|id| hex(&id.0)).unwrap_or_default());
         ending_args(&mut inv, &ending);
-        array(&self.run_acked(&inv).await?)?
+        let ended = array(&self.run_acked(&inv).await?)?
             .iter()
             .map(some_record)
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        let ttl = self.ending_ttl(&ending);
+        self.ended_upkeep(ended.iter().map(|r| (&**r, ttl))).await;
+        Ok(ended)
     }
 
     async fn list_user(
@@ -697,8 +1235,9 @@ impl SessionStore for RedisStore {
         user: &UserId,
         now: Timestamp,
     ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        let mut inv = self.call(&self.inner.scripts.list_user);
-        inv.arg(user_tag(user)).arg(now.0);
+        let tag = user_tag(user);
+        let mut inv = self.call_on(&self.inner.scripts.list_user, &tag, "ix");
+        inv.arg(&tag).arg(now.0);
         array(&self.run(&inv).await?)?
             .iter()
             .map(some_record)
@@ -712,12 +1251,20 @@ impl SessionStore for RedisStore {
         by: u64,
         limit: Option<u64>,
     ) -> StoreResult<Counter> {
-        let mut inv = self.call(&self.inner.scripts.counter);
-        inv.arg(hex(&id.0))
-            .arg(name)
-            .arg(by)
-            .arg(limit.map(|l| l.to_string()).unwrap_or_default());
-        let v = self.run(&inv).await?;
+        let id = hex(&id.0);
+        let limit = limit.map(|l| l.to_string()).unwrap_or_default();
+        let v = self
+            .on_owner(
+                &format!("i:{id}"),
+                tagged("s", &id),
+                &self.inner.scripts.counter,
+                |inv| {
+                    inv.arg(&id).arg(name).arg(by).arg(&limit);
+                },
+                false,
+                code0(),
+            )
+            .await?;
         let (code, rest) = reply(&v)?;
         let n = |rest: &[Value]| -> StoreResult<u64> {
             u64::try_from(int(at(rest, 0)?)?).map_err(|_| Error::Decode("negative counter").into())
@@ -733,34 +1280,47 @@ impl SessionStore for RedisStore {
         let mut pass = Pass::new(
             &self.inner.sweep_cursor,
             format!("{}{{*", self.inner.prefix),
+            self.nodes().await?,
         );
         let mut ended = Vec::new();
         while ended.len() < max {
             let Some(keys) = self.next_keys(&mut pass).await? else {
                 break;
             };
-            let mut inv = self.call(&self.inner.scripts.sweep);
-            inv.arg(spec.now.0)
-                .arg(spec.reason_ttl_ms)
-                .arg(spec.restore_ttl_ms)
-                .arg(max - ended.len())
-                .arg(keys);
-            let v = self.run(&inv).await?;
-            for p in array(&v)?.chunks(2) {
-                let [reason, fields] = p else {
-                    return Err(Error::Decode("odd sweep reply").into());
-                };
-                let reason = std::str::from_utf8(bytes(reason)?)
-                    .ok()
-                    .and_then(EndReason::parse)
-                    .ok_or(Error::Decode("unknown end reason"))?;
-                ended.push(Ended {
-                    record: some_record(fields)?,
-                    reason,
-                });
+            let replies = self
+                .sweep_batch(
+                    &self.inner.scripts.sweep,
+                    keys,
+                    max - ended.len(),
+                    |inv, left| {
+                        inv.arg(spec.now.0)
+                            .arg(spec.reason_ttl_ms)
+                            .arg(spec.restore_ttl_ms)
+                            .arg(left);
+                    },
+                    |v| Ok(array(v)?.len() / 2),
+                )
+                .await?;
+            for v in &replies {
+                for p in array(v)?.chunks(2) {
+                    let [reason, fields] = p else {
+                        return Err(Error::Decode("odd sweep reply").into());
+                    };
+                    let reason = std::str::from_utf8(bytes(reason)?)
+                        .ok()
+                        .and_then(EndReason::parse)
+                        .ok_or(Error::Decode("unknown end reason"))?;
+                    ended.push(Ended {
+                        record: some_record(fields)?,
+                        reason,
+                    });
+                }
             }
         }
         pass.stop();
+        let ttl = self.ttl_for(spec.reason_ttl_ms);
+        self.ended_upkeep(ended.iter().map(|e| (&*e.record, ttl)))
+            .await;
         Ok(ended)
     }
 
@@ -769,8 +1329,9 @@ impl SessionStore for RedisStore {
         user: &UserId,
         now: Timestamp,
     ) -> StoreResult<Option<Restorable>> {
-        let mut inv = self.call(&self.inner.scripts.take_restorable);
-        inv.arg(user_tag(user)).arg(now.0);
+        let tag = user_tag(user);
+        let mut inv = self.call_on(&self.inner.scripts.take_restorable, &tag, "r");
+        inv.arg(&tag).arg(now.0);
         Ok(codec::restorable(&self.run(&inv).await?)?)
     }
 
@@ -791,10 +1352,9 @@ impl SessionStore for RedisStore {
         expected_version: u64,
         data: Sealed,
     ) -> StoreResult<Result<UserData, Option<UserData>>> {
-        let mut inv = self.call(&self.inner.scripts.set_user_data);
-        inv.arg(user_tag(user))
-            .arg(expected_version)
-            .arg(data.as_bytes());
+        let tag = user_tag(user);
+        let mut inv = self.call_on(&self.inner.scripts.set_user_data, &tag, "d");
+        inv.arg(&tag).arg(expected_version).arg(data.as_bytes());
         let v = self.run_acked(&inv).await?;
         let (code, rest) = reply(&v)?;
         let current = match rest {
@@ -812,37 +1372,137 @@ impl SessionStore for RedisStore {
     }
 
     async fn create_refresh_family(&self, family: RefreshFamily) -> StoreResult<CreateFamily> {
-        let mut inv = self.call(&self.inner.scripts.create_family);
-        inv.arg(hex(&family.session_id.0))
-            .arg(hex(&family.id.0))
-            .arg(hex(&family.current_hash.0))
-            .arg(family.user.as_str())
-            .arg(family.created_at.0)
-            .arg(family.absolute_expires_at.0);
-        pairs(&mut inv, &codec::family_fields(&family));
-        let v = self.run_acked(&inv).await?;
-        Ok(match reply(&v)?.0 {
-            1 => CreateFamily::Created,
-            2 => CreateFamily::Duplicate,
-            _ => CreateFamily::SessionGone,
-        })
+        let sid = hex(&family.session_id.0);
+        let fid = hex(&family.id.0);
+        let h = hex(&family.current_hash.0);
+        let fields = codec::family_fields(&family);
+        let build = |inv: &mut ScriptInvocation<'_>| {
+            inv.arg(&sid)
+                .arg(&fid)
+                .arg(&h)
+                .arg(family.user.as_str())
+                .arg(family.created_at.0)
+                .arg(family.absolute_expires_at.0);
+            pairs(inv, &fields);
+        };
+        let Some(routes) = &self.inner.routes else {
+            let mut inv = self.call(&self.inner.scripts.create_family);
+            build(&mut inv);
+            return family_created(&self.run_acked(&inv).await?);
+        };
+        // Cluster: the session's owner from its route; the family's routes
+        // (`rf:<hash>` claimed with `NX`, `sf:<session>`) before the family.
+        let i = format!("i:{sid}");
+        let (mut tag, mut cached) = match routes.get(&i) {
+            Some(t) => (t, true),
+            None => match self.fresh_route(routes, &i).await? {
+                Some(t) => (t, false),
+                None => return Ok(CreateFamily::SessionGone),
+            },
+        };
+        let ttl = self.ttl_for(family.absolute_expires_at.0 - family.created_at.0);
+        let rf = format!("rf:{h}");
+        let sf = format!("sf:{sid}");
+        loop {
+            let route = format!("{tag} {fid}");
+            if !self.claim(&rf, &route, ttl).await? {
+                return Ok(CreateFamily::Duplicate);
+            }
+            self.claim(&sf, &tag, ttl).await?;
+            self.query::<Value>(&self.extend_cmd(&sf, ttl)).await?;
+            let mut inv =
+                self.call_on(&self.inner.scripts.create_family, &tag, &format!("f:{fid}"));
+            build(&mut inv);
+            let created = family_created(&self.run_acked(&inv).await?)?;
+            if created == CreateFamily::Created {
+                routes.put(rf, &route);
+                return Ok(created);
+            }
+            self.upkeep(vec![self.del_cmd(&rf)]).await;
+            if created == CreateFamily::SessionGone && cached {
+                if let Some(fresh) = self.fresh_route(routes, &i).await? {
+                    if fresh != tag {
+                        tag = fresh;
+                        cached = false;
+                        continue;
+                    }
+                }
+            }
+            return Ok(created);
+        }
     }
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        let mut inv = self.call(&self.inner.scripts.refresh);
-        inv.arg(hex(&request.presented.0))
-            .arg(hex(&request.next_hash.0))
-            .arg(request.next_sealed.as_bytes())
-            .arg(request.now.0)
-            .arg(request.grace_ms);
-        ending_args(&mut inv, &request.reuse);
-        let v = self.run_acked(&inv).await?;
+        let h = hex(&request.presented.0);
+        let nh = hex(&request.next_hash.0);
+        let build = |inv: &mut ScriptInvocation<'_>| {
+            inv.arg(&h)
+                .arg(&nh)
+                .arg(request.next_sealed.as_bytes())
+                .arg(request.now.0)
+                .arg(request.grace_ms);
+            ending_args(inv, &request.reuse);
+        };
+        let v = match &self.inner.routes {
+            None => {
+                let mut inv = self.call(&self.inner.scripts.refresh);
+                build(&mut inv);
+                self.run_acked(&inv).await?
+            }
+            Some(routes) => {
+                // Cluster: the successor's route is claimed before (with a
+                // provisional TTL: the family's expiry is read in the
+                // script) and kept only if this call rotated.
+                let Some(route) = self.route(routes, &format!("rf:{h}")).await? else {
+                    return Ok(RefreshOutcome::Missing);
+                };
+                let next = format!("rf:{nh}");
+                if !self.claim(&next, &route, self.ttl_for(0)).await? {
+                    return Err(store_error(RedisError::from((
+                        redis::ErrorKind::ResponseError,
+                        "rotation to a token hash already in use",
+                    ))));
+                }
+                let v = self
+                    .via_route(
+                        routes,
+                        &format!("rf:{h}"),
+                        named("f"),
+                        build,
+                        &self.inner.scripts.refresh,
+                        true,
+                        |v| *v == code0(),
+                    )
+                    .await;
+                match v? {
+                    Some((r, v)) => {
+                        if !reply(&v).is_ok_and(|(c, _)| c == 1) {
+                            self.upkeep(vec![self.del_cmd(&next)]).await;
+                        } else if r != route {
+                            // The cached route was stale; the successor's
+                            // route must name the family found.
+                            let mut cmd = redis::cmd("SET");
+                            cmd.arg(self.rkey(&next))
+                                .arg(&*r)
+                                .arg("PX")
+                                .arg(self.ttl_for(0));
+                            self.upkeep(vec![cmd]).await;
+                        }
+                        v
+                    }
+                    None => {
+                        self.upkeep(vec![self.del_cmd(&next)]).await;
+                        code0()
+                    }
+                }
+            }
+        };
         let (code, rest) = reply(&v)?;
         if code == 0 {
             return Ok(RefreshOutcome::Missing);
         }
         let family = some_family(at(rest, 0)?)?;
-        Ok(match code {
+        let outcome = match code {
             1 => RefreshOutcome::Rotated {
                 family,
                 session: some_record(at(rest, 1)?)?,
@@ -861,7 +1521,22 @@ impl SessionStore for RedisStore {
                 family,
                 session: record_of(at(rest, 1)?)?,
             },
-        })
+        };
+        if self.inner.routes.is_some() {
+            match &outcome {
+                RefreshOutcome::Rotated { family, .. } => {
+                    let ttl = self.ttl_for(family.absolute_expires_at.0 - request.now.0);
+                    self.upkeep(vec![self.extend_cmd(&format!("rf:{nh}"), ttl)])
+                        .await;
+                }
+                RefreshOutcome::Reused { ended: Some(r), .. } => {
+                    self.ended_upkeep([(&**r, self.ending_ttl(&request.reuse))])
+                        .await;
+                }
+                _ => {}
+            }
+        }
+        Ok(outcome)
     }
 
     async fn revoke_refresh(
@@ -869,9 +1544,20 @@ impl SessionStore for RedisStore {
         hash: &TokenHash,
         reason: FamilyEnd,
     ) -> StoreResult<Option<RefreshFamily>> {
-        let mut inv = self.call(&self.inner.scripts.revoke_family);
-        inv.arg(hex(&hash.0)).arg(reason.as_str());
-        Ok(codec::family(&self.run_acked(&inv).await?)?)
+        let h = hex(&hash.0);
+        let v = self
+            .on_owner(
+                &format!("rf:{h}"),
+                named("f"),
+                &self.inner.scripts.revoke_family,
+                |inv| {
+                    inv.arg(&h).arg(reason.as_str());
+                },
+                true,
+                empty(),
+            )
+            .await?;
+        Ok(codec::family(&v)?)
     }
 
     async fn revoke_refresh_families(
@@ -879,27 +1565,47 @@ impl SessionStore for RedisStore {
         session: &SessionId,
         reason: FamilyEnd,
     ) -> StoreResult<Vec<RefreshFamily>> {
-        let mut inv = self.call(&self.inner.scripts.revoke_session_families);
-        inv.arg(hex(&session.0)).arg(reason.as_str());
-        array(&self.run_acked(&inv).await?)?
-            .iter()
-            .map(some_family)
-            .collect()
+        let sid = hex(&session.0);
+        let v = self
+            .on_owner(
+                &format!("sf:{sid}"),
+                tagged("fs", &sid),
+                &self.inner.scripts.revoke_session_families,
+                |inv| {
+                    inv.arg(&sid).arg(reason.as_str());
+                },
+                true,
+                empty(),
+            )
+            .await?;
+        array(&v)?.iter().map(some_family).collect()
     }
 
     async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
         let mut pass = Pass::new(
             &self.inner.refresh_cursor,
             format!("{}{{*}}:f:*", self.inner.prefix),
+            self.nodes().await?,
         );
         let mut n = 0usize;
         while n < max {
             let Some(keys) = self.next_keys(&mut pass).await? else {
                 break;
             };
-            let mut inv = self.call(&self.inner.scripts.sweep_families);
-            inv.arg(now.0).arg(max - n).arg(keys);
-            n += usize::try_from(int(&self.run(&inv).await?)?).unwrap_or(0);
+            let replies = self
+                .sweep_batch(
+                    &self.inner.scripts.sweep_families,
+                    keys,
+                    max - n,
+                    |inv, left| {
+                        inv.arg(now.0).arg(left);
+                    },
+                    |v| Ok(usize::try_from(int(v)?).unwrap_or(0)),
+                )
+                .await?;
+            for v in &replies {
+                n += usize::try_from(int(v)?).unwrap_or(0);
+            }
         }
         pass.stop();
         Ok(n)
@@ -909,7 +1615,7 @@ impl SessionStore for RedisStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut inv = self.call(&self.inner.scripts.append_audit);
+        let mut inv = self.call_on(&self.inner.scripts.append_audit, "audit", "log");
         for e in &entries {
             let json = serde_json::to_vec(e).map_err(Error::Json)?;
             inv.arg(e.at.0).arg(json);
@@ -950,7 +1656,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
-        let mut inv = self.call(&self.inner.scripts.sweep_audit);
+        let mut inv = self.call_on(&self.inner.scripts.sweep_audit, "audit", "log");
         inv.arg(before.0).arg(max);
         let v = self.run(&inv).await?;
         Ok(usize::try_from(int(&v)?).unwrap_or(0))
@@ -968,6 +1674,14 @@ fn audit_record(member: &[u8]) -> StoreResult<AuditRecord> {
     let json = parts.nth(1).ok_or(Error::Decode("audit entry"))?;
     let entry = serde_json::from_slice(json).map_err(Error::Json)?;
     Ok(AuditRecord { seq, entry })
+}
+
+fn family_created(v: &Value) -> StoreResult<CreateFamily> {
+    Ok(match reply(v)?.0 {
+        1 => CreateFamily::Created,
+        2 => CreateFamily::Duplicate,
+        _ => CreateFamily::SessionGone,
+    })
 }
 
 fn update_reply(v: &Value) -> StoreResult<Update> {

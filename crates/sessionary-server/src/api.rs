@@ -887,6 +887,7 @@ impl Modify for Security {
         crate::token_api::verify, crate::token_api::jwks, crate::token_api::rotate_key,
         crate::mfa_api::enrol, crate::mfa_api::confirm, crate::mfa_api::step_up,
         crate::mfa_api::disable, crate::mfa_api::status, crate::audit_api::list,
+        crate::activity_api::get, crate::activity_api::post,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -898,6 +899,7 @@ impl Modify for Security {
         (name = "tokens", description = "Access (JWT) and refresh tokens for API clients"),
         (name = "mfa", description = "TOTP enrolment and step-up"),
         (name = "audit", description = "The audit log"),
+        (name = "activity", description = "Page views, dwell times and errors of a session"),
         (name = "meta", description = "Health and this document"),
     )
 )]

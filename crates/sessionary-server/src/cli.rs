@@ -5,7 +5,9 @@
 //! # Reaching running nodes
 //!
 //! - PostgreSQL and Redis: the store is shared and authoritative, so a running
-//!   node refuses a revoked session at its next verification; the `ended`
+//!   node refuses a revoked session at its next verification (a node with a
+//!   near cache drops its copy when it hears the event, at worst after its
+//!   `max_age`); the `ended`
 //!   event is also published through the store's fanout (`LISTEN/NOTIFY`,
 //!   pub/sub), so running nodes' event streams and access-token revocation
 //!   lists hear it. [`revoke`] waits until its own message came back on the

@@ -81,7 +81,9 @@ pub struct StoreConfig {
     pub exclusive: bool,
     /// The server of a shared store (`kind = "postgres"` or `"redis"`; required
     /// there): `postgres://sessionary:PASSWORD@db.internal:5432/sessionary` or
-    /// `redis://[user:password@]host[:port][/db]`. Its password is never printed.
+    /// `redis://[user:password@]host[:port][/db]` or, for a Redis Cluster,
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` (seed
+    /// nodes). Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
@@ -94,6 +96,13 @@ pub struct StoreConfig {
     /// How long a write waits for `replica_acks` (default `100ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_ack_timeout: Option<String>,
+    /// Opt-in near cache (for the shared stores, `kind = "postgres"` or
+    /// `"redis"`): live sessions are kept in this node's memory for at most
+    /// this long (e.g. `"1s"`), invalidated through the store's fan-out, so
+    /// most verifications skip the store. The bound is how late a revocation
+    /// made on another node can be seen here if its invalidation is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_cache: Option<String>,
     /// Most connections to PostgreSQL this process opens (default 10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
@@ -116,6 +125,7 @@ impl Default for StoreConfig {
             key_prefix: None,
             replica_acks: None,
             replica_ack_timeout: None,
+            near_cache: None,
             max_connections: None,
             acquire_timeout: None,
             statement_timeout: None,
@@ -215,13 +225,23 @@ impl StoreConfig {
                 ));
                 None
             }
-            Some(u) if !u.expose().starts_with("redis://") => {
+            Some(u)
+                if !(u.expose().starts_with("redis://")
+                    || u.expose().starts_with("redis+cluster://")) =>
+            {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
-                        "expected redis://[user:password@]host[:port][/db] (TLS is not supported yet), got {:?}",
+                        "expected redis://[user:password@]host[:port][/db] or redis+cluster://[user:password@]host:port[,host:port...] (TLS is not supported yet), got {:?}",
                         redact_url(u.expose())
                     ),
+                ));
+                None
+            }
+            Some(u) if u.expose().starts_with("redis+cluster://") && replica_acks.is_some() => {
+                errs.push(ConfigError::new(
+                    "store.replica_acks",
+                    "not supported with a redis+cluster:// url yet",
                 ));
                 None
             }
@@ -247,6 +267,32 @@ impl StoreConfig {
             }),
             _ => None,
         }
+    }
+
+    /// Checks `near_cache`: a duration from 10 ms to 60 s, for the shared
+    /// stores only (`"0s"` turns it off).
+    fn validate_near_cache(&self, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+        let value = self.near_cache.as_deref()?;
+        if !matches!(self.kind, StoreKind::Postgres | StoreKind::Redis) {
+            errs.push(ConfigError::new(
+                "store.near_cache",
+                format!(
+                    "only used with the shared stores (kind = \"postgres\" or \"redis\"), not {:?}: the embedded stores answer from memory already",
+                    self.kind.to_string()
+                ),
+            ));
+            return None;
+        }
+        if parse_duration(value).is_ok_and(|d| d.is_zero()) {
+            return None;
+        }
+        bounded_duration(
+            "store.near_cache",
+            value,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+            errs,
+        )
     }
 
     /// Checks the PostgreSQL keys: required and well-formed with `kind =
@@ -1219,6 +1265,8 @@ pub struct Settings {
     pub store_path: PathBuf,
     /// Whether this process owns the SQLite file and caches reads.
     pub store_exclusive: bool,
+    /// The near cache's `max_age`, if on (only for the shared stores).
+    pub store_near_cache: Option<Duration>,
     /// The PostgreSQL store (`Some` exactly for [`StoreKind::Postgres`]).
     pub store_postgres: Option<PostgresStore>,
     /// The Redis server (for [`StoreKind::Redis`]).
@@ -1376,6 +1424,7 @@ impl Config {
         }
         let store_postgres = self.store.validate_postgres(&mut errs);
         let store_redis = self.store.validate_redis(&mut errs);
+        let store_near_cache = self.store.validate_near_cache(&mut errs);
         if self
             .store
             .path
@@ -1474,6 +1523,7 @@ impl Config {
                 store_exclusive: self.store.exclusive,
                 store_postgres,
                 store_redis,
+                store_near_cache,
                 data_dir: self.data_dir.clone(),
                 store: self.store.kind,
                 api_keys: self.api.keys.clone(),
@@ -1898,6 +1948,33 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_url_is_accepted_without_replica_acks() {
+        let cluster = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            (
+                "SESSIONARY_STORE__URL",
+                "redis+cluster://app:hunter2@a:7000,b:7001",
+            ),
+        ];
+        let c = env(&cluster).unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.store_redis.unwrap().url.expose(),
+            "redis+cluster://app:hunter2@a:7000,b:7001"
+        );
+        let t = c.to_redacted_toml().unwrap();
+        assert!(
+            t.contains("redis+cluster://app:REDACTED@a:7000,b:7001"),
+            "{t}"
+        );
+        let mut vars = cluster.to_vec();
+        vars.push(("SESSIONARY_STORE__REPLICA_ACKS", "1"));
+        let err = env(&vars).unwrap().validate().unwrap_err();
+        assert_eq!(err.0[0].key, "store.replica_acks", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn redis_replica_acks_are_validated() {
         let redis = [
             ("SESSIONARY_STORE__KIND", "redis"),
@@ -1947,6 +2024,34 @@ mod tests {
     }
 
     #[test]
+    fn the_near_cache_is_for_shared_stores_and_bounded() {
+        let redis = [
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "redis://cache:6379"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = redis.to_vec();
+            vars.extend_from_slice(extra);
+            env(&vars).unwrap().validate()
+        };
+        assert_eq!(with(&[]).unwrap().store_near_cache, None);
+        let on = with(&[("SESSIONARY_STORE__NEAR_CACHE", "500ms")]).unwrap();
+        assert_eq!(on.store_near_cache, Some(Duration::from_millis(500)));
+        let off = with(&[("SESSIONARY_STORE__NEAR_CACHE", "0s")]).unwrap();
+        assert_eq!(off.store_near_cache, None);
+        for bad in ["2m", "1ms", "soon"] {
+            let err = with(&[("SESSIONARY_STORE__NEAR_CACHE", bad)]).unwrap_err();
+            assert_eq!(err.0[0].key, "store.near_cache", "{bad}: {err}");
+        }
+        let err = env(&[("SESSIONARY_STORE__NEAR_CACHE", "1s")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.near_cache", "{err}");
+        assert!(err.0[0].to_string().contains("shared stores"), "{err}");
+    }
+
+    #[test]
     fn redis_urls_are_redacted() {
         assert_eq!(
             redact_url("redis://127.0.0.1:6379"),
@@ -1955,5 +2060,9 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:REDACTED@h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:REDACTED@h");
         assert_eq!(redact_url("garbage:pw"), "REDACTED");
+        assert_eq!(
+            redact_url("redis+cluster://u:pw@a:7000,b:7001"),
+            "redis+cluster://u:REDACTED@a:7000,b:7001"
+        );
     }
 }

@@ -57,6 +57,7 @@
 
 #![deny(missing_docs)]
 
+pub mod activity_api;
 pub mod api;
 pub mod audit_api;
 pub mod auth;
@@ -107,6 +108,9 @@ pub struct AppState {
     /// The audit log sink of `manager`, flushed before `GET /v1/audit` reads
     /// ([`AppState::with_audit`]).
     pub audit: Option<Arc<sessionary_core::AuditLog>>,
+    /// Page views, leaves and errors, recorded through `audit`
+    /// (`/v1/sessions/{id}/activity`, the demo's pages).
+    pub activity: Option<Arc<sessionary_core::activity::Activity>>,
     /// The metrics ([`AppState::with_metrics`]): verify latency and store
     /// errors are recorded here (the lifecycle counters come from the
     /// manager's events, so `metrics` must be one of its event sinks).
@@ -137,6 +141,7 @@ impl AppState {
             alerts: None,
             outbox: None,
             audit: None,
+            activity: None,
             metrics: None,
             metrics_access: None,
         }
@@ -176,6 +181,9 @@ impl AppState {
     /// (`GET /v1/audit`, the demo's "Security activity").
     #[must_use]
     pub fn with_audit(mut self, audit: Arc<sessionary_core::AuditLog>) -> Self {
+        self.activity = Some(Arc::new(sessionary_core::activity::Activity::new(
+            Arc::clone(&audit),
+        )));
         self.audit = Some(audit);
         self
     }
@@ -243,6 +251,9 @@ pub fn app_with_demo(state: AppState, mut options: demo::DemoOptions) -> Router 
         options = options.with_outbox(Arc::clone(outbox));
     }
     let mut shop = demo::router(manager, options);
+    if let Some(activity) = &state.activity {
+        shop = shop.layer(axum::Extension(Arc::clone(activity)));
+    }
     if let Some(audit) = &state.audit {
         shop = shop.layer(axum::Extension(Arc::clone(audit)));
     }
@@ -288,6 +299,10 @@ fn api(state: AppState, fallback: bool) -> Router {
         .route("/v1/tokens/verify", post(token_api::verify))
         .route("/v1/tokens/keys/rotate", post(token_api::rotate_key))
         .route("/v1/audit", get(audit_api::list))
+        .route(
+            "/v1/sessions/{id}/activity",
+            get(activity_api::get).post(activity_api::post),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

@@ -509,7 +509,21 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let audit = sessionary_core::AuditLog::spawn(Arc::clone(&opened.store), Arc::clone(&clock));
     // Lifecycle counters follow the manager's events.
     let metrics = crate::metrics::Metrics::new();
-    let mut builder = SessionManager::builder(Arc::clone(&opened.store))
+    let store = match (settings.store_near_cache, &opened.fanout) {
+        (Some(max_age), Some(fanout)) => {
+            let options =
+                sessionary_core::near_cache::NearCacheOptions::new().with_max_age(max_age);
+            let cache = sessionary_core::near_cache::NearCache::new(
+                Arc::clone(&opened.store),
+                Arc::clone(fanout),
+                Arc::clone(&clock),
+                options,
+            )?;
+            Arc::new(cache) as Arc<dyn SessionStore>
+        }
+        _ => Arc::clone(&opened.store),
+    };
+    let mut builder = SessionManager::builder(store)
         .with_clock(Arc::clone(&clock))
         .with_policy(settings.policy.clone())
         .with_keys(ring)

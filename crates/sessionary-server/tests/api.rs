@@ -1217,3 +1217,86 @@ async fn audit_needs_the_api_key() {
         .await;
     r.problem(401, "unauthorized");
 }
+
+#[tokio::test]
+async fn activity_records_views_beacons_and_errors_with_the_services_clock() {
+    let h = Harness::audited();
+    let (_, id) = h.create(json!({"user": "alice"})).await;
+    let uri = format!("/v1/sessions/{id}/activity");
+    let post = |body: Value| h.call(Method::POST, &uri, Some(body));
+    assert_eq!(post(json!({"kind": "view", "path": "/"})).await.status, 202);
+    h.clock.advance(Duration::from_secs(3));
+    assert_eq!(post(json!({"kind": "left", "path": "/"})).await.status, 202);
+    h.clock.advance(Duration::from_secs(1));
+    // The query string is dropped: it may hold personal data.
+    let r = post(json!({"kind": "view", "path": "/cart?coupon=SECRET"})).await;
+    assert_eq!(r.status, 202);
+    h.clock.advance(Duration::from_secs(10));
+    post(json!({"kind": "error", "path": "/checkout", "status": 404})).await;
+    post(json!({"kind": "view", "path": "/"})).await;
+    h.clock.advance(Duration::from_secs(2));
+
+    let r = h.call(Method::GET, &uri, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let views = r.body["views"].as_array().unwrap();
+    let seen: Vec<_> = views
+        .iter()
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap(),
+                v["dwell_ms"].as_i64(),
+                v["dwell_from"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/", Some(3_000), "beacon"),
+            ("/cart", Some(10_000), "next_view"),
+            ("/", None, "open"),
+        ]
+    );
+    assert_eq!(r.body["errors"][0]["status"], 404);
+    assert_eq!(r.body["errors"][0]["path"], "/checkout");
+    assert_eq!(r.body["started_at"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(r.body["length_ms"], 16_000);
+    assert_eq!(r.body["time_per_path"][0]["path"], "/cart");
+    assert!(!r.body.to_string().contains("SECRET"));
+    // Page views stay out of the user's audit trail.
+    let r = h.call(Method::GET, "/v1/audit?user=alice", None).await;
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 1, "{}", r.body);
+
+    // Bad input: a clear problem, nothing recorded.
+    post(json!({"kind": "view", "path": "relative"}))
+        .await
+        .problem(400, "invalid-request");
+    post(json!({"kind": "error", "path": "/", "status": 200}))
+        .await
+        .problem(400, "invalid-request");
+    post(json!({"kind": "jump", "path": "/"}))
+        .await
+        .problem(400, "invalid-request");
+    let unknown = sessionary_core::SessionId::generate().unwrap();
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{unknown}/activity"),
+        Some(json!({"kind": "view", "path": "/"})),
+    )
+    .await
+    .problem(404, "not-found");
+    h.call(Method::GET, "/v1/sessions/nope/activity", None)
+        .await
+        .problem(400, "invalid-request");
+    let r = h.call(Method::GET, &uri, None).await;
+    assert_eq!(r.body["views"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn activity_needs_the_audit_log() {
+    let h = Harness::new();
+    let (_, id) = h.create(json!({"user": "alice"})).await;
+    h.call(Method::GET, &format!("/v1/sessions/{id}/activity"), None)
+        .await
+        .problem(404, "not-found");
+}

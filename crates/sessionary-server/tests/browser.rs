@@ -857,3 +857,53 @@ async fn a_new_network_asks_for_a_code_and_alerts_the_user() {
     assert!(body.contains("198.51.100."), "{body}");
     a.screenshot("outbox").await;
 }
+
+/// "Your activity": the pages this session viewed, with the time on each
+/// measured by the server between the view and the browser's `pagehide`
+/// beacon (the clock moves only by `advance`), drawn as an SVG chart.
+#[tokio::test]
+async fn your_activity_shows_time_per_page_from_the_browsers_beacons() {
+    const TEST: &str = "your_activity_shows_time_per_page_from_the_browsers_beacons";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::start().await;
+    let a = driver.device("a").await;
+    shop.sign_in(&a, "alice", ALICE_PW, false, "/").await;
+    a.wait_js("document.querySelector('#whoami')").await;
+    shop.clock.advance(Duration::from_secs(7));
+    // Leaving `/` sends its beacon at +7 s; the sessions page is viewed then.
+    a.click("#nav-sessions").await;
+    a.wait_js("location.pathname === '/account/sessions'").await;
+    shop.clock.advance(Duration::from_secs(4));
+    a.click("#nav-activity").await;
+    a.wait_js("document.querySelector('#activity-chart')").await;
+    a.screenshot("your-activity").await;
+    let bar = |path: &str| {
+        format!(
+            "return document.querySelector('#activity-chart g.bar[data-path=\"{path}\"]')?.dataset.ms ?? null;"
+        )
+    };
+    // A beacon may land a moment after the next page is served: look again
+    // (the clock stands still, so reloading adds no time to these two).
+    let seen = harness::until("the beacons", Duration::from_secs(5), || async {
+        let home = a.js(&bar("/")).await;
+        let sessions = a.js(&bar("/account/sessions")).await;
+        if sessions.as_str() == Some("4000") {
+            return Some((home, sessions));
+        }
+        a.goto(&shop.url("/account/activity")).await;
+        None
+    })
+    .await;
+    assert_eq!(seen.0.as_str(), Some("7000"));
+    // The sign-in page's beacon, sent as the sign-in rotated the session, is
+    // refused (its CSRF token is the old one) and is not an error of the reader's.
+    assert!(
+        a.js("return document.querySelector('#session-errors');")
+            .await
+            .is_null()
+    );
+    assert!(a.text("#session-length").await.starts_with("11 s"));
+}

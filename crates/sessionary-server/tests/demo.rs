@@ -1144,3 +1144,60 @@ async fn security_activity_lists_the_users_sign_ins_and_sign_outs() {
     let r = Device::default().get(&shop, "/account/activity").await;
     assert_eq!(r.location(), "/login?return_to=/account/activity");
 }
+
+#[tokio::test]
+async fn your_activity_charts_time_per_page_from_beacons_and_next_views() {
+    let shop = audited_shop();
+    let d = Device::default();
+    let page = d.sign_in(&shop, "alice", ALICE_PW, false).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let home = d.get(&shop, "/").await;
+    shop.clock.advance(Duration::from_secs(3));
+    // The `pagehide` beacon of app.js.
+    let left = d
+        .post(
+            &shop,
+            "/activity/leave",
+            &[("path", "/"), ("csrf_token", &home.csrf())],
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT);
+    shop.clock.advance(Duration::from_secs(1));
+    d.get(&shop, "/account/sessions").await;
+    shop.clock.advance(Duration::from_secs(5));
+    d.get(&shop, "/account/outbox-typo")
+        .await
+        .error_page(404, "not-found");
+    shop.clock.advance(Duration::from_secs(1));
+    d.get(&shop, "/?q=1").await;
+    shop.clock.advance(Duration::from_secs(2));
+
+    let page = d.get(&shop, "/account/activity").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"activity-chart\""), "{}", page.body);
+    // `/`: 3 s by the beacon, then the last view still open; the sessions
+    // page: 6 s to the next view (the 404 is an error, not a view).
+    assert!(
+        page.body
+            .contains("data-path=\"/\" data-ms=\"3000\" data-views=\"2\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("data-path=\"/account/sessions\" data-ms=\"6000\" data-views=\"1\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("/account/outbox-typo"));
+    assert!(page.body.contains("data-views=\"3\""), "three views in all");
+    assert!(
+        page.body.contains("id=\"session-length\">12 s<"),
+        "{}",
+        page.body
+    );
+
+    // A beacon without the CSRF token is refused and records nothing.
+    let forged = d.post(&shop, "/activity/leave", &[("path", "/")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}

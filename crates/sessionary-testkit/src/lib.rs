@@ -20,6 +20,7 @@ mod audit_cases;
 pub mod cases;
 pub mod postgres;
 pub mod probe;
+pub mod redis_cluster;
 pub mod redis_server;
 mod refresh_cases;
 pub mod yielding;

@@ -81,16 +81,34 @@ async fn main() -> anyhow::Result<()> {
 
     // Default policy (30 min idle, sliding, touch interval 90 s), `SystemClock`.
     // `BENCH_REDIS_URL` set: the sessions live in Redis (a fresh key prefix),
-    // else in a `MemoryStore`.
-    let store: Arc<dyn sessionary_core::SessionStore> = match std::env::var("BENCH_REDIS_URL") {
+    // else in a `MemoryStore`. With `BENCH_NEAR_CACHE` (a max age in
+    // milliseconds) too, a `NearCache` invalidated by a `RedisFanout` sits in
+    // front of Redis, as `[store] near_cache` does in `sessionary serve`.
+    let builder = match std::env::var("BENCH_REDIS_URL") {
         Ok(url) if !url.is_empty() => {
             let prefix = format!("bench:{}:", std::process::id());
-            let options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
-            Arc::new(sessionary_redis::RedisStore::connect(&url, options).await?)
+            let options = sessionary_redis::RedisOptions::new().with_key_prefix(&prefix);
+            let redis: Arc<dyn sessionary_core::SessionStore> =
+                Arc::new(sessionary_redis::RedisStore::connect(&url, options).await?);
+            match std::env::var("BENCH_NEAR_CACHE") {
+                Ok(ms) if !ms.is_empty() => {
+                    let max_age = std::time::Duration::from_millis(ms.parse()?);
+                    let fanout: Arc<dyn sessionary_core::Fanout> =
+                        Arc::new(sessionary_redis::RedisFanout::connect(&url, &prefix).await?);
+                    let cache = sessionary_core::near_cache::NearCache::new(
+                        redis,
+                        Arc::clone(&fanout),
+                        Arc::new(sessionary_core::SystemClock),
+                        sessionary_core::near_cache::NearCacheOptions::new().with_max_age(max_age),
+                    )?;
+                    SessionManager::builder(Arc::new(cache)).with_fanout(fanout)
+                }
+                _ => SessionManager::builder(redis),
+            }
         }
-        _ => Arc::new(MemoryStore::new()),
+        _ => SessionManager::builder(Arc::new(MemoryStore::new())),
     };
-    let manager = SessionManager::builder(store).build()?;
+    let manager = builder.build()?;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&tokens_file).with_context(|| format!("creating {tokens_file}"))?,
     );

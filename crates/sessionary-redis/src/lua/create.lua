@@ -3,7 +3,8 @@
 -- restore until or ''), 15 last seen, 16 absolute expiry, 17.. field pairs.
 -- {0} duplicate, {1, {evicted...}} created, {2, active} limit reached.
 local tag, id, h, u, created = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if redis.call('EXISTS', P .. 't:' .. h) == 1 or redis.call('EXISTS', P .. 'i:' .. id) == 1 then
+if route_exists(P .. 't:' .. h) or route_exists(P .. 'i:' .. id)
+  or (CL and redis.call('EXISTS', okey(tag, 's:' .. id)) == 1) then
   return {0}
 end
 local evicted = {}
@@ -32,8 +33,8 @@ local sk = okey(tag, 's:' .. id)
 redis.call('HSET', sk, unpack(ARGV, 17))
 local ttl = ttl_for(num(ARGV[16]) - num(ARGV[15]))
 redis.call('PEXPIRE', sk, ttl)
-redis.call('SET', P .. 't:' .. h, tag .. ' ' .. id, 'PX', ttl)
-redis.call('SET', P .. 'i:' .. id, tag, 'PX', ttl)
+route_set(P .. 't:' .. h, tag .. ' ' .. id, ttl)
+route_set(P .. 'i:' .. id, tag, ttl)
 if u ~= '' then
   redis.call('ZADD', ix, created, id)
   extend(ix, ttl)

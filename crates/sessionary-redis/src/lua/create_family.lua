@@ -8,15 +8,17 @@ if #f == 0 then return {0} end
 local m = tomap(f)
 if m.u ~= ARGV[6] or not live(m, num(ARGV[7])) then return {0} end
 local fk = okey(tag, 'f:' .. fid)
-if redis.call('EXISTS', fk) == 1 or redis.call('EXISTS', P .. 'rf:' .. h) == 1 then return {2} end
+if redis.call('EXISTS', fk) == 1 or route_exists(P .. 'rf:' .. h) then return {2} end
 local ttl = ttl_for(num(ARGV[8]) - num(ARGV[7]))
 redis.call('HSET', fk, unpack(ARGV, 9))
 redis.call('PEXPIRE', fk, ttl)
-redis.call('SET', P .. 'rf:' .. h, tag .. ' ' .. fid, 'PX', ttl)
+route_set(P .. 'rf:' .. h, tag .. ' ' .. fid, ttl)
 local fs = okey(tag, 'fs:' .. sid)
 redis.call('SADD', fs, fid)
 extend(fs, ttl)
-local sf = P .. 'sf:' .. sid
-redis.call('SET', sf, tag)
-extend(sf, ttl)
+if not CL then
+  local sf = P .. 'sf:' .. sid
+  redis.call('SET', sf, tag)
+  extend(sf, ttl)
+end
 return {1}

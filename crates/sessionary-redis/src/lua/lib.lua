@@ -1,5 +1,11 @@
 -- Shared by every script (prepended). ARGV[1] = key prefix, ARGV[2] = GC grace (ms).
+-- Standalone: no KEYS; the scripts read and write the route keys (`t:`, `i:`,
+-- `rf:`, `sf:`) themselves. Cluster (CL): KEYS[1] is a key in the owner's slot,
+-- `P{tag}:<kind>[:<name>]`; the caller read the route (and wrote new routes)
+-- before and maintains route TTLs after, so the script touches only the
+-- owner's slot.
 local P = ARGV[1]
+local CL = #KEYS > 0
 local GRACE = tonumber(ARGV[2])
 local MAXTTL = 400 * 86400000
 local function okey(tag, suffix) return P .. '{' .. tag .. '}:' .. suffix end
@@ -27,8 +33,37 @@ local function split(route)
   local sp = string.find(route, ' ', 1, true)
   return string.sub(route, 1, sp - 1), string.sub(route, sp + 1)
 end
+-- Cluster: the tag and the name KEYS[1] names.
+local function routed()
+  local tag, rest = string.match(string.sub(KEYS[1], #P + 1), '^{([^}]*)}:(.*)$')
+  return tag, string.match(rest, '^%a+:(.*)$')
+end
+-- A route (`<tag> <name>`), or nil: read here (standalone) or by the caller (Cluster).
+local function route_get(key)
+  if CL then
+    local tag, name = routed()
+    return tag .. ' ' .. name
+  end
+  return redis.call('GET', key)
+end
+-- Route writes and checks; in Cluster the caller does them outside the script.
+local function route_set(key, value, ttl)
+  if not CL then redis.call('SET', key, value, 'PX', ttl) end
+end
+local function route_exists(key)
+  return (not CL) and redis.call('EXISTS', key) == 1
+end
+local function route_extend(key, ttl)
+  if not CL then extend(key, ttl) end
+end
+local function route_del(key)
+  if not CL then redis.call('DEL', key) end
+end
 -- The owner tag of a session id, or nil.
-local function tag_of(id) return redis.call('GET', P .. 'i:' .. id) end
+local function tag_of(id)
+  if CL then return (routed()) end
+  return redis.call('GET', P .. 'i:' .. id)
+end
 -- Ends a session: tombstone under its token hash, restorable data if asked,
 -- removal from the user index. Returns the removed fields (HGETALL) or nil.
 local function end_session(tag, id, reason, at, runtil, rest)
@@ -48,7 +83,7 @@ local function end_session(tag, id, reason, at, runtil, rest)
   end
   local ttl = ttl_for(num(runtil) - num(at))
   redis.call('PEXPIRE', xk, ttl)
-  extend(P .. 't:' .. m.h, ttl)
+  route_extend(P .. 't:' .. m.h, ttl)
   if rest ~= '' and m.u then
     local rk = okey(tag, 'r')
     local old = redis.call('HGET', rk, 'k')
@@ -59,7 +94,7 @@ local function end_session(tag, id, reason, at, runtil, rest)
     end
   end
   redis.call('DEL', sk)
-  redis.call('DEL', P .. 'i:' .. id)
+  route_del(P .. 'i:' .. id)
   redis.call('ZREM', okey(tag, 'ix'), id)
   return flat
 end

@@ -1,7 +1,7 @@
 -- ARGV: 3 token hash, 4 touch time or ''.
 -- {0} missing, {1, session} found, {2, tombstone} ended.
 local h, now = ARGV[3], ARGV[4]
-local route = redis.call('GET', P .. 't:' .. h)
+local route = route_get(P .. 't:' .. h)
 if not route then return {0} end
 local tag, id = split(route)
 local sk = okey(tag, 's:' .. id)

@@ -4,7 +4,7 @@
 -- {3, family, ended or {}} reused; {4, family} expired; {5, family} revoked;
 -- {6, family, session or {}} session ended.
 local h, nh, now = ARGV[3], ARGV[4], num(ARGV[6])
-local route = redis.call('GET', P .. 'rf:' .. h)
+local route = route_get(P .. 'rf:' .. h)
 if not route then return {0} end
 local tag, fid = split(route)
 local fk = okey(tag, 'f:' .. fid)
@@ -33,13 +33,13 @@ if #sf == 0 or not live(tomap(sf), now) then
   return {6, redis.call('HGETALL', fk), sf}
 end
 if verdict == 1 then
-  if redis.call('EXISTS', P .. 'rf:' .. nh) == 1 then
+  if route_exists(P .. 'rf:' .. nh) then
     return redis.error_reply('rotation to a token hash already in use')
   end
   redis.call('HINCRBY', fk, 'gen', 1)
   redis.call('HSET', fk, 'prev', fm.cur, 'cur', nh, 'rot', ARGV[6], 'succ', ARGV[5],
     'hs', fm.hs .. ' ' .. nh)
-  redis.call('SET', P .. 'rf:' .. nh, tag .. ' ' .. fid, 'PX', ttl_for(num(fm.abs) - now))
+  route_set(P .. 'rf:' .. nh, tag .. ' ' .. fid, ttl_for(num(fm.abs) - now))
 end
 if now > num(tomap(sf).ls) then redis.call('HSET', sk, 'ls', ARGV[6]) end
 return {verdict, redis.call('HGETALL', fk), redis.call('HGETALL', sk)}

@@ -1,5 +1,5 @@
 -- ARGV: 3 token hash, 4 reason. The family's fields after, or {}.
-local route = redis.call('GET', P .. 'rf:' .. ARGV[3])
+local route = route_get(P .. 'rf:' .. ARGV[3])
 if not route then return {} end
 local tag, fid = split(route)
 local fk = okey(tag, 'f:' .. fid)

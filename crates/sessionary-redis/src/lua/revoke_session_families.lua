@@ -1,5 +1,6 @@
 -- ARGV: 3 session id, 4 reason. The families revoked now.
-local tag = redis.call('GET', P .. 'sf:' .. ARGV[3])
+local tag
+if CL then tag = routed() else tag = redis.call('GET', P .. 'sf:' .. ARGV[3]) end
 if not tag then return {} end
 local fs = okey(tag, 'fs:' .. ARGV[3])
 local out = {}

@@ -33,7 +33,7 @@ for i = 7, #ARGV do
     if x[1] and num(x[1]) <= now then
       redis.call('DEL', xk)
       if redis.call('HGET', okey(tag, 's:' .. x[2]), 'h') ~= name then
-        redis.call('DEL', P .. 't:' .. name)
+        route_del(P .. 't:' .. name)
       end
     end
   elseif kind == 'r' then

@@ -8,7 +8,7 @@ for i = 5, #ARGV do
     local fk = okey(tag, 'f:' .. fid)
     local v = redis.call('HMGET', fk, 'abs', 'hs', 'sid')
     if v[1] and now >= num(v[1]) then
-      for hh in string.gmatch(v[2] or '', '%S+') do redis.call('DEL', P .. 'rf:' .. hh) end
+      for hh in string.gmatch(v[2] or '', '%S+') do route_del(P .. 'rf:' .. hh) end
       redis.call('SREM', okey(tag, 'fs:' .. v[3]), fid)
       redis.call('DEL', fk)
       n = n + 1

@@ -13,7 +13,7 @@ if m.v ~= ARGV[4] then return {2, cur} end
 local ttl = ttl_for(num(ARGV[12]) - math.max(num(ARGV[11]), num(m.ls)))
 local nh = ARGV[5]
 if nh ~= '' then
-  if nh == m.h or redis.call('EXISTS', P .. 't:' .. nh) == 1 then
+  if nh == m.h or route_exists(P .. 't:' .. nh) then
     return redis.error_reply('rotation to a token hash already in use')
   end
   local xk = okey(tag, 'x:' .. m.h)
@@ -22,16 +22,17 @@ if nh ~= '' then
   if ARGV[7] ~= '' then redis.call('HSET', xk, 'u', ARGV[7]) end
   local xttl = ttl_for(num(ARGV[10]) - num(ARGV[9]))
   redis.call('PEXPIRE', xk, xttl)
-  extend(P .. 't:' .. m.h, xttl)
+  route_extend(P .. 't:' .. m.h, xttl)
   redis.call('HSET', sk, 'h', nh)
-  redis.call('SET', P .. 't:' .. nh, tag .. ' ' .. id, 'PX', ttl)
+  route_set(P .. 't:' .. nh, tag .. ' ' .. id, ttl)
 end
 redis.call('HSET', sk, unpack(ARGV, 13))
 if num(ARGV[11]) > num(m.ls) then redis.call('HSET', sk, 'ls', ARGV[11]) end
 redis.call('HINCRBY', sk, 'v', 1)
 extend(sk, ttl)
-extend(P .. 'i:' .. id, ttl)
+route_extend(P .. 'i:' .. id, ttl)
 local h = redis.call('HGET', sk, 'h')
-extend(P .. 't:' .. h, ttl)
+route_extend(P .. 't:' .. h, ttl)
 if m.u then extend(okey(tag, 'ix'), ttl) end
-return {1, redis.call('HGETALL', sk)}
+-- The third element (the hash the session had) is for the Cluster caller's route upkeep.
+return {1, redis.call('HGETALL', sk), m.h}

@@ -363,12 +363,31 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("outbox.subject", "Subject", "Objet"),
     ("outbox.message", "Message", "Message"),
     // "Security activity" (activity.rs).
-    ("nav.activity", "Security activity", "Activité de sécurité"),
+    ("nav.activity", "Your activity", "Votre activité"),
+    ("activity.title", "Your activity", "Votre activité"),
     (
-        "activity.title",
+        "activity.security_title",
         "Security activity",
         "Activité de sécurité",
     ),
+    ("activity.session_title", "This session", "Cette session"),
+    (
+        "activity.length",
+        "Session length:",
+        "Durée de la session :",
+    ),
+    ("activity.views", "pages viewed:", "pages vues :"),
+    (
+        "activity.no_views",
+        "No page viewed yet in this session.",
+        "Aucune page vue dans cette session pour l'instant.",
+    ),
+    (
+        "activity.time_per_page",
+        "Time per page (views)",
+        "Temps par page (vues)",
+    ),
+    ("activity.errors", "Errors", "Erreurs"),
     (
         "activity.intro",
         "Sign-ins, sign-outs and other security events of your account, newest first. Times are UTC.",

@@ -221,6 +221,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/sessions/end-others", post(end_others))
         .route("/account/sessions/end-all", post(end_all))
         .route("/account/activity", get(activity::activity_page))
+        .route("/activity/leave", post(activity::leave))
         .route("/account/security", get(security_page))
         .route("/account/security/enrol", post(security_enrol))
         .route("/account/security/confirm", post(security_confirm))
@@ -241,6 +242,10 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .layer(CsrfLayer::new(csrf))
         .layer(middleware::from_fn(record_sid))
         .layer(middleware::from_fn_with_state(demo.clone(), error_pages))
+        .layer(middleware::from_fn_with_state(
+            demo.clone(),
+            activity::track,
+        ))
         .layer(SessionLayer::new(manager, config))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(64 * 1024));

@@ -75,8 +75,13 @@ impl Shop {
 
     async fn build(policy: Option<Policy>, proxied: bool) -> Self {
         let clock = MockClock::default();
-        let mut builder = SessionManager::builder(Arc::new(MemoryStore::new()))
-            .with_clock(Arc::new(clock.clone()));
+        let store: Arc<dyn sessionary_core::SessionStore> = Arc::new(MemoryStore::new());
+        // The audit log and activity as `sessionary serve` runs them.
+        let audit = sessionary_core::AuditLog::spawn(Arc::clone(&store), Arc::new(clock.clone()));
+        let activity = Arc::new(sessionary_core::activity::Activity::new(Arc::clone(&audit)));
+        let mut builder = SessionManager::builder(store)
+            .with_clock(Arc::new(clock.clone()))
+            .with_event_sink(audit.clone());
         if let Some(policy) = policy {
             builder = builder.with_policy(policy);
         }
@@ -103,7 +108,9 @@ impl Shop {
             options = options.with_alerts(alerts).with_outbox(outbox);
             outbox_dir = Some(dir);
         }
-        let mut app: axum::Router = sessionary_server::demo::router(manager, options);
+        let mut app: axum::Router = sessionary_server::demo::router(manager, options)
+            .layer(axum::Extension(activity))
+            .layer(axum::Extension(audit));
         if proxied {
             let ip = Arc::clone(&client_ip);
             app = app.layer(axum::middleware::map_request(

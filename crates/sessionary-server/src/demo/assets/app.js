@@ -35,6 +35,13 @@
     });
     if (!res.ok) console.warn("preferences not saved", res.status);
   }
+  // Activity: say when this page is left, so the time on it is known (the
+  // server times it; a beacon survives the navigation).
+  if (csrf && navigator.sendBeacon) {
+    window.addEventListener("pagehide", () => {
+      navigator.sendBeacon("/activity/leave", new URLSearchParams({ path: location.pathname, csrf_token: csrf }));
+    });
+  }
   document.getElementById("theme").addEventListener("change", (e) => savePrefs({ theme: e.target.value }));
   document.getElementById("lang").addEventListener("change", (e) => savePrefs({ lang: e.target.value }));
 
