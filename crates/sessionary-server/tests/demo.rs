@@ -362,7 +362,7 @@ async fn the_admin_area_refuses_users_and_admits_admins() {
         "the admin policy is shown"
     );
     assert!(
-        r.body.contains("<td>alice</td>"),
+        r.body.contains("data-user=\"alice\""),
         "alice's session is listed"
     );
 
@@ -1200,4 +1200,75 @@ async fn your_activity_charts_time_per_page_from_beacons_and_next_views() {
     // A beacon without the CSRF token is refused and records nothing.
     let forged = d.post(&shop, "/activity/leave", &[("path", "/")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_admin_console_filters_ends_a_users_sessions_and_shows_trail_chart_and_policy() {
+    let shop = audited_shop();
+    let phone = Device::default();
+    phone.sign_in(&shop, "alice", ALICE_PW, false).await;
+    shop.clock.advance(Duration::from_secs(20 * 60));
+    let laptop = Device::default();
+    laptop.sign_in(&shop, "alice", ALICE_PW, false).await;
+    let admin = Device::default();
+    admin.sign_in(&shop, "admin", ADMIN_PW, false).await;
+
+    let r = admin.get(&shop, "/admin").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rows = |body: &str, user: &str| body.matches(&format!("data-user=\"{user}\"><td>")).count();
+    assert_eq!(rows(&r.body, "alice"), 2, "{}", r.body);
+    assert!(r.body.contains("data-shown=\"3\" data-total=\"3\""));
+    // The chart: 3 signed-in sessions now, none a day ago.
+    assert!(r.body.contains("id=\"active-chart\""), "{}", r.body);
+    assert!(r.body.contains("data-now=\"3\""), "{}", r.body);
+    // The policy in force, per role.
+    assert!(r.body.contains("data-role=\"admin\""));
+    assert!(r.body.contains("data-role=\"(anonymous)\""));
+
+    // Filters: by user, by role, by age (alice's phone is 20 min old).
+    let r = admin.get(&shop, "/admin?user=alice").await;
+    assert!(r.body.contains("data-shown=\"2\""), "{}", r.body);
+    let r = admin.get(&shop, "/admin?role=admin").await;
+    assert!(r.body.contains("data-shown=\"1\""), "{}", r.body);
+    assert_eq!(rows(&r.body, "admin"), 1);
+    let r = admin.get(&shop, "/admin?min_age=10").await;
+    assert!(r.body.contains("data-shown=\"1\""), "{}", r.body);
+    let r = admin.get(&shop, "/admin?min_age=soon").await;
+    r.error_page(400, "invalid-request");
+
+    // The trail of a user: their sign-ins, nobody else's.
+    let r = admin.get(&shop, "/admin/audit?user=alice").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body.matches("data-kind=\"created\"").count(),
+        2,
+        "{}",
+        r.body
+    );
+
+    // End all of alice's sessions: both devices are signed out.
+    let r = admin
+        .post_with_token(&shop, "/admin/users/end", &[("user", "alice")])
+        .await;
+    assert_eq!(r.location(), "/admin");
+    for d in [&phone, &laptop] {
+        let r = d.get(&shop, "/account/sessions").await;
+        assert!(
+            r.location()
+                .starts_with("/session-expired?reason=revoked_by_admin"),
+            "{}",
+            r.location()
+        );
+    }
+    let r = admin.get(&shop, "/admin").await;
+    assert_eq!(rows(&r.body, "alice"), 0);
+    assert!(r.body.contains("data-now=\"1\""), "{}", r.body);
+    // Only demo users, and never an unknown name.
+    let r = admin
+        .post_with_token(&shop, "/admin/users/end", &[("user", "mallory")])
+        .await;
+    r.error_page(400, "invalid-request");
+    // alice may not use the console.
+    let r = phone.get(&shop, "/admin").await;
+    assert_ne!(r.status, 200);
 }

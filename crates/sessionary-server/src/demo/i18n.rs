@@ -300,6 +300,35 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("admin.sessions", "Live sessions", "Sessions actives"),
     ("admin.user", "User", "Utilisateur"),
     ("admin.revoke", "Revoke", "Révoquer"),
+    ("admin.role", "Role", "Rôle"),
+    (
+        "admin.min_age",
+        "Older than (min)",
+        "Plus ancienne que (min)",
+    ),
+    ("admin.filter", "Filter", "Filtrer"),
+    (
+        "admin.chart",
+        "Signed-in sessions, last 24 hours",
+        "Sessions connectées, dernières 24 heures",
+    ),
+    (
+        "admin.end_user",
+        "End a user's sessions",
+        "Terminer les sessions d'un utilisateur",
+    ),
+    (
+        "admin.end_all_of",
+        "End all sessions of",
+        "Terminer toutes les sessions de",
+    ),
+    (
+        "admin.policy_title",
+        "Policy in force",
+        "Politique en vigueur",
+    ),
+    ("admin.trail", "Audit trail of", "Journal d'audit de"),
+    ("admin.back", "Back to the console", "Retour à la console"),
     (
         "error.title",
         "Something went wrong",

@@ -41,6 +41,7 @@
 //! ```
 
 mod activity;
+mod admin;
 mod i18n;
 mod outbox;
 mod users;
@@ -64,7 +65,6 @@ use sessionary_axum::{
     Admin, Caller, ClientDevice, CurrentUser, RequireRole, Session, SessionConfig, SessionLayer,
     SessionRejection, session_routes,
 };
-use sessionary_core::policy::format_duration;
 use sessionary_core::{EndReason, NewSession, Privilege, SessionId, SessionManager};
 use sessionary_mfa::Mfa;
 use sessionary_token::AccessTokens;
@@ -229,8 +229,10 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/account/security/disable", post(security_disable))
         .route("/step-up", get(step_up_page).post(step_up))
         .route("/reauth", get(reauth_page).post(reauth))
-        .route("/admin", get(admin_page))
+        .route("/admin", get(admin::console))
         .route("/admin/sessions/end", post(admin_end))
+        .route("/admin/users/end", post(admin::end_user))
+        .route("/admin/audit", get(admin::trail))
         .route("/outbox", get(outbox::outbox_page))
         .route("/session-expired", get(expired_page))
         .route("/assets/app.js", get(script))
@@ -591,34 +593,6 @@ async fn end_all(State(demo): State<Demo>, user: CurrentUser) -> Result<Response
     // This device signs out properly: removal cookie and Clear-Site-Data.
     user.session.logout().await?;
     Ok(Redirect::to("/").into_response())
-}
-
-async fn admin_page(
-    State(demo): State<Demo>,
-    RequireRole(admin, ..): RequireRole<Admin>,
-) -> Result<Response, DemoError> {
-    // An admin with two-step verification must have used it in this session.
-    if admin.record.aal < 2 && demo.mfa.is_enrolled(&admin.user).await.map_err(mfa_err)? {
-        return Ok(Redirect::to("/step-up?return_to=/admin").into_response());
-    }
-    let ctx = demo.ctx(&admin.session, true).await?;
-    let mut rows = Vec::new();
-    for name in demo.users.names() {
-        for r in demo.manager.list(&name).await? {
-            rows.push((name.as_str().to_owned(), r));
-        }
-    }
-    let policy = demo.manager.policy_for(&admin.record);
-    let idle = format_duration(policy.idle_timeout);
-    let absolute = format_duration(policy.absolute_timeout);
-    let current = admin.record.id.to_string();
-    Ok(page(view::admin(
-        &ctx,
-        (&idle, &absolute),
-        &rows,
-        &current,
-        demo.manager.now(),
-    )))
 }
 
 async fn admin_end(

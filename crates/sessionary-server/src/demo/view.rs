@@ -30,7 +30,7 @@ pub(super) fn tr(ctx: &Ctx, key: &str) -> Markup {
     html! { span data-i18n=(key) { (ctx.t(key)) } }
 }
 
-fn csrf_field(ctx: &Ctx) -> Markup {
+pub(super) fn csrf_field(ctx: &Ctx) -> Markup {
     html! {
         @if let Some(token) = &ctx.csrf {
             input type="hidden" name="csrf_token" value=(token);
@@ -229,7 +229,7 @@ pub(super) fn when(at: Timestamp) -> String {
     format!("{} UTC", s.get(..16).unwrap_or(&s).replace('T', " "))
 }
 
-fn device_cells(record: &SessionRecord, now: Timestamp) -> Markup {
+pub(super) fn device_cells(record: &SessionRecord, now: Timestamp) -> Markup {
     let d = &record.device;
     html! {
         td.device { (d.label.as_deref().unwrap_or("?")) }
@@ -291,55 +291,6 @@ pub(super) fn sessions(
         }
     };
     layout(ctx, "sessions.title", &main)
-}
-
-/// The admin area: its stricter policy and every demo user's live sessions.
-pub(super) fn admin(
-    ctx: &Ctx,
-    policy: (&str, &str),
-    rows: &[(String, std::sync::Arc<SessionRecord>)],
-    current: &str,
-    now: Timestamp,
-) -> Markup {
-    let text = ctx
-        .t("admin.policy")
-        .replace("{idle}", policy.0)
-        .replace("{absolute}", policy.1);
-    let main = html! {
-        main #admin {
-            h1 { (tr(ctx, "admin.title")) }
-            p #admin-policy { (text) }
-            h2 { (tr(ctx, "admin.sessions")) }
-            table #all-sessions {
-                thead { tr {
-                    th { (tr(ctx, "admin.user")) } th { (tr(ctx, "sessions.device")) }
-                    th { (tr(ctx, "sessions.ip")) } th { (tr(ctx, "sessions.started")) }
-                    th { (tr(ctx, "sessions.last_seen")) } th {}
-                } }
-                tbody {
-                    @for (user, r) in rows {
-                        @let id = r.id.to_string();
-                        tr.session.current[id == current] data-session-id=(id) {
-                            td { (user) }
-                            (device_cells(r, now))
-                            td {
-                                @if id == current {
-                                    strong.this-device { (tr(ctx, "sessions.this")) }
-                                } @else {
-                                    form method="post" action="/admin/sessions/end" {
-                                        (csrf_field(ctx))
-                                        input type="hidden" name="id" value=(id);
-                                        button.revoke type="submit" { (tr(ctx, "admin.revoke")) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    layout(ctx, "admin.title", &main)
 }
 
 /// An error page a person understands; `problem` is the machine-readable type.
