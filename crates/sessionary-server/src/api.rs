@@ -465,6 +465,15 @@ pub(crate) async fn verify(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
+    let started = state.metrics.as_ref().map(|_| std::time::Instant::now());
+    let answer = verify_inner(&state, req).await;
+    if let (Some(m), Some(t)) = (&state.metrics, started) {
+        m.observe_verify(t.elapsed());
+    }
+    answer
+}
+
+async fn verify_inner(state: &AppState, req: VerifyRequest) -> ApiResult<Json<SessionResponse>> {
     let m = &state.manager;
     let verified = if req.touch.unwrap_or(true) {
         m.verify(&req.token).await

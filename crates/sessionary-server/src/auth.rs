@@ -80,7 +80,7 @@ impl fmt::Debug for ApiKeys {
 }
 
 /// The bearer credential of `Authorization: Bearer <key>`, if well-formed.
-fn bearer(req: &Request) -> Option<&str> {
+pub(crate) fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
     scheme

@@ -888,6 +888,148 @@ impl AlertsWebhookConfig {
     }
 }
 
+/// How log lines are written (`[log] format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`,
+    /// `span`, `spans`), for log collectors.
+    Json,
+}
+
+/// `log`: either a filter string (`log = "info"`) or a table
+/// (`[log] filter = "info"`, `format = "json"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LogConfig {
+    /// Just the filter (`tracing` env-filter syntax); text format.
+    Filter(String),
+    /// Filter and format.
+    Table(LogTable),
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogTable {
+    /// `tracing` env-filter syntax, e.g. `info` or `info,sessionary=debug`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogTable {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The filter.
+    pub fn filter(&self) -> &str {
+        match self {
+            Self::Filter(f) => f,
+            Self::Table(t) => &t.filter,
+        }
+    }
+
+    /// The format.
+    pub fn format(&self) -> LogFormat {
+        match self {
+            Self::Filter(_) => LogFormat::Text,
+            Self::Table(t) => t.format,
+        }
+    }
+}
+
+impl From<&str> for LogConfig {
+    fn from(filter: &str) -> Self {
+        Self::Filter(filter.to_owned())
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// A separate address for `/metrics` only (e.g. `127.0.0.1:9464`); unset:
+    /// on the main listener. A non-loopback address needs `token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Bearer token a scraper sends (`Authorization: Bearer <token>`, at least
+    /// 32 characters). Unset: on the main listener an API key is required; on
+    /// a separate loopback listener nothing is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            token: None,
+        }
+    }
+}
+
+/// The validated `[metrics]` section.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// A separate listener for `/metrics`.
+    pub listen: Option<SocketAddr>,
+    /// The scraper's bearer token.
+    pub token: Option<Secret>,
+}
+
+impl MetricsConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> MetricsSettings {
+        let listen = self.listen.as_deref().and_then(|l| {
+            l.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    errs.push(ConfigError::new(
+                        "metrics.listen",
+                        format!("expected an address and port such as 127.0.0.1:9464, got {l:?}"),
+                    ));
+                })
+                .ok()
+        });
+        if let Some(t) = &self.token {
+            if t.expose().len() < MIN_API_KEY_LEN {
+                errs.push(ConfigError::new(
+                    "metrics.token",
+                    format!("must be at least {MIN_API_KEY_LEN} characters"),
+                ));
+            }
+        }
+        if let Some(addr) = listen {
+            if self.enabled && !addr.ip().is_loopback() && self.token.is_none() {
+                errs.push(ConfigError::new(
+                    "metrics.listen",
+                    "a non-loopback address would expose /metrics to anyone who reaches it; \
+                     set metrics.token too",
+                ));
+            }
+        }
+        MetricsSettings {
+            enabled: self.enabled,
+            listen,
+            token: self.token.clone(),
+        }
+    }
+}
+
 /// The merged configuration, before validation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -908,8 +1050,9 @@ pub struct Config {
     pub policy: Policy,
     /// How often expired sessions are swept (`60s`).
     pub sweep_interval: String,
-    /// Log filter (`tracing` env-filter syntax, e.g. `info` or `info,sessionary=debug`).
-    pub log: String,
+    /// Log filter (`tracing` env-filter syntax, e.g. `info` or `info,sessionary=debug`),
+    /// or a `[log]` table with `filter` and `format` (`text` or `json`).
+    pub log: LogConfig,
     /// The demo shop.
     #[serde(default)]
     pub demo: DemoConfig,
@@ -927,6 +1070,9 @@ pub struct Config {
     /// New-device alerts.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -945,6 +1091,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             trusted_proxies: Vec::new(),
             alerts: AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -1150,6 +1297,10 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Log filter.
     pub log: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSettings,
     /// Whether the demo shop is served at `/`.
     pub demo: bool,
     /// Access and refresh tokens.
@@ -1364,7 +1515,8 @@ impl Config {
                 sessionary_axum::TrustedProxies::default()
             });
         let alerts = self.alerts.validate(&self.data_dir, &mut errs);
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
+        let metrics = self.metrics.validate(&mut errs);
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(self.log.filter()) {
             errs.push(ConfigError::new(
                 "log",
                 format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
@@ -1394,7 +1546,9 @@ impl Config {
                 data_keys,
                 policy: self.policy.clone(),
                 sweep_interval,
-                log: self.log.clone(),
+                log: self.log.filter().to_owned(),
+                log_format: self.log.format(),
+                metrics,
                 demo: self.demo.enabled,
                 tokens,
                 audit_retention,
@@ -1420,6 +1574,7 @@ impl Config {
             .chain(c.data_keys.iter_mut())
             .chain(c.alerts.smtp.password.iter_mut())
             .chain(c.alerts.webhook.secret.iter_mut())
+            .chain(c.metrics.token.iter_mut())
         {
             *k = Secret::new("REDACTED");
         }
@@ -1450,6 +1605,57 @@ mod tests {
             fig = fig.merge(Serialized::default(&key, value));
         }
         fig.extract::<Config>().map_err(from_figment)
+    }
+
+    fn from_toml(text: &str) -> Result<Settings, ConfigErrors> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(from_figment)?
+            .validate()
+    }
+
+    #[test]
+    fn log_is_a_filter_or_a_table() {
+        let s = from_toml("log = \"debug\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("debug", LogFormat::Text));
+        let s = from_toml("[log]\nformat = \"json\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("info", LogFormat::Json));
+        let s = from_toml("[log]\nfilter = \"warn\"\nformat = \"text\"").unwrap();
+        assert_eq!((s.log.as_str(), s.log_format), ("warn", LogFormat::Text));
+        let err = from_toml("[log]\nformat = \"xml\"").unwrap_err();
+        assert_eq!(err.0[0].key, "log", "{err}");
+        let err = from_toml("[log]\nfilter = \"info,[\"").unwrap_err();
+        assert_eq!(err.0[0].key, "log", "{err}");
+    }
+
+    #[test]
+    fn metrics_are_not_exposed_by_default() {
+        let s = Config::default().validate().unwrap();
+        assert!(s.metrics.enabled && s.metrics.listen.is_none() && s.metrics.token.is_none());
+        // A public address needs a token.
+        let err = from_toml("[metrics]\nlisten = \"0.0.0.0:9464\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.listen", "{err}");
+        let token = "t".repeat(MIN_API_KEY_LEN);
+        let s = from_toml(&format!(
+            "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken = \"{token}\""
+        ))
+        .unwrap();
+        assert_eq!(s.metrics.listen.map(|a| a.port()), Some(9464));
+        let err = from_toml("[metrics]\ntoken = \"short\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.token", "{err}");
+        let err = from_toml("[metrics]\nlisten = \"nowhere\"").unwrap_err();
+        assert_eq!(err.0[0].key, "metrics.listen", "{err}");
+        // The token never shows in config-check.
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&format!("[metrics]\ntoken = \"{token}\"")))
+            .extract()
+            .unwrap();
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(
+            !shown.contains(&token) && shown.contains("REDACTED"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -61,9 +61,11 @@ pub mod activity_api;
 pub mod api;
 pub mod audit_api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod extract;
+pub mod metrics;
 pub mod mfa_api;
 pub mod problem;
 pub mod serve;
@@ -72,7 +74,7 @@ pub mod token_api;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -109,6 +111,23 @@ pub struct AppState {
     /// Page views, leaves and errors, recorded through `audit`
     /// (`/v1/sessions/{id}/activity`, the demo's pages).
     pub activity: Option<Arc<sessionary_core::activity::Activity>>,
+    /// The metrics ([`AppState::with_metrics`]): verify latency and store
+    /// errors are recorded here (the lifecycle counters come from the
+    /// manager's events, so `metrics` must be one of its event sinks).
+    pub metrics: Option<metrics::Metrics>,
+    /// Who may read `/metrics` on this router; `None`: not served here.
+    metrics_access: Option<MetricsAccess>,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Clone, Debug)]
+pub enum MetricsAccess {
+    /// Any API key (`Authorization: Bearer <api key>`).
+    ApiKey,
+    /// Only these scraper tokens.
+    Token(Arc<ApiKeys>),
+    /// Anyone who reaches the listener (a separate loopback listener only).
+    Open,
 }
 
 impl AppState {
@@ -123,7 +142,24 @@ impl AppState {
             outbox: None,
             audit: None,
             activity: None,
+            metrics: None,
+            metrics_access: None,
         }
+    }
+
+    /// Records verify latency and store errors in `metrics`, and serves them
+    /// at `GET /metrics` to callers allowed by `access` (`None`: not on this
+    /// router, e.g. because a separate listener serves them with
+    /// [`metrics_router`]).
+    #[must_use]
+    pub fn with_metrics(
+        mut self,
+        metrics: metrics::Metrics,
+        access: Option<MetricsAccess>,
+    ) -> Self {
+        self.metrics = Some(metrics);
+        self.metrics_access = access;
+        self
     }
 
     /// Watches sign-ins for new devices with `alerts`.
@@ -276,6 +312,11 @@ fn api(state: AppState, fallback: bool) -> Router {
         .route("/v1/openapi.json", get(api::openapi_json))
         .route("/.well-known/jwks.json", get(token_api::jwks))
         .merge(v1);
+    let router = if state.metrics.is_some() && state.metrics_access.is_some() {
+        router.route("/metrics", get(serve_metrics))
+    } else {
+        router
+    };
     let router = if fallback {
         router.fallback(not_found)
     } else {
@@ -284,8 +325,79 @@ fn api(state: AppState, fallback: bool) -> Router {
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(private_responses))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_store_errors,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Counts the store failures that [`Problem`]s marked on their responses.
+async fn count_store_errors(State(state): State<AppState>, res: Response) -> Response {
+    if let (Some(m), Some(kind)) = (
+        &state.metrics,
+        res.extensions().get::<metrics::StoreErrorKind>(),
+    ) {
+        m.store_error(*kind);
+    }
+    res
+}
+
+fn metrics_allowed(access: &MetricsAccess, keys: &ApiKeys, req: &Request) -> bool {
+    let presented = auth::bearer(req);
+    match access {
+        MetricsAccess::Open => true,
+        MetricsAccess::ApiKey => presented.is_some_and(|k| keys.verify(k)),
+        MetricsAccess::Token(t) => presented.is_some_and(|k| t.verify(k)),
+    }
+}
+
+fn metrics_response(metrics: &metrics::Metrics) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics` on the main listener.
+async fn serve_metrics(State(state): State<AppState>, req: Request) -> Response {
+    match (&state.metrics, &state.metrics_access) {
+        (Some(m), Some(access)) if metrics_allowed(access, &state.keys, &req) => {
+            metrics_response(m)
+        }
+        (Some(_), Some(_)) => Problem::unauthorized().into_response(),
+        _ => Problem::not_found("metrics are not served here").into_response(),
+    }
+}
+
+/// A router serving only `GET /metrics`, for a separate listener
+/// (`[metrics] listen`): open, or only to bearers of `token`.
+pub fn metrics_router(metrics: metrics::Metrics, token: Option<ApiKeys>) -> Router {
+    let access = token.map_or(MetricsAccess::Open, |t| MetricsAccess::Token(Arc::new(t)));
+    let keys = ApiKeys::default();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move |req: Request| {
+                let (metrics, access, keys) = (metrics.clone(), access.clone(), keys.clone());
+                async move {
+                    if metrics_allowed(&access, &keys, &req) {
+                        metrics_response(&metrics)
+                    } else {
+                        Problem::unauthorized().into_response()
+                    }
+                }
+            }),
+        )
+        .fallback(not_found)
 }
 
 /// Runs the new-device check after a sign-in that created `session`. Never

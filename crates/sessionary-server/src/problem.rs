@@ -60,6 +60,11 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub session_id: Option<sessionary_core::SessionId>,
+    /// When the store failed: its kind, put on the response as an extension
+    /// for the metrics (never sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub store_error: Option<crate::metrics::StoreErrorKind>,
 }
 
 impl Problem {
@@ -73,6 +78,7 @@ impl Problem {
             reason: None,
             current_version: None,
             session_id: None,
+            store_error: None,
         }
     }
 
@@ -168,6 +174,9 @@ impl Problem {
         if let Error::VersionConflict { current } = e {
             p.current_version = Some(*current);
         }
+        if let Error::Store(s) = e {
+            p.store_error = Some(crate::metrics::StoreErrorKind::of(s));
+        }
         p
     }
 }
@@ -198,7 +207,11 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let unauthorized = self.type_ == "/problems/unauthorized";
+        let store_error = self.store_error;
         let mut res = (status, Json(self)).into_response();
+        if let Some(kind) = store_error {
+            res.extensions_mut().insert(kind);
+        }
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

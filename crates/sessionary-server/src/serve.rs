@@ -275,7 +275,11 @@ pub const TOKEN_KEYS_FILE: &str = "token-keys";
 
 /// The access-token issuer and verifier: keys from `<data_dir>/token-keys`
 /// (generated with the configured algorithm on first start, mode 0600).
-fn access_tokens(
+///
+/// # Errors
+///
+/// [`ServeError::TokenKeys`] for unreadable, unwritable or malformed key files.
+pub fn access_tokens(
     settings: &Settings,
     clock: Arc<dyn sessionary_core::Clock>,
     revocations: Arc<sessionary_token::Revocations>,
@@ -503,6 +507,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let revocations = sessionary_token::Revocations::new(Arc::clone(&clock));
     // Security events go to the audit log in the store, written behind.
     let audit = sessionary_core::AuditLog::spawn(Arc::clone(&opened.store), Arc::clone(&clock));
+    // Lifecycle counters follow the manager's events.
+    let metrics = crate::metrics::Metrics::new();
     let store = match (settings.store_near_cache, &opened.fanout) {
         (Some(max_age), Some(fanout)) => {
             let options =
@@ -523,7 +529,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .with_keys(ring)
         .with_refresh_grace(settings.tokens.refresh_grace)
         .with_event_sink(revocations.clone())
-        .with_event_sink(audit.clone());
+        .with_event_sink(audit.clone())
+        .with_event_sink(Arc::new(metrics.clone()));
     if let Some(fanout) = &opened.fanout {
         // Nodes sharing the store hear each other's ends and data changes.
         builder = builder.with_fanout(Arc::clone(fanout));
@@ -545,10 +552,58 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         settings.audit_retention,
         settings.sweep_interval,
     );
+    let metrics_token = settings
+        .metrics
+        .token
+        .as_ref()
+        .map(|t| ApiKeys::new([t.expose()]));
+    let metrics_server = match (settings.metrics.enabled, settings.metrics.listen) {
+        (true, Some(maddr)) => {
+            let l = tokio::net::TcpListener::bind(maddr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: maddr,
+                    source,
+                })?;
+            let bound = l.local_addr().map_err(ServeError::Io)?;
+            let router = crate::metrics_router(metrics.clone(), metrics_token.clone());
+            Some((
+                bound,
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, router).await {
+                        tracing::warn!(error = %e, "the metrics listener failed");
+                    }
+                }),
+            ))
+        }
+        _ => None,
+    };
+    let metrics_access = match (
+        settings.metrics.enabled,
+        settings.metrics.listen,
+        metrics_token,
+    ) {
+        (true, None, Some(t)) => Some(crate::MetricsAccess::Token(Arc::new(t))),
+        (true, None, None) => Some(crate::MetricsAccess::ApiKey),
+        _ => None,
+    };
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
+    match &metrics_server {
+        Some((bound, _)) => say!("  metrics:  http://{bound}/metrics"),
+        None if settings.metrics.enabled => say!(
+            "  metrics:  http://{addr}/metrics  (send Authorization: Bearer <{}>)",
+            if settings.metrics.token.is_some() {
+                "metrics.token"
+            } else {
+                "API key"
+            }
+        ),
+        None => say!("  metrics:  off"),
+    }
     let mut state = AppState::new(manager.clone(), keys)
+        .with_metrics(metrics, metrics_access)
         .with_audit(Arc::clone(&audit))
         .with_tokens(Arc::clone(&tokens))
         .with_token_key_file(
@@ -601,6 +656,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     };
     sweeper.abort();
     audit_sweeper.abort();
+    if let Some((_, task)) = metrics_server {
+        task.abort();
+    }
     // The audit entries of the last requests, before the store closes.
     audit.flush().await;
     // Writes the touches still held in memory (write-behind) before exiting.

@@ -61,7 +61,7 @@ fn tokens_are_never_logged() {
         .with_ansi(false)
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
-    let (t1, t2, id) = tokio::runtime::Builder::new_current_thread()
+    let (t1, t2, id, t3, demo_id) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
@@ -108,7 +108,36 @@ fn tokens_are_never_logged() {
                 Some(json!({"token": t2})),
             )
             .await;
-            (t1, t2, id)
+            // The demo's pages (behind its own SessionLayer): the request
+            // span carries the session id too.
+            let demo_manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+                .build()
+                .unwrap();
+            let issued = demo_manager
+                .create(sessionary_core::NewSession::user(
+                    sessionary_core::UserId::new("alice").unwrap(),
+                ))
+                .await
+                .unwrap();
+            let demo = sessionary_server::app_with_demo(
+                AppState::new(demo_manager, ApiKeys::new([KEY])),
+                sessionary_server::demo::DemoOptions::new(
+                    sessionary_server::demo::DemoUsers::from_passwords("pw-alice", "pw-admin")
+                        .unwrap(),
+                ),
+            );
+            let t3 = issued.token.encode();
+            let res = demo
+                .oneshot(
+                    Request::get("/")
+                        .header(header::COOKIE, format!("session={t3}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            (t1, t2, id, t3, issued.session.id.to_string())
         });
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -117,5 +146,11 @@ fn tokens_are_never_logged() {
     );
     assert!(!logs.contains(&t1), "token logged:\n{logs}");
     assert!(!logs.contains(&t2), "token logged:\n{logs}");
+    assert!(!logs.contains(&t3), "token logged:\n{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("route=\"/\"") && l.contains(&format!("sid={demo_id}"))),
+        "the demo's request span should carry the session id:\n{logs}"
+    );
     assert!(!logs.contains(KEY), "API key logged");
 }

@@ -71,7 +71,9 @@ use sessionary_mfa::Mfa;
 use sessionary_token::AccessTokens;
 
 pub use i18n::Lang;
-pub use users::{ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME};
+pub use users::{
+    ADMIN_NAME, DEMO_USERS_FILE, DemoUsers, DemoUsersError, NewAccount, USER_NAME, new_password,
+};
 use view::Ctx;
 
 use crate::extract::ApiJson;
@@ -242,6 +244,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .merge(session_routes())
         .fallback(not_found)
         .layer(CsrfLayer::new(csrf))
+        .layer(middleware::from_fn(record_sid))
         .layer(middleware::from_fn_with_state(demo.clone(), error_pages))
         .layer(middleware::from_fn_with_state(
             demo.clone(),
@@ -1181,4 +1184,20 @@ async fn security_headers(mut res: Response) -> Response {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+/// Puts the verified session's public id on the request span (`sid`), as the
+/// API's handlers do; never the token or its hash.
+async fn record_sid(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if let Some(rec) = req
+        .extensions()
+        .get::<sessionary_axum::Session>()
+        .and_then(sessionary_axum::Session::record)
+    {
+        tracing::Span::current().record("sid", tracing::field::display(rec.id));
+    }
+    next.run(req).await
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -35,7 +35,12 @@ pub struct DemoUsers {
     dummy: String,
     /// The file the accounts are kept in, if any (password changes rewrite it).
     path: Option<PathBuf>,
+    /// The file's modification time and length when last read or written.
+    stamp: Mutex<Option<FileStamp>>,
 }
+
+/// A file's modification time and length.
+type FileStamp = (Option<std::time::SystemTime>, u64);
 
 impl Clone for DemoUsers {
     /// An independent copy: a password changed on one is not changed on the other.
@@ -49,6 +54,12 @@ impl Clone for DemoUsers {
             ),
             dummy: self.dummy.clone(),
             path: self.path.clone(),
+            stamp: Mutex::new(
+                *self
+                    .stamp
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
         }
     }
 }
@@ -128,7 +139,11 @@ fn hash(password: &str) -> Result<String, DemoUsersError> {
 
 /// A password of 3 groups of 4 characters from an alphabet without look-alikes
 /// (about 60 bits).
-fn new_password() -> Result<String, DemoUsersError> {
+///
+/// # Errors
+///
+/// [`DemoUsersError::Random`].
+pub fn new_password() -> Result<String, DemoUsersError> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut bytes = [0u8; 12];
     sessionary_core::token::fill_random(&mut bytes).map_err(|_| DemoUsersError::Random)?;
@@ -171,6 +186,7 @@ impl DemoUsers {
             accounts: RwLock::new(accounts),
             dummy: hash("not a password")?,
             path: None,
+            stamp: Mutex::new(None),
         })
     }
 
@@ -186,6 +202,7 @@ impl DemoUsers {
             Ok(text) => {
                 let mut users = Self::parse(&path, &text)?;
                 users.path = Some(path);
+                users.mark_loaded();
                 Ok((users, Vec::new()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -218,6 +235,7 @@ impl DemoUsers {
                     .collect();
                 let mut users = Self::from_accounts(&refs)?;
                 users.path = Some(path);
+                users.mark_loaded();
                 Ok((users, fresh))
             }
             Err(source) => Err(DemoUsersError::File {
@@ -228,7 +246,7 @@ impl DemoUsers {
         }
     }
 
-    fn parse(path: &Path, text: &str) -> Result<Self, DemoUsersError> {
+    fn parse_accounts(path: &Path, text: &str) -> Result<Vec<Account>, DemoUsersError> {
         let malformed = |message: String| DemoUsersError::Malformed {
             path: path.to_owned(),
             message,
@@ -248,18 +266,86 @@ impl DemoUsers {
             if UserId::new(name).is_err() || PasswordHash::new(h).is_err() {
                 return Err(malformed(format!("line {} is not a valid account", i + 1)));
             }
-            rows.push((name, role, h));
+            rows.push(Account {
+                name: UserId::new(name)
+                    .map_err(|_| malformed(format!("line {} is not a valid account", i + 1)))?,
+                role: role.to_owned(),
+                hash: h.to_owned(),
+            });
         }
         if rows.is_empty() {
             return Err(malformed("no accounts".into()));
         }
-        Self::from_accounts(&rows)
+        Ok(rows)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, DemoUsersError> {
+        let accounts = Self::parse_accounts(path, text)?;
+        let mut users = Self::from_accounts(&[])?;
+        users.accounts = RwLock::new(accounts);
+        Ok(users)
+    }
+
+    /// The file's modification time and length now, if it can be read.
+    fn stamp_now(&self) -> Option<FileStamp> {
+        let md = fs::metadata(self.path.as_ref()?).ok()?;
+        Some((md.modified().ok(), md.len()))
+    }
+
+    /// Notes the file as it is now as what the accounts in memory hold.
+    fn mark_loaded(&self) {
+        *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.stamp_now();
+    }
+
+    /// Re-reads the file if it changed since it was loaded (another process,
+    /// such as `sessionary users`, rewrote it), so a running server follows
+    /// added, removed and re-passworded accounts. A file that is gone or
+    /// malformed leaves the accounts as they were (with a warning).
+    fn refresh(&self) {
+        let Some(path) = &self.path else { return };
+        let now = self.stamp_now();
+        // Never held together with `accounts` (writers take that first).
+        let seen = *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.is_none() || seen == now {
+            return;
+        }
+        let read = fs::read_to_string(path)
+            .map_err(|source| DemoUsersError::File {
+                what: "cannot read",
+                path: path.clone(),
+                source,
+            })
+            .and_then(|text| Self::parse_accounts(path, &text));
+        match read {
+            Ok(accounts) => {
+                *self
+                    .accounts
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = accounts;
+                tracing::info!(file = %path.display(), "demo accounts reloaded");
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "demo accounts file changed but cannot be used; keeping the accounts loaded before"
+            ),
+        }
+        *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 
     /// The account's name and role if `password` is right. Slow on purpose
     /// (Argon2id): call it off the async threads ([`tokio::task::spawn_blocking`]).
     /// An unknown name costs as much as a wrong password.
     pub fn check(&self, name: &str, password: &str) -> Option<(UserId, String)> {
+        self.refresh();
         // Copied out so the lock is not held through Argon2.
         let account = self
             .accounts
@@ -288,17 +374,7 @@ impl DemoUsers {
     /// [`DemoUsersError::Refused`] for a password out of bounds or an unknown
     /// account; file errors.
     pub fn set_password(&self, name: &UserId, password: &str) -> Result<(), DemoUsersError> {
-        let chars = password.chars().count();
-        if chars < MIN_PASSWORD_CHARS {
-            return Err(DemoUsersError::Refused(
-                "the password needs at least 8 characters",
-            ));
-        }
-        if chars > MAX_PASSWORD_CHARS {
-            return Err(DemoUsersError::Refused(
-                "the password is longer than 256 characters",
-            ));
-        }
+        check_password(password)?;
         let new_hash = hash(password)?;
         let mut accounts = self
             .accounts
@@ -309,12 +385,20 @@ impl DemoUsers {
         };
         let mut updated = accounts.clone();
         updated[i].hash = new_hash;
+        self.save(&updated)?;
+        *accounts = updated;
+        Ok(())
+    }
+
+    /// Rewrites the accounts file, if there is one, atomically (a new file
+    /// renamed over the old).
+    fn save(&self, accounts: &[Account]) -> Result<(), DemoUsersError> {
         if let Some(path) = &self.path {
             let mut text = String::from(
                 "# Sessionary demo accounts: name role argon2id-hash. Delete this file \
                  for new passwords.\n",
             );
-            for a in &updated {
+            for a in accounts {
                 text.push_str(&format!("{} {} {}\n", a.name, a.role, a.hash));
             }
             let tmp = path.with_extension("new");
@@ -325,13 +409,121 @@ impl DemoUsers {
                 path: path.clone(),
                 source,
             })?;
+            // What is written is what memory will hold: no reload for it.
+            self.mark_loaded();
         }
+        Ok(())
+    }
+
+    /// The accounts kept in `path` (which must exist).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable or malformed files.
+    pub fn load(path: &Path) -> Result<Self, DemoUsersError> {
+        let text = fs::read_to_string(path).map_err(|source| DemoUsersError::File {
+            what: "cannot read",
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut users = Self::parse(path, &text)?;
+        users.path = Some(path.to_owned());
+        users.mark_loaded();
+        Ok(users)
+    }
+
+    /// No accounts yet, to be kept in `path` by [`DemoUsers::add`].
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Random`].
+    pub fn empty_at(path: &Path) -> Result<Self, DemoUsersError> {
+        let mut users = Self::from_accounts(&[])?;
+        users.path = Some(path.to_owned());
+        Ok(users)
+    }
+
+    /// Adds an account (a user name, a role of letters, digits, `_` or `-`,
+    /// a password of 8 to 256 characters) and rewrites the file. Slow on
+    /// purpose (Argon2id).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Refused`] for a taken name, a bad role or password;
+    /// file errors.
+    pub fn add(&self, name: &UserId, role: &str, password: &str) -> Result<(), DemoUsersError> {
+        if role.is_empty()
+            || role.len() > 64
+            || !role
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(DemoUsersError::Refused(
+                "the role must be 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        check_password(password)?;
+        let new_hash = hash(password)?;
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if accounts.iter().any(|a| &a.name == name) {
+            return Err(DemoUsersError::Refused("an account with this name exists"));
+        }
+        let mut updated = accounts.clone();
+        updated.push(Account {
+            name: name.clone(),
+            role: role.to_owned(),
+            hash: new_hash,
+        });
+        self.save(&updated)?;
         *accounts = updated;
         Ok(())
     }
 
+    /// Removes an account and rewrites the file; the last one cannot go (the
+    /// file would no longer load).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoUsersError::Refused`] for an unknown or the last account; file errors.
+    pub fn remove(&self, name: &UserId) -> Result<(), DemoUsersError> {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !accounts.iter().any(|a| &a.name == name) {
+            return Err(DemoUsersError::Refused("no such account"));
+        }
+        if accounts.len() == 1 {
+            return Err(DemoUsersError::Refused(
+                "the last account cannot be removed; delete the file instead",
+            ));
+        }
+        let updated: Vec<Account> = accounts
+            .iter()
+            .filter(|a| &a.name != name)
+            .cloned()
+            .collect();
+        self.save(&updated)?;
+        *accounts = updated;
+        Ok(())
+    }
+
+    /// Every account's name and role.
+    pub fn accounts(&self) -> Vec<(UserId, String)> {
+        self.accounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|a| (a.name.clone(), a.role.clone()))
+            .collect()
+    }
+
     /// The account names, for the admin page.
     pub fn names(&self) -> Vec<UserId> {
+        self.refresh();
         self.accounts
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -339,6 +531,21 @@ impl DemoUsers {
             .map(|a| a.name.clone())
             .collect()
     }
+}
+
+fn check_password(password: &str) -> Result<(), DemoUsersError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(DemoUsersError::Refused(
+            "the password needs at least 8 characters",
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(DemoUsersError::Refused(
+            "the password is longer than 256 characters",
+        ));
+    }
+    Ok(())
 }
 
 fn write_new(path: &Path, text: &str) -> Result<(), DemoUsersError> {
@@ -354,6 +561,45 @@ fn write_new(path: &Path, text: &str) -> Result<(), DemoUsersError> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(err("cannot write"))
+}
+
+#[cfg(test)]
+mod reload_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_running_server_follows_changes_made_by_another_process() {
+        let dir = std::env::temp_dir().join(format!(
+            "sessionary-demo-reload-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let (served, fresh) = DemoUsers::load_or_create(&dir).unwrap();
+        let alice = UserId::new(USER_NAME).unwrap();
+        let old = &fresh[0].password;
+        assert!(served.check(USER_NAME, old).is_some());
+        // Another process (the CLI) changes the password and adds an account.
+        let other = DemoUsers::load(&dir.join(DEMO_USERS_FILE)).unwrap();
+        other.set_password(&alice, "a brand new password").unwrap();
+        other
+            .add(&UserId::new("carol").unwrap(), "user", "carol's password")
+            .unwrap();
+        assert!(
+            served.check(USER_NAME, old).is_none(),
+            "old password still accepted"
+        );
+        assert!(served.check(USER_NAME, "a brand new password").is_some());
+        assert!(served.check("carol", "carol's password").is_some());
+        other.remove(&alice).unwrap();
+        assert!(served.check(USER_NAME, "a brand new password").is_none());
+        // A broken file keeps what was loaded.
+        fs::write(dir.join(DEMO_USERS_FILE), "garbage\n").unwrap();
+        assert!(served.check("carol", "carol's password").is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[cfg(test)]
