@@ -388,16 +388,17 @@ async fn a_byte_budget_refuses_whole_responses_and_cuts_streams() {
 async fn the_429_says_which_limit_and_when_it_resets() {
     let h = Harness::new(memory(), policy());
     let mut events = h.manager.subscribe();
+    // Signed in at 10:45 UTC (on the mock clock's first day, 2026-01-01):
+    // the hourly window resets at 11:00.
+    let day = 1_767_225_600_000i64;
+    h.clock.set(Timestamp(day + 10 * 3_600_000 + 45 * 60_000));
     let (token, id) = h.sign_in().await;
-    // 10:30 UTC on some day: the hourly window resets at 11:00.
-    let day = 20_000 * 86_400_000i64;
-    h.clock.set(Timestamp(day + 10 * 3_600_000 + 30 * 60_000));
     for _ in 0..2 {
         assert_eq!(h.get("/export", Some(&token)).await.0, StatusCode::OK);
     }
     let (status, headers, body) = h.get("/export", Some(&token)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(headers[header::RETRY_AFTER], "1800");
+    assert_eq!(headers[header::RETRY_AFTER], "900");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     let doc: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["type"], "/problems/quota-exceeded");
@@ -421,9 +422,10 @@ async fn the_429_says_which_limit_and_when_it_resets() {
         }
     };
     assert_eq!(refused, ("exports".to_owned(), Some(id)));
-    // At 11:00 the window starts again.
+    // At 11:00 the window starts again (the session is still live: 15 min idle).
     h.clock.set(Timestamp(day + 11 * 3_600_000));
     assert_eq!(h.get("/export", Some(&token)).await.0, StatusCode::OK);
+    assert_eq!(h.counter(&id, "quota:exports@1767265200").await, 1, "the 11:00 window");
 
     // A per-session limit resets with the session: no Retry-After, the
     // session's absolute expiry as the latest reset.
