@@ -45,7 +45,10 @@ pub fn default_policy() -> Policy {
     let mut p = Policy::default();
     let five = sessionary_core::QuotaLimit::per_session(5);
     p.default.quotas.units.insert("downloads".to_owned(), five);
-    p.anonymous.quotas.units.insert("downloads".to_owned(), five);
+    p.anonymous
+        .quotas
+        .units
+        .insert("downloads".to_owned(), five);
     p
 }
 
@@ -1771,10 +1774,29 @@ mod tests {
         assert_eq!(err.0[0].key, "policy.default.quotas.upload_max", "{err}");
         assert!(err.0[0].message.contains("\"10MB\""), "{err}");
         let err = bad("[policy.default.quotas.units]\nd = { limit = 1, per = \"weekly\" }");
-        assert!(err.0[0].key.starts_with("policy.default.quotas.units.d"), "{err}");
+        assert!(
+            err.0[0].key.starts_with("policy.default.quotas.units.d"),
+            "{err}"
+        );
         assert!(err.0[0].message.contains("\"session\""), "{err}");
         let err = bad("[policy.default.quotas]\nbytes_out = { limit = 1, every = \"1h\" }");
         assert!(err.0[0].key.contains("bytes_out"), "{err}");
+
+        // From the environment, one field at a time; the defaults stay.
+        let c = env(&[
+            (
+                "SESSIONARY_POLICY__ROLES__USER__QUOTAS__UNITS__EXPORTS__LIMIT",
+                "3",
+            ),
+            ("SESSIONARY_POLICY__DEFAULT__QUOTAS__UPLOAD_MAX", "2MiB"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.policy.roles["user"].quotas.units["exports"],
+            QuotaLimit::per_session(3)
+        );
+        assert_eq!(c.policy.default.quotas.upload_max, Some(2 << 20));
+        assert_eq!(c.policy.default.quotas.units["downloads"].limit, 5);
 
         // Values that parse but break a rule name the field.
         let mut c = Config::default();
@@ -1784,7 +1806,10 @@ mod tests {
             .units
             .insert("downloads".into(), QuotaLimit::per_session(0));
         let errs = c.validate().unwrap_err();
-        assert_eq!(errs.0[0].key, "policy.anonymous.quotas.units.downloads.limit");
+        assert_eq!(
+            errs.0[0].key,
+            "policy.anonymous.quotas.units.downloads.limit"
+        );
         assert!(errs.0[0].message.contains("greater than zero"), "{errs}");
         let mut c = Config::default();
         c.policy.default.quotas.bytes_in = Some(QuotaLimit::every(1, Duration::from_secs(1)));

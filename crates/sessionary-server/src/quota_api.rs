@@ -143,7 +143,10 @@ pub(crate) async fn charge_quota(
         return Err(Problem::invalid_request("`amount` must be at least 1"));
     }
     let m = &state.manager;
-    let rec = m.session(&id).await.map_err(|e| Problem::from_id_error(&e))?;
+    let rec = m
+        .session(&id)
+        .await
+        .map_err(|e| Problem::from_id_error(&e))?;
     match m.charge(&rec, kind, req.amount).await {
         Ok(Charge::Granted(u)) => Ok(Json(QuotaView::from(&u)).into_response()),
         Ok(Charge::Refused(u)) => Ok(exceeded(&u, &id, m.now())),

@@ -1327,14 +1327,21 @@ async fn quotas_are_charged_atomically_and_say_when_they_reset() {
     // An empty body charges 1.
     let r = h.call(Method::POST, &uri, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!((r.body["used"].as_u64(), r.body["remaining"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (r.body["used"].as_u64(), r.body["remaining"].as_u64()),
+        (Some(1), Some(1))
+    );
     // 2 more would pass the limit: refused, nothing charged.
     let r = h.call(Method::POST, &uri, Some(json!({"amount": 2}))).await;
     r.problem(429, "quota-exceeded");
     assert_eq!(r.body["quota"], "downloads");
     assert_eq!(r.body["used"], 1);
     assert_eq!(r.body["session_id"], id.as_str());
-    assert_eq!(r.header(header::RETRY_AFTER), "", "per session: no Retry-After");
+    assert_eq!(
+        r.header(header::RETRY_AFTER),
+        "",
+        "per session: no Retry-After"
+    );
     let r = h.call(Method::POST, &uri, Some(json!({"amount": 1}))).await;
     assert_eq!(r.body["remaining"], 0, "{}", r.body);
 
@@ -1354,25 +1361,47 @@ async fn quotas_are_charged_atomically_and_say_when_they_reset() {
 
     // Byte quotas without a limit are only counted.
     let uri = format!("/v1/sessions/{id}/quotas/bytes_out");
-    let r = h.call(Method::POST, &uri, Some(json!({"amount": 5000}))).await;
+    let r = h
+        .call(Method::POST, &uri, Some(json!({"amount": 5000})))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["used"], 5000);
     assert!(r.body.get("limit").is_none(), "{}", r.body);
 
     // Bad input: a clear 400, nothing charged.
     let bad = format!("/v1/sessions/{id}/quotas/Not%20A%20Name");
-    h.call(Method::POST, &bad, None).await.problem(400, "invalid-request");
-    h.call(Method::POST, &format!("/v1/sessions/{id}/quotas/downloads"), Some(json!({"amount": 0})))
+    h.call(Method::POST, &bad, None)
         .await
         .problem(400, "invalid-request");
-    h.call(Method::POST, "/v1/sessions/not-an-id/quotas/downloads", None)
-        .await
-        .problem(400, "invalid-request");
-    let r = h.call(Method::GET, &format!("/v1/sessions/{id}/quotas/downloads"), None).await;
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{id}/quotas/downloads"),
+        Some(json!({"amount": 0})),
+    )
+    .await
+    .problem(400, "invalid-request");
+    h.call(
+        Method::POST,
+        "/v1/sessions/not-an-id/quotas/downloads",
+        None,
+    )
+    .await
+    .problem(400, "invalid-request");
+    let r = h
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{id}/quotas/downloads"),
+            None,
+        )
+        .await;
     assert_eq!(r.body["used"], 2, "{}", r.body);
     // An unknown session: 404, nothing created.
     let ghost = "AAAAAAAAAAAAAAAAAAAAAA";
-    h.call(Method::POST, &format!("/v1/sessions/{ghost}/quotas/downloads"), None)
-        .await
-        .problem(404, "not-found");
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{ghost}/quotas/downloads"),
+        None,
+    )
+    .await
+    .problem(404, "not-found");
 }

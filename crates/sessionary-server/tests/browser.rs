@@ -925,8 +925,10 @@ async fn downloads_stop_at_five_per_session_with_the_quota_page() {
     a.wait_js("location.pathname === '/downloads'").await;
     assert_eq!(a.text("#left-count").await, "5");
     let files: Vec<String> = serde_json::from_value(
-        a.js("return [...document.querySelectorAll('#files a.download')].map(e => e.dataset.file);")
-            .await,
+        a.js(
+            "return [...document.querySelectorAll('#files a.download')].map(e => e.dataset.file);",
+        )
+        .await,
     )
     .unwrap();
     assert_eq!(files.len(), 6, "{files:?}");

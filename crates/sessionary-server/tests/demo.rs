@@ -1367,28 +1367,51 @@ async fn downloads_are_limited_to_five_per_session_and_the_page_says_what_is_lef
     assert_eq!(page.status, 200);
     assert_eq!(downloads_left(&page), 5);
     assert!(page.body.contains("href=\"/downloads/green-tea.txt\""));
-    assert!(d.cookie().is_none(), "looking at the page creates no session");
+    assert!(
+        d.cookie().is_none(),
+        "looking at the page creates no session"
+    );
 
     // An unknown file is a 404 and costs nothing.
-    d.get(&shop, "/downloads/nope.txt").await.error_page(404, "not-found");
+    d.get(&shop, "/downloads/nope.txt")
+        .await
+        .error_page(404, "not-found");
 
-    let files = ["green-tea.txt", "black-tea.txt", "coffee.txt", "mug-care.txt", "price-list.txt"];
+    let files = [
+        "green-tea.txt",
+        "black-tea.txt",
+        "coffee.txt",
+        "mug-care.txt",
+        "price-list.txt",
+    ];
     for (i, f) in files.iter().enumerate() {
         let r = d.get(&shop, &format!("/downloads/{f}")).await;
         assert_eq!(r.status, 200, "{f}: {}", r.body);
-        assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+        assert!(
+            r.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
         assert!(!r.body.is_empty());
         let left = downloads_left(&d.get(&shop, "/downloads").await);
         assert_eq!(left, 4 - i as u64, "after {} downloads", i + 1);
     }
-    assert!(d.cookie().is_some(), "the first download created an anonymous session");
+    assert!(
+        d.cookie().is_some(),
+        "the first download created an anonymous session"
+    );
 
     // The sixth: the quota page, which says which limit and when it resets.
     let r = d.get(&shop, "/downloads/opening-hours.txt").await;
     r.error_page(429, "quota-exceeded");
     assert!(r.body.contains("data-quota=\"downloads\""), "{}", r.body);
     assert!(r.body.contains("id=\"quota-limit\""), "{}", r.body);
-    assert!(r.body.contains("starts again with a new session"), "{}", r.body);
+    assert!(
+        r.body.contains("starts again with a new session"),
+        "{}",
+        r.body
+    );
     assert_eq!(downloads_left(&d.get(&shop, "/downloads").await), 0);
 
     // An API client of the same session gets the problem document.

@@ -87,10 +87,7 @@ async fn file(name: &'static str, body: &'static str) -> Response {
 
 /// `GET /downloads`: the files and what is left (read from the session's
 /// counters; creates nothing).
-async fn downloads_page(
-    State(demo): State<Demo>,
-    session: Session,
-) -> Result<Response, DemoError> {
+async fn downloads_page(State(demo): State<Demo>, session: Session) -> Result<Response, DemoError> {
     let ctx = demo.ctx(&session, false).await?;
     let m = &demo.manager;
     let kind = QuotaKind::Unit(UNIT);
@@ -141,7 +138,7 @@ fn render(ctx: &Ctx, usage: &Usage) -> Markup {
 pub(super) fn quota_page(ctx: &Ctx, usage: &Usage) -> Markup {
     let main = html! {
         main #error data-status="429" data-problem="quota-exceeded" {
-            h1 { (tr(ctx, "error.title")) }
+            h1 { (tr(ctx, "error.quota_title")) }
             p.message data-quota=(usage.quota) {
                 @if usage.quota == UNIT {
                     (tr(ctx, "error.quota_downloads"))
@@ -168,5 +165,5 @@ pub(super) fn quota_page(ctx: &Ctx, usage: &Usage) -> Markup {
             p { a href="/downloads" { (tr(ctx, "downloads.back")) } }
         }
     };
-    layout(ctx, "error.title", &main)
+    layout(ctx, "error.quota_title", &main)
 }
