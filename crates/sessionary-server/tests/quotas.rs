@@ -495,3 +495,46 @@ async fn requests_without_a_session_are_charged_only_under_an_anonymous_limit() 
         "the refused download never ran"
     );
 }
+
+/// Over real HTTP/1.1: a stream cut by the byte budget never reaches the
+/// client as a complete response: the connection is closed without the final
+/// chunk (after the status line and some frames, or, when the server had not
+/// flushed anything yet, before the status line), and the client never gets
+/// more than the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_the_budget_is_an_incomplete_body_for_the_client() {
+    let mut p = policy();
+    p.default.quotas.bytes_out = Some(QuotaLimit::per_session(250));
+    let h = Harness::new(memory(), p);
+    let (token, id) = h.sign_in().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = h.app.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let sent = reqwest::Client::new()
+        .get(format!("http://{addr}/stream/5"))
+        .header(header::COOKIE, format!("{COOKIE}={token}"))
+        .send()
+        .await;
+    let mut got = 0;
+    let end = match sent {
+        Err(e) => Err(e),
+        Ok(mut res) => {
+            assert_eq!(res.status(), 200);
+            loop {
+                match res.chunk().await {
+                    Ok(Some(c)) => got += c.len(),
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    assert!(
+        end.is_err(),
+        "the response must not look complete ({got} bytes)"
+    );
+    assert!(got <= 250, "never more than the budget: {got}");
+    assert_eq!(h.counter(&id, "quota:bytes_out").await, 200);
+    server.abort();
+}
