@@ -41,7 +41,10 @@
 //!   are charged frame by frame, each frame before it is passed on; when a
 //!   frame would pass the budget the stream ends with [`QuotaBodyError`] (the
 //!   client sees a cut connection, never more than the budget). What was passed
-//!   on is charged exactly: the count equals the bytes of the body.
+//!   on is charged exactly: the count equals the bytes of the body. Responses
+//!   to `HEAD` are not charged. After the handler, only a refusal by the limit
+//!   changes the response: if the session ended meanwhile (sign-out) or the
+//!   store fails, the bytes pass uncounted (with a warning in the log).
 //!
 //! # Sessions
 //!
@@ -283,13 +286,15 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
+        // A response to HEAD has no body on the wire, whatever its size hint says.
+        let head = req.method() == http::Method::HEAD;
         Box::pin(async move {
             match before(&layer, req).await {
                 Ok((req, session)) => {
                     let mut inner = inner;
                     let res = inner.call(req).await?;
                     Ok(match session {
-                        Some(s) if layer.bytes => after(&s, res).await,
+                        Some(s) if layer.bytes && !head => after(&s, res).await,
                         _ => res,
                     })
                 }
@@ -374,6 +379,10 @@ async fn before(
         }
     }
     let record = charged_session(&session, QuotaKind::BytesIn).await?;
+    if record.is_none() {
+        // So the response can be charged to the session the count needs.
+        charged_session(&session, QuotaKind::BytesOut).await?;
+    }
     match (length, record) {
         (Some(0), _) => {}
         (Some(len), Some(record)) => {
@@ -397,16 +406,14 @@ async fn before(
 }
 
 /// Charges a response of known size in one step, or meters it as it streams.
+///
+/// The handler has done its work by now, so only a refusal by the limit
+/// replaces its response; a session that ended meanwhile (sign-out) is not
+/// charged, and a store failure is logged and the response passes uncounted.
 async fn after(session: &Session, res: Response) -> Response {
-    // The session now: the handler may have created or replaced it.
-    let record = match session.record() {
-        Some(r) => Some(r),
-        None => match charged_session(session, QuotaKind::BytesOut).await {
-            Ok(r) => r,
-            Err(rejection) => return rejection.into_response(),
-        },
-    };
-    let Some(record) = record else {
+    // The session now: the handler may have created, replaced or ended it.
+    // None is created here (before() did, if the anonymous policy wants one).
+    let Some(record) = session.record() else {
         return res;
     };
     let manager = session.manager().clone();
@@ -414,10 +421,19 @@ async fn after(session: &Session, res: Response) -> Response {
         Some(0) => res,
         Some(len) => match charge(&manager, &record, QuotaKind::BytesOut, len).await {
             Ok(_) => res,
-            Err(rejection) => rejection.into_response(),
+            Err(rejection @ QuotaRejection::Exceeded { .. }) => rejection.into_response(),
+            Err(other) => {
+                uncounted(&other);
+                res
+            }
         },
         None => res.map(|b| Body::new(Metered::new(b, manager, Some(record), QuotaKind::BytesOut))),
     }
+}
+
+/// A charge after the handler that could not be made (not a refusal).
+fn uncounted(why: &dyn fmt::Display) {
+    tracing::warn!(error = %why, "quota: bytes not counted (the session ended or the store failed)");
 }
 
 /// A body failed because its session's byte budget ran out mid-stream
@@ -495,7 +511,13 @@ where
                 return Poll::Ready(Some(match out {
                     Ok(Charge::Granted(_)) => Ok(frame),
                     Ok(Charge::Refused(usage)) => Err(Box::new(QuotaBodyError { usage })),
-                    Err(e) => Err(Box::new(e)),
+                    Err(e) => {
+                        // The session ended mid-body or the store failed: the
+                        // rest passes uncounted (see `after`).
+                        uncounted(&e);
+                        *this.record = None;
+                        Ok(frame)
+                    }
                 }));
             }
             let frame = match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {

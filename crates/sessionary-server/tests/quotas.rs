@@ -104,6 +104,14 @@ impl Harness {
                 .layer(QuotaLayer::new().with_bytes()),
             )
             .route(
+                "/bye",
+                post(|session: sessionary_axum::Session| async move {
+                    session.logout().await.unwrap();
+                    "bye"
+                })
+                .layer(QuotaLayer::new().with_bytes()),
+            )
+            .route(
                 "/upload",
                 post(|body: Bytes| async move { format!("got {}", body.len()) })
                     .layer(QuotaLayer::new().with_bytes()),
@@ -537,4 +545,35 @@ async fn a_stream_cut_by_the_budget_is_an_incomplete_body_for_the_client() {
     assert!(got <= 250, "never more than the budget: {got}");
     assert_eq!(h.counter(&id, "quota:bytes_out").await, 200);
     server.abort();
+}
+
+/// Signing out in a metered handler is no error: the ended session is not
+/// charged, no session is created for the response, and the answer passes.
+#[tokio::test]
+async fn a_handler_that_ends_the_session_still_answers() {
+    let mut p = policy();
+    p.anonymous.quotas.bytes_out = Some(QuotaLimit::per_session(1000));
+    let h = Harness::new(memory(), p);
+    let (token, _) = h.sign_in().await;
+    let req = Request::post("/bye")
+        .header(header::COOKIE, format!("{COOKIE}={token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(&body[..], b"bye");
+    let cookies: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+    assert_eq!(cookies.len(), 1, "only the removal cookie: {cookies:?}");
+    assert!(
+        cookies[0].to_str().unwrap().contains("Max-Age=0"),
+        "{cookies:?}"
+    );
+    // HEAD is not charged for bytes it does not send.
+    let (token, id) = h.sign_in().await;
+    let req = Request::head("/files/a")
+        .header(header::COOKIE, format!("{COOKIE}={token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::OK);
+    assert_eq!(h.counter(&id, "quota:bytes_out").await, 0);
 }
