@@ -52,6 +52,7 @@
 //! | [`extract`] | [`Session`], [`CurrentUser`], [`RequireRole`], [`RequireAal`] |
 //! | [`rejection`] | [`SessionRejection`] |
 //! | [`csrf`] | [`csrf::CsrfLayer`]: session-bound CSRF tokens and origin checks |
+//! | [`quota`] | [`QuotaLayer`]: units per route, bytes in and out per session, limits per role, `429` saying which limit and when it resets |
 //! | [`routes`] | [`session_routes`]: `/session/status` (never extends), `/session/extend`, SSE `/session/events` |
 //!
 //! # Security model
@@ -84,6 +85,7 @@ pub mod csrf;
 mod device;
 pub mod extract;
 pub mod layer;
+pub mod quota;
 pub mod rejection;
 pub mod routes;
 
@@ -94,5 +96,8 @@ pub use config::{
 pub use device::{ClientDevice, TrustedProxies};
 pub use extract::{Admin, CurrentUser, RequireAal, RequireRole, Role, Session};
 pub use layer::{EXPIRES_HEADER, ResponseFuture, SessionLayer, SessionService};
+pub use quota::{
+    ChargedQuotas, QuotaBodyError, QuotaExceeded, QuotaLayer, QuotaRejection, QuotaService,
+};
 pub use rejection::{PROBLEM_JSON, SessionRejection};
 pub use routes::session_routes;

@@ -99,6 +99,12 @@ pub enum EventKind {
         /// Why (`malformed`, `unknown_session`, or the end reason).
         reason: &'static str,
     },
+    /// A quota refused a charge ([`crate::SessionManager::charge`]): the
+    /// request was answered `429`. Metrics count these.
+    QuotaRefused {
+        /// The quota's name (`downloads`, `bytes_out`, ...).
+        quota: String,
+    },
 }
 
 impl EventKind {
@@ -121,6 +127,7 @@ impl EventKind {
             Self::SteppedUp { .. } => "stepped_up",
             Self::VerifyFailed { .. } => "verify_failed",
             Self::EventsMissed => "events_missed",
+            Self::QuotaRefused { .. } => "quota_refused",
         }
     }
 }
@@ -167,6 +174,7 @@ impl EventSink for TracingSink {
             EventKind::Ended { reason } => reason.as_str(),
             EventKind::VerifyFailed { reason } => reason,
             EventKind::BindingMismatch { change, .. } => change.as_str(),
+            EventKind::QuotaRefused { quota } => quota,
             _ => "",
         };
         let ip = e.ip.map(|ip| ip.to_string());

@@ -64,6 +64,7 @@ pub mod manager;
 pub mod memory;
 pub mod near_cache;
 pub mod policy;
+pub mod quota;
 pub mod record;
 pub mod refresh;
 pub mod seal;
@@ -82,6 +83,7 @@ pub use manager::{
 };
 pub use memory::MemoryStore;
 pub use policy::{LimitMode, Policy, RolePolicy};
+pub use quota::{Charge, QuotaKind, QuotaLimit, Quotas, Usage, Window};
 pub use record::{Device, EndReason, SessionRecord, Tombstone};
 pub use refresh::{FamilyId, RefreshRefusal, RefreshToken};
 pub use seal::{KeyRing, SealError, Sealed};

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventBus, EventKind, EventSink, TracingSink};
 use crate::fanout::{Fanout, NodeId};
 use crate::policy::{Policy, RolePolicy};
+use crate::quota::{Charge, QuotaKind, Usage};
 use crate::record::{CsrfSecret, Device, EndReason, SessionRecord, Tombstone};
 use crate::refresh::{
     CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRefusal,
@@ -1457,6 +1458,55 @@ impl SessionManager {
             .store
             .increment_counter(id, name, by, limit)
             .await?)
+    }
+
+    /// Charges `by` to quota `kind` of the session `record` (units, or bytes),
+    /// in the window the session's role policy sets for it, in one atomic
+    /// store step ([`SessionStore::increment_counter`] on the window's counter).
+    ///
+    /// Without a limit for `kind` in the role's [`crate::Quotas`] the charge is
+    /// only counted. A charge that would pass the limit is refused, charges
+    /// nothing, and emits [`EventKind::QuotaRefused`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownSession`] if the session is gone (nothing is
+    /// re-created); store errors.
+    pub async fn charge(
+        &self,
+        record: &SessionRecord,
+        kind: QuotaKind<'_>,
+        by: u64,
+    ) -> Result<Charge> {
+        let quotas = &self.policy_for(record).quotas;
+        let limit = quotas.limit(kind).copied();
+        let per = limit.map(|l| l.per).unwrap_or_default();
+        let (counter, resets_at) = per.locate(kind.name(), self.now(), record.absolute_expires_at);
+        let out = self
+            .inner
+            .store
+            .increment_counter(&record.id, &counter, by, limit.map(|l| l.limit))
+            .await?;
+        let usage = |used| Usage {
+            quota: kind.name().to_owned(),
+            used,
+            limit: limit.map(|l| l.limit),
+            per,
+            resets_at,
+        };
+        match out {
+            Counter::Incremented(n) => Ok(Charge::Granted(usage(n))),
+            Counter::LimitExceeded(n) => {
+                self.emit_for(
+                    record,
+                    EventKind::QuotaRefused {
+                        quota: kind.name().to_owned(),
+                    },
+                );
+                Ok(Charge::Refused(usage(n)))
+            }
+            Counter::Gone => Err(Error::UnknownSession),
+        }
     }
 
     /// Ends up to `max` expired sessions (keeping reasons and restorable data) and

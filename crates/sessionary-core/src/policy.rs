@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::binding::{Binding, BindingAction};
 use crate::clock::duration_millis;
+use crate::quota::Quotas;
 
 /// What happens when a user already has the maximum number of sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +67,8 @@ pub struct RolePolicy {
     pub refresh_absolute_timeout: Duration,
     /// Binding to device and network: what an IP or user-agent change leads to.
     pub binding: Binding,
+    /// Quotas: units, bytes in and out, upload cap (default: none).
+    pub quotas: Quotas,
 }
 
 impl Default for RolePolicy {
@@ -81,6 +84,7 @@ impl Default for RolePolicy {
             on_limit: LimitMode::EvictOldest,
             refresh_absolute_timeout: Duration::from_secs(30 * 86_400),
             binding: Binding::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -100,6 +104,7 @@ impl RolePolicy {
             on_limit: LimitMode::EvictOldest,
             refresh_absolute_timeout: Duration::from_secs(8 * 3600),
             binding: Binding::strict(),
+            quotas: Quotas::default(),
         }
     }
 
@@ -162,6 +167,12 @@ impl RolePolicy {
         if self.max_sessions == Some(0) {
             return Err("max_sessions must be at least 1 (omit it for no limit)".into());
         }
+        let longest = if self.allow_remember {
+            self.absolute_timeout.max(self.remember_absolute_timeout)
+        } else {
+            self.absolute_timeout
+        };
+        self.quotas.validate(longest)?;
         Ok(())
     }
 }

@@ -888,6 +888,7 @@ impl Modify for Security {
         crate::mfa_api::enrol, crate::mfa_api::confirm, crate::mfa_api::step_up,
         crate::mfa_api::disable, crate::mfa_api::status, crate::audit_api::list,
         crate::activity_api::get, crate::activity_api::post,
+        crate::quota_api::get_quota, crate::quota_api::charge_quota,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -900,6 +901,7 @@ impl Modify for Security {
         (name = "mfa", description = "TOTP enrolment and step-up"),
         (name = "audit", description = "The audit log"),
         (name = "activity", description = "Page views, dwell times and errors of a session"),
+        (name = "quotas", description = "Per-session quotas (units, bytes) with limits per role"),
         (name = "meta", description = "Health and this document"),
     )
 )]

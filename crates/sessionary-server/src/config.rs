@@ -38,6 +38,20 @@ use sessionary_core::{KeyRing, Policy};
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "SESSIONARY_";
 
+/// The service's default policy: the core's ([`Policy::default`]), plus 5
+/// `downloads` per session for anonymous and signed-in sessions without a
+/// role policy of their own (the demo's downloads page charges that unit).
+pub fn default_policy() -> Policy {
+    let mut p = Policy::default();
+    let five = sessionary_core::QuotaLimit::per_session(5);
+    p.default.quotas.units.insert("downloads".to_owned(), five);
+    p.anonymous
+        .quotas
+        .units
+        .insert("downloads".to_owned(), five);
+    p
+}
+
 /// Shortest API key accepted from configuration, in characters.
 pub const MIN_API_KEY_LEN: usize = 32;
 
@@ -1083,7 +1097,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             api: ApiConfig::default(),
             data_keys: Vec::new(),
-            policy: Policy::default(),
+            policy: default_policy(),
             sweep_interval: "60s".into(),
             log: "info".into(),
             demo: DemoConfig::default(),
@@ -1485,7 +1499,11 @@ impl Config {
         }
         if let Err(e) = self.policy.validate() {
             let (key, msg) = match e.split_once(": ") {
-                Some((k, m)) => (k.to_owned(), m.to_owned()),
+                // A nested field (`quotas.units.downloads.limit: ...`) joins the key.
+                Some((k, m)) => match m.split_once(": ") {
+                    Some((sub, m)) if !sub.contains(' ') => (format!("{k}.{sub}"), m.to_owned()),
+                    _ => (k.to_owned(), m.to_owned()),
+                },
                 None => ("policy".to_owned(), e),
             };
             errs.push(ConfigError::new(key, msg));
@@ -1721,6 +1739,82 @@ mod tests {
         c.policy.default.idle_timeout = Duration::from_secs(100 * 3600);
         let errs = c.validate().unwrap_err();
         assert_eq!(errs.0[0].key, "policy.default");
+    }
+
+    #[test]
+    fn quotas_load_from_toml_and_errors_name_the_key() {
+        use sessionary_core::{QuotaLimit, Window};
+        let toml = r#"
+            [policy.roles.user.quotas]
+            upload_max = "10MB"
+            bytes_out = { limit = "1GiB", per = "1d" }
+            [policy.roles.user.quotas.units]
+            downloads = { limit = 5, per = "session" }
+        "#;
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+        let c: Config = fig.extract().unwrap();
+        let q = &c.policy.roles["user"].quotas;
+        assert_eq!(q.upload_max, Some(10_000_000));
+        assert_eq!(
+            q.bytes_out,
+            Some(QuotaLimit::every(1 << 30, Duration::from_secs(86_400)))
+        );
+        assert_eq!(q.units["downloads"].per, Window::Session);
+        c.validate().unwrap();
+
+        // Unparsable values name their key.
+        let bad = |toml: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract::<Config>()
+                .map_err(from_figment)
+                .unwrap_err()
+        };
+        let err = bad("[policy.default.quotas]\nupload_max = \"huge\"");
+        assert_eq!(err.0[0].key, "policy.default.quotas.upload_max", "{err}");
+        assert!(err.0[0].message.contains("\"10MB\""), "{err}");
+        let err = bad("[policy.default.quotas.units]\nd = { limit = 1, per = \"weekly\" }");
+        assert!(
+            err.0[0].key.starts_with("policy.default.quotas.units.d"),
+            "{err}"
+        );
+        assert!(err.0[0].message.contains("\"session\""), "{err}");
+        let err = bad("[policy.default.quotas]\nbytes_out = { limit = 1, every = \"1h\" }");
+        assert!(err.0[0].key.contains("bytes_out"), "{err}");
+
+        // From the environment, one field at a time; the defaults stay.
+        let c = env(&[
+            (
+                "SESSIONARY_POLICY__ROLES__USER__QUOTAS__UNITS__EXPORTS__LIMIT",
+                "3",
+            ),
+            ("SESSIONARY_POLICY__DEFAULT__QUOTAS__UPLOAD_MAX", "2MiB"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.policy.roles["user"].quotas.units["exports"],
+            QuotaLimit::per_session(3)
+        );
+        assert_eq!(c.policy.default.quotas.upload_max, Some(2 << 20));
+        assert_eq!(c.policy.default.quotas.units["downloads"].limit, 5);
+
+        // Values that parse but break a rule name the field.
+        let mut c = Config::default();
+        c.policy
+            .anonymous
+            .quotas
+            .units
+            .insert("downloads".into(), QuotaLimit::per_session(0));
+        let errs = c.validate().unwrap_err();
+        assert_eq!(
+            errs.0[0].key,
+            "policy.anonymous.quotas.units.downloads.limit"
+        );
+        assert!(errs.0[0].message.contains("greater than zero"), "{errs}");
+        let mut c = Config::default();
+        c.policy.default.quotas.bytes_in = Some(QuotaLimit::every(1, Duration::from_secs(1)));
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs.0[0].key, "policy.default.quotas.bytes_in.per");
     }
 
     #[test]

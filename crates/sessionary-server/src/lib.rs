@@ -36,6 +36,7 @@
 //! | `GET /v1/sessions/{id}`, `DELETE /v1/sessions/{id}?reason=` | read; end |
 //! | `GET`/`PATCH /v1/sessions/{id}/data` | session data (merge patch, `If-Match`) |
 //! | `POST /v1/sessions/{id}/regenerate` | new token (roles, step-up) |
+//! | `GET`/`POST /v1/sessions/{id}/quotas/{name}` | a quota of the session: read; charge atomically (`429` over the limit) ([`quota_api`]) |
 //! | `GET`/`DELETE /v1/users/{user}/sessions` | list; end all (or all but `except`) |
 //! | `GET`/`PATCH /v1/users/{user}/data` | user data shared by all devices |
 //! | `POST /v1/tokens`, `/v1/tokens/refresh`, `/v1/tokens/revoke`, `/v1/tokens/verify` | access (JWT) and refresh tokens ([`token_api`]) |
@@ -68,6 +69,7 @@ pub mod extract;
 pub mod metrics;
 pub mod mfa_api;
 pub mod problem;
+pub mod quota_api;
 pub mod serve;
 pub mod token_api;
 
@@ -277,6 +279,10 @@ fn api(state: AppState, fallback: bool) -> Router {
             get(api::get_session_data).patch(api::patch_session_data),
         )
         .route("/v1/sessions/{id}/regenerate", post(api::regenerate))
+        .route(
+            "/v1/sessions/{id}/quotas/{name}",
+            get(quota_api::get_quota).post(quota_api::charge_quota),
+        )
         .route(
             "/v1/users/{user}/sessions",
             get(api::list_user_sessions).delete(api::delete_user_sessions),

@@ -322,6 +322,9 @@ impl EventSink for Metrics {
                     .inc();
             }
             EventKind::LimitRejected => self.quota_refused(CONCURRENT_SESSIONS),
+            // Quota names come from the configuration and routes (validated
+            // unit names, `bytes_in`, `bytes_out`): a small fixed set.
+            EventKind::QuotaRefused { quota } => self.quota_refused(quota.clone()),
             _ => {}
         }
     }
@@ -357,6 +360,9 @@ mod tests {
             reason: EndReason::ExpiredIdle,
         }));
         m.emit(&event(EventKind::LimitRejected));
+        m.emit(&event(EventKind::QuotaRefused {
+            quota: "downloads".into(),
+        }));
         let text = m.render();
         for line in [
             "sessionary_sessions_active 1",
@@ -364,6 +370,7 @@ mod tests {
             "sessionary_sessions_created_total{kind=\"anonymous\"} 1",
             "sessionary_sessions_ended_total{reason=\"expired_idle\"} 1",
             "sessionary_quota_refusals_total{limit=\"concurrent_sessions\"} 1",
+            "sessionary_quota_refusals_total{limit=\"downloads\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -12,7 +12,9 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use sessionary_core::{AuditLog, LimitMode, MockClock, Policy, RolePolicy, SessionManager};
+use sessionary_core::{
+    AuditLog, LimitMode, MockClock, Policy, RolePolicy, SessionManager, Timestamp,
+};
 use sessionary_server::{ApiKeys, AppState, app};
 use sessionary_testkit::ProbeStore;
 
@@ -69,6 +71,15 @@ impl Res {
 fn policy() -> Policy {
     let mut p = Policy::default();
     p.default.absolute_timeout = Duration::from_secs(3600);
+    let q = &mut p.default.quotas;
+    q.units.insert(
+        "downloads".into(),
+        sessionary_core::QuotaLimit::per_session(2),
+    );
+    q.units.insert(
+        "exports".into(),
+        sessionary_core::QuotaLimit::every(3, Duration::from_secs(3600)),
+    );
     p.roles.insert(
         "solo".into(),
         RolePolicy {
@@ -221,6 +232,7 @@ async fn openapi_document_is_3_1_and_lists_every_path() {
         ("/v1/users/{user}/sessions", &["get", "delete"]),
         ("/v1/users/{user}/data", &["get", "patch"]),
         ("/v1/audit", &["get"]),
+        ("/v1/sessions/{id}/quotas/{name}", &["get", "post"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -1299,4 +1311,97 @@ async fn activity_needs_the_audit_log() {
     h.call(Method::GET, &format!("/v1/sessions/{id}/activity"), None)
         .await
         .problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn quotas_are_charged_atomically_and_say_when_they_reset() {
+    let h = Harness::new();
+    let (_, id) = h.create(json!({"user": "alice"})).await;
+    let uri = format!("/v1/sessions/{id}/quotas/downloads");
+    let r = h.call(Method::GET, &uri, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["used"], 0);
+    assert_eq!(r.body["limit"], 2);
+    assert_eq!(r.body["remaining"], 2);
+    assert_eq!(r.body["per"], "session");
+    // An empty body charges 1.
+    let r = h.call(Method::POST, &uri, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (r.body["used"].as_u64(), r.body["remaining"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // 2 more would pass the limit: refused, nothing charged.
+    let r = h.call(Method::POST, &uri, Some(json!({"amount": 2}))).await;
+    r.problem(429, "quota-exceeded");
+    assert_eq!(r.body["quota"], "downloads");
+    assert_eq!(r.body["used"], 1);
+    assert_eq!(r.body["session_id"], id.as_str());
+    assert_eq!(
+        r.header(header::RETRY_AFTER),
+        "",
+        "per session: no Retry-After"
+    );
+    let r = h.call(Method::POST, &uri, Some(json!({"amount": 1}))).await;
+    assert_eq!(r.body["remaining"], 0, "{}", r.body);
+
+    // Hourly: Retry-After and resets_at at the next full hour.
+    // A quarter past the mock clock's start (2026-01-01T00:00Z), within the session's hour.
+    let start = 1_767_225_600_000i64;
+    let hour = 3_600_000i64;
+    h.clock.set(Timestamp(start + hour / 4));
+    let uri = format!("/v1/sessions/{id}/quotas/exports");
+    let r = h.call(Method::POST, &uri, Some(json!({"amount": 3}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = h.call(Method::POST, &uri, None).await;
+    r.problem(429, "quota-exceeded");
+    assert_eq!(r.body["per"], "1h");
+    assert_eq!(r.body["resets_at"], Timestamp(start + hour).to_rfc3339());
+    assert_eq!(r.header(header::RETRY_AFTER), "2700");
+
+    // Byte quotas without a limit are only counted.
+    let uri = format!("/v1/sessions/{id}/quotas/bytes_out");
+    let r = h
+        .call(Method::POST, &uri, Some(json!({"amount": 5000})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["used"], 5000);
+    assert!(r.body.get("limit").is_none(), "{}", r.body);
+
+    // Bad input: a clear 400, nothing charged.
+    let bad = format!("/v1/sessions/{id}/quotas/Not%20A%20Name");
+    h.call(Method::POST, &bad, None)
+        .await
+        .problem(400, "invalid-request");
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{id}/quotas/downloads"),
+        Some(json!({"amount": 0})),
+    )
+    .await
+    .problem(400, "invalid-request");
+    h.call(
+        Method::POST,
+        "/v1/sessions/not-an-id/quotas/downloads",
+        None,
+    )
+    .await
+    .problem(400, "invalid-request");
+    let r = h
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{id}/quotas/downloads"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["used"], 2, "{}", r.body);
+    // An unknown session: 404, nothing created.
+    let ghost = "AAAAAAAAAAAAAAAAAAAAAA";
+    h.call(
+        Method::POST,
+        &format!("/v1/sessions/{ghost}/quotas/downloads"),
+        None,
+    )
+    .await
+    .problem(404, "not-found");
 }

@@ -907,3 +907,64 @@ async fn your_activity_shows_time_per_page_from_the_browsers_beacons() {
     );
     assert!(a.text("#session-length").await.starts_with("11 s"));
 }
+
+/// The downloads page: 5 files per session, "N left" after each, and the
+/// quota page (429) for the sixth; the count is the session's.
+#[tokio::test]
+async fn downloads_stop_at_five_per_session_with_the_quota_page() {
+    const TEST: &str = "downloads_stop_at_five_per_session_with_the_quota_page";
+    if !browser_available(TEST) {
+        return;
+    }
+    let driver = Driver::start(TEST).await;
+    let shop = Shop::with_policy(Some(sessionary_server::config::default_policy())).await;
+    let a = driver.device("a").await;
+
+    a.goto(&shop.url("/")).await;
+    a.click("a#nav-downloads").await;
+    a.wait_js("location.pathname === '/downloads'").await;
+    assert_eq!(a.text("#left-count").await, "5");
+    let files: Vec<String> = serde_json::from_value(
+        a.js(
+            "return [...document.querySelectorAll('#files a.download')].map(e => e.dataset.file);",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(files.len(), 6, "{files:?}");
+
+    for (i, file) in files.iter().take(5).enumerate() {
+        a.click(&format!("a.download[data-file='{file}']")).await;
+        a.wait_js(&format!("location.pathname === '/downloads/{file}'"))
+            .await;
+        assert_eq!(a.page_status().await, 200);
+        assert!(!a.text("body").await.is_empty());
+        a.goto(&shop.url("/downloads")).await;
+        assert_eq!(a.text("#left-count").await, (4 - i).to_string());
+    }
+    a.screenshot("downloads-none-left").await;
+
+    // The sixth file: the quota page, in the visitor's language, saying which
+    // limit and that it starts again with a new session.
+    let last = &files[5];
+    a.click(&format!("a.download[data-file='{last}']")).await;
+    a.wait_js("document.querySelector('main#error')").await;
+    assert_eq!(a.page_status().await, 429);
+    assert_eq!(
+        a.js("return document.querySelector('main#error').dataset.problem;")
+            .await,
+        "quota-exceeded"
+    );
+    assert!(a.text("#quota-limit").await.contains('5'));
+    assert!(
+        a.text("#quota-reset").await.contains("new session"),
+        "{}",
+        a.text("#quota-reset").await
+    );
+    a.screenshot("downloads-quota-page").await;
+
+    // Another browser is another session with 5 of its own.
+    let b = driver.device("b").await;
+    b.goto(&shop.url("/downloads")).await;
+    assert_eq!(b.text("#left-count").await, "5");
+}

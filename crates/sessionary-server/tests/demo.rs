@@ -48,11 +48,21 @@ fn audited_shop() -> Shop {
     shop_with(true)
 }
 
+/// With the service's default policy (5 downloads per session), as `serve` runs.
+fn quota_shop() -> Shop {
+    shop_with_policy(false, sessionary_server::config::default_policy())
+}
+
 fn shop_with(audited: bool) -> Shop {
+    shop_with_policy(audited, sessionary_core::Policy::default())
+}
+
+fn shop_with_policy(audited: bool, policy: sessionary_core::Policy) -> Shop {
     let clock = MockClock::default();
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-    let mut builder =
-        SessionManager::builder(Arc::clone(&store)).with_clock(Arc::new(clock.clone()));
+    let mut builder = SessionManager::builder(Arc::clone(&store))
+        .with_clock(Arc::new(clock.clone()))
+        .with_policy(policy);
     let audit = audited.then(|| AuditLog::spawn(Arc::clone(&store), Arc::new(clock.clone())));
     if let Some(a) = &audit {
         builder = builder.with_event_sink(a.clone());
@@ -1341,4 +1351,85 @@ async fn history_personalizes_the_shop_and_anonymous_preferences_join_the_accoun
         .await
         .error_page(404, "not-found");
     assert!(section(&b.get(&shop, "/").await.body, "recently-viewed").is_empty());
+}
+
+/// The number in `data-left="N"` of the downloads page.
+fn downloads_left(page: &Page) -> u64 {
+    let at = page.body.find("data-left=\"").expect("data-left") + 11;
+    page.body[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn downloads_are_limited_to_five_per_session_and_the_page_says_what_is_left() {
+    let shop = quota_shop();
+    let d = Device::default();
+    let page = d.get(&shop, "/downloads").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(downloads_left(&page), 5);
+    assert!(page.body.contains("href=\"/downloads/green-tea.txt\""));
+    assert!(
+        d.cookie().is_none(),
+        "looking at the page creates no session"
+    );
+
+    // An unknown file is a 404 and costs nothing.
+    d.get(&shop, "/downloads/nope.txt")
+        .await
+        .error_page(404, "not-found");
+
+    let files = [
+        "green-tea.txt",
+        "black-tea.txt",
+        "coffee.txt",
+        "mug-care.txt",
+        "price-list.txt",
+    ];
+    for (i, f) in files.iter().enumerate() {
+        let r = d.get(&shop, &format!("/downloads/{f}")).await;
+        assert_eq!(r.status, 200, "{f}: {}", r.body);
+        assert!(
+            r.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert!(!r.body.is_empty());
+        let left = downloads_left(&d.get(&shop, "/downloads").await);
+        assert_eq!(left, 4 - i as u64, "after {} downloads", i + 1);
+    }
+    assert!(
+        d.cookie().is_some(),
+        "the first download created an anonymous session"
+    );
+
+    // The sixth: the quota page, which says which limit and when it resets.
+    let r = d.get(&shop, "/downloads/opening-hours.txt").await;
+    r.error_page(429, "quota-exceeded");
+    assert!(r.body.contains("data-quota=\"downloads\""), "{}", r.body);
+    assert!(r.body.contains("id=\"quota-limit\""), "{}", r.body);
+    assert!(
+        r.body.contains("starts again with a new session"),
+        "{}",
+        r.body
+    );
+    assert_eq!(downloads_left(&d.get(&shop, "/downloads").await), 0);
+
+    // An API client of the same session gets the problem document.
+    let req = Request::get("/downloads/coffee.txt")
+        .header(header::COOKIE, format!("session={}", d.cookie().unwrap()))
+        .body(Body::empty())
+        .unwrap();
+    let res = shop.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["type"], "/problems/quota-exceeded", "{doc}");
+    assert_eq!(doc["quota"], "downloads", "{doc}");
+    assert_eq!(doc["limit"], 5, "{doc}");
+    assert_eq!(doc["per"], "session", "{doc}");
+
+    // Another visitor has a count of its own.
+    let other = Device::default();
+    assert_eq!(other.get(&shop, "/downloads/coffee.txt").await.status, 200);
+    assert_eq!(downloads_left(&other.get(&shop, "/downloads").await), 4);
 }

@@ -377,6 +377,73 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("error.back", "Back to the shop", "Retour à la boutique"),
     ("nav.outbox", "Outbox", "Boîte d'envoi"),
+    ("nav.downloads", "Downloads", "Téléchargements"),
+    ("downloads.title", "Downloads", "Téléchargements"),
+    (
+        "downloads.intro",
+        "Our leaflets, free to download, a few per session.",
+        "Nos fiches, à télécharger gratuitement, quelques-unes par session.",
+    ),
+    (
+        "downloads.left",
+        "downloads left in this session",
+        "téléchargements restants dans cette session",
+    ),
+    (
+        "downloads.unlimited",
+        "No download limit for your account.",
+        "Pas de limite de téléchargement pour votre compte.",
+    ),
+    (
+        "downloads.back",
+        "Back to the downloads",
+        "Retour aux téléchargements",
+    ),
+    (
+        "downloads.file.green_tea",
+        "Brewing green tea",
+        "Infuser le thé vert",
+    ),
+    (
+        "downloads.file.black_tea",
+        "Brewing black tea",
+        "Infuser le thé noir",
+    ),
+    ("downloads.file.coffee", "Making coffee", "Préparer le café"),
+    (
+        "downloads.file.mug_care",
+        "Caring for your mug",
+        "Entretenir votre tasse",
+    ),
+    ("downloads.file.prices", "Price list", "Liste des prix"),
+    (
+        "downloads.file.hours",
+        "Opening hours",
+        "Heures d'ouverture",
+    ),
+    (
+        "error.quota_downloads",
+        "You have used all the downloads of this session.",
+        "Vous avez utilisé tous les téléchargements de cette session.",
+    ),
+    (
+        "error.quota",
+        "A usage limit is reached",
+        "Une limite d'utilisation est atteinte",
+    ),
+    ("error.quota_limit", "Limit:", "Limite :"),
+    ("error.quota_title", "Limit reached", "Limite atteinte"),
+    ("error.quota_per_session", "per session", "par session"),
+    (
+        "error.quota_resets_session",
+        "It starts again with a new session (sign out, or when this one ends).",
+        "Elle recommence avec une nouvelle session (déconnexion, ou à la fin de celle-ci).",
+    ),
+    (
+        "error.quota_resets_at",
+        "It starts again at",
+        "Elle recommence à",
+    ),
     ("outbox.title", "Outbox", "Boîte d'envoi"),
     (
         "outbox.intro",

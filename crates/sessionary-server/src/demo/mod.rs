@@ -13,6 +13,7 @@
 //! | `GET /account/security`, `POST /account/security/enrol`, `.../confirm` | two-step verification (TOTP, `sessionary-mfa`): QR code, recovery codes |
 //! | `GET`/`POST /step-up`, `GET`/`POST /reauth` | a code raises the session to AAL 2; the password again opens the privileged window |
 //! | `GET /admin`, `POST /admin/sessions/end` | the admin area (role `admin`, stricter timeouts, `SameSite=Strict` group) |
+//! | `GET /downloads`, `GET /downloads/{file}` | leaflets, 5 downloads per session (a quota, [`sessionary_axum::QuotaLayer`]): what is left, and the quota page (`429`) after |
 //! | `GET /outbox` | the demo's mailbox: new-device alerts of the file outbox, newest first |
 //! | `GET /session-expired` | why the session ended, and a sign-in that returns to where the user was |
 //! | `/session/status`, `/session/extend`, `/session/events` | [`sessionary_axum::session_routes`] |
@@ -42,6 +43,7 @@
 
 mod activity;
 mod admin;
+mod downloads;
 mod i18n;
 mod outbox;
 mod personal;
@@ -242,6 +244,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         .route("/assets/i18n.json", get(texts))
         .route("/api/cart", get(api_cart).post(api_cart_add))
         .merge(session_routes())
+        .merge(downloads::routes())
         .fallback(not_found)
         .layer(CsrfLayer::new(csrf))
         .layer(middleware::from_fn(record_sid))
@@ -1133,6 +1136,19 @@ async fn error_pages(State(demo): State<Demo>, req: Request, next: Next) -> Resp
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if let Some(q) = res.extensions().get::<sessionary_axum::QuotaExceeded>() {
+        let ctx = match &session {
+            Some(s) => demo.ctx(s, false).await.unwrap_or_default(),
+            None => Ctx::default(),
+        };
+        let mut page = page_with(status, downloads::quota_page(&ctx, &q.0));
+        page.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(v) = res.headers().get(header::RETRY_AFTER) {
+            page.headers_mut().insert(header::RETRY_AFTER, v.clone());
+        }
+        return page;
+    }
     let (problem, key) = if let Some(p) = res.extensions().get::<ErrorPage>() {
         (p.problem, p.key)
     } else if res.extensions().get::<CsrfRejection>().is_some() {

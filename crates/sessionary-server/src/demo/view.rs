@@ -59,6 +59,7 @@ pub(super) fn layout(ctx: &Ctx, title_key: &str, main: &Markup) -> Markup {
                     a.brand href="/" { (tr(ctx, "site.name")) }
                     nav {
                         a #nav-shop href="/" { (tr(ctx, "nav.shop")) }
+                        a #nav-downloads href="/downloads" { (tr(ctx, "nav.downloads")) }
                         a #nav-outbox href="/outbox" { (tr(ctx, "nav.outbox")) }
                         @if let Some((name, admin)) = &ctx.user {
                             a #nav-sessions href="/account/sessions" { (tr(ctx, "nav.sessions")) }
