@@ -15,18 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use sessionary_core::SessionStore;
+use sessionary_core::Timestamp;
 use sessionary_core::fanout::{Fanout, RemoteKind};
-use sessionary_core::record::{Restorable, Tombstone, UserData};
-use sessionary_core::refresh::{
-    CreateFamily, FamilyEnd, RefreshFamily, RefreshOutcome, RefreshRequest,
-};
-use sessionary_core::store::{
-    Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
-};
-use sessionary_core::{Sealed, SessionId, SessionRecord, Timestamp, TokenHash, UserId};
+use sessionary_core::store::{Create, Lookup, SweepSpec, Touch};
 use sessionary_redis::{RedisFanout, RedisOptions, RedisStore};
+use sessionary_testkit::Keeping;
 use sessionary_testkit::redis_cluster::RedisCluster;
 
 const T0: Timestamp = Timestamp(1_767_225_600_000);
@@ -45,13 +39,6 @@ async fn cluster(test: &str) -> Option<RedisCluster> {
     }
 }
 
-/// A store on a Cluster of its own; the Cluster stops when the store drops.
-#[derive(Debug)]
-struct OnCluster {
-    store: RedisStore,
-    _cluster: RedisCluster,
-}
-
 async fn make() -> Option<Arc<dyn SessionStore>> {
     let cluster = cluster("cluster conformance").await?;
     // Two cases at a time, each with its own three `redis-server`s and bursts
@@ -60,10 +47,8 @@ async fn make() -> Option<Arc<dyn SessionStore>> {
     // test below).
     let options = RedisOptions::new().with_timeout(Duration::from_secs(10));
     let store = RedisStore::connect(&cluster.url(), options).await.unwrap();
-    Some(Arc::new(OnCluster {
-        store,
-        _cluster: cluster,
-    }))
+    // The Cluster stops when the store drops.
+    Some(Keeping::store(Arc::new(store), cluster))
 }
 
 sessionary_testkit::store_conformance!(optional make);
@@ -377,105 +362,4 @@ async fn fanout_events_cross_the_cluster_and_survive_a_seed_going_away() {
         }
     }
     assert!(got, "no event after the first seed went away");
-}
-
-#[async_trait]
-impl SessionStore for OnCluster {
-    async fn create(&self, r: SessionRecord, l: Option<SessionLimit>) -> StoreResult<Create> {
-        self.store.create(r, l).await
-    }
-    async fn load(&self, h: &TokenHash, t: Option<Touch>) -> StoreResult<Lookup> {
-        self.store.load(h, t).await
-    }
-    async fn get(&self, id: &SessionId) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.store.get(id).await
-    }
-    async fn update(&self, r: SessionRecord, v: u64) -> StoreResult<Update> {
-        self.store.update(r, v).await
-    }
-    async fn rotate(&self, r: SessionRecord, v: u64, t: Tombstone) -> StoreResult<Update> {
-        self.store.rotate(r, v, t).await
-    }
-    async fn touch(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.store.touch(id, now).await
-    }
-    async fn end(&self, id: &SessionId, e: Ending) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.store.end(id, e).await
-    }
-    async fn end_user(
-        &self,
-        u: &UserId,
-        except: Option<&SessionId>,
-        e: Ending,
-    ) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.store.end_user(u, except, e).await
-    }
-    async fn list_user(&self, u: &UserId, now: Timestamp) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        self.store.list_user(u, now).await
-    }
-    async fn increment_counter(
-        &self,
-        id: &SessionId,
-        name: &str,
-        by: u64,
-        limit: Option<u64>,
-    ) -> StoreResult<Counter> {
-        self.store.increment_counter(id, name, by, limit).await
-    }
-    async fn sweep(&self, spec: SweepSpec, max: usize) -> StoreResult<Vec<Ended>> {
-        self.store.sweep(spec, max).await
-    }
-    async fn take_restorable(&self, u: &UserId, now: Timestamp) -> StoreResult<Option<Restorable>> {
-        self.store.take_restorable(u, now).await
-    }
-    async fn user_data(&self, u: &UserId) -> StoreResult<Option<UserData>> {
-        self.store.user_data(u).await
-    }
-    async fn set_user_data(
-        &self,
-        u: &UserId,
-        v: u64,
-        data: Sealed,
-    ) -> StoreResult<Result<UserData, Option<UserData>>> {
-        self.store.set_user_data(u, v, data).await
-    }
-    async fn create_refresh_family(&self, f: RefreshFamily) -> StoreResult<CreateFamily> {
-        self.store.create_refresh_family(f).await
-    }
-    async fn refresh(&self, r: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        self.store.refresh(r).await
-    }
-    async fn revoke_refresh(
-        &self,
-        h: &TokenHash,
-        why: FamilyEnd,
-    ) -> StoreResult<Option<RefreshFamily>> {
-        self.store.revoke_refresh(h, why).await
-    }
-    async fn revoke_refresh_families(
-        &self,
-        s: &SessionId,
-        why: FamilyEnd,
-    ) -> StoreResult<Vec<RefreshFamily>> {
-        self.store.revoke_refresh_families(s, why).await
-    }
-    async fn sweep_refresh(&self, now: Timestamp, max: usize) -> StoreResult<usize> {
-        self.store.sweep_refresh(now, max).await
-    }
-    async fn append_audit(&self, e: Vec<sessionary_core::AuditEntry>) -> StoreResult<()> {
-        self.store.append_audit(e).await
-    }
-    async fn audit(
-        &self,
-        q: &sessionary_core::AuditQuery,
-    ) -> StoreResult<Vec<sessionary_core::AuditRecord>> {
-        self.store.audit(q).await
-    }
-    async fn sweep_audit(&self, before: Timestamp, max: usize) -> StoreResult<usize> {
-        self.store.sweep_audit(before, max).await
-    }
 }

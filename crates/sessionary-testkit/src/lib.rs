@@ -18,6 +18,7 @@
 
 mod audit_cases;
 pub mod cases;
+mod keeping;
 pub mod postgres;
 pub mod probe;
 pub mod redis_cluster;
@@ -26,6 +27,7 @@ pub mod redis_server;
 mod refresh_cases;
 pub mod yielding;
 
+pub use keeping::Keeping;
 pub use probe::ProbeStore;
 pub use yielding::YieldingStore;
 
