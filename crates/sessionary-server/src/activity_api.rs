@@ -96,6 +96,19 @@ pub(crate) async fn post(
 ) -> Result<StatusCode, Problem> {
     let id = session_id(&id)?;
     let recorder = state.activity.as_ref().ok_or_else(not_configured)?;
+    // Input first: a bad body costs no store round trip and records nothing.
+    let (path, status) = match &input {
+        ActivityInput::View { path } | ActivityInput::Left { path } => (path, None),
+        ActivityInput::Error { path, status } => (path, Some(*status)),
+    };
+    if activity::clean_path(path).is_none() {
+        return Err(Problem::invalid_request(
+            "`path`: expected an absolute path such as /cart",
+        ));
+    }
+    if status.is_some_and(|s| !(400..600).contains(&s)) {
+        return Err(Problem::invalid_request("`status`: expected 400 to 599"));
+    }
     let known = state
         .manager
         .store()
@@ -106,36 +119,21 @@ pub(crate) async fn post(
         return Err(Problem::not_found("no live session has this id"));
     }
     let at = state.manager.now();
-    let bad_path = || Problem::invalid_request("`path`: expected an absolute path such as /cart");
-    match input {
-        ActivityInput::View { path } => {
-            if activity::clean_path(&path).is_none() {
-                return Err(bad_path());
-            }
-            if !recorder.view(id, &path, at) {
-                return Err(Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "activity-limit",
-                    format!(
-                        "this session's views are at the limit ({})",
-                        activity::Activity::PER_SESSION
-                    ),
-                ));
-            }
-        }
-        ActivityInput::Left { path } => {
-            if !recorder.left(id, &path, at) {
-                return Err(bad_path());
-            }
-        }
-        ActivityInput::Error { path, status } => {
-            if activity::clean_path(&path).is_none() {
-                return Err(bad_path());
-            }
-            if !recorder.error(id, &path, status, at) {
-                return Err(Problem::invalid_request("`status`: expected 400 to 599"));
-            }
-        }
+    let recorded = match &input {
+        ActivityInput::View { path } => recorder.view(id, path, at),
+        ActivityInput::Left { path } => recorder.left(id, path, at),
+        ActivityInput::Error { path, status } => recorder.error(id, path, *status, at),
+    };
+    if !recorded {
+        // The input was checked above: only the per-session view limit is left.
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "activity-limit",
+            format!(
+                "this session's views are at the limit ({})",
+                activity::Activity::PER_SESSION
+            ),
+        ));
     }
     Ok(StatusCode::ACCEPTED)
 }

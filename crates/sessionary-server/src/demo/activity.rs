@@ -70,7 +70,9 @@ pub(super) async fn track(State(demo): State<Demo>, req: Request, next: Next) ->
     let Some(recorder) = req.extensions().get::<Arc<Activity>>().cloned() else {
         return next.run(req).await;
     };
-    let path = req.uri().path().to_owned();
+    // A `Uri` clone shares its bytes: no allocation per request.
+    let uri = req.uri().clone();
+    let path = uri.path();
     if path == "/activity/leave" {
         // Not a page, and a refused beacon is no error the reader saw: one
         // sent as a sign-in navigates away still carries the old CSRF token.
@@ -89,14 +91,14 @@ pub(super) async fn track(State(demo): State<Demo>, req: Request, next: Next) ->
     let now = demo.manager.now();
     if (status.is_client_error() && status != StatusCode::UNAUTHORIZED) || status.is_server_error()
     {
-        recorder.error(record.id, &path, status.as_u16(), now);
+        recorder.error(record.id, path, status.as_u16(), now);
     } else if page && status == StatusCode::OK {
         let html = res
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
         if html {
-            recorder.view(record.id, &path, now);
+            recorder.view(record.id, path, now);
         }
     }
     res
