@@ -318,6 +318,28 @@ impl RedisOptions {
         &self.key_prefix
     }
 
+    /// Checks a URL as [`RedisStore::connect`] and
+    /// [`RedisFanout::connect`] read it (`redis://`, `redis+cluster://`,
+    /// `redis+sentinel://`), without connecting: a configuration can be
+    /// refused before anything starts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`]; its message never holds the URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionary_redis::RedisOptions;
+    ///
+    /// assert!(RedisOptions::check_url("redis+cluster://a:7000,b:7001").is_ok());
+    /// assert!(RedisOptions::check_url("redis+cluster://a").is_err());
+    /// assert!(RedisOptions::check_url("redis+sentinel://s:26379").is_err());
+    /// ```
+    pub fn check_url(url: &str) -> Result<(), Error> {
+        Target::parse(url).map(drop)
+    }
+
     /// Checks a key prefix as [`RedisStore::connect`] does (see
     /// [`Self::with_key_prefix`]).
     ///

@@ -241,11 +241,8 @@ impl StoreConfig {
                 ));
                 None
             }
-            Some(u)
-                if !(u.expose().starts_with("redis://")
-                    || u.expose().starts_with("redis+cluster://")
-                    || u.expose().starts_with("redis+sentinel://")) =>
-            {
+            // Read as the store reads it, so a URL refused at start is refused here.
+            Some(u) if sessionary_redis::RedisOptions::check_url(u.expose()).is_err() => {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
@@ -2130,6 +2127,26 @@ mod tests {
         ] {
             let err = with(extra).unwrap_err();
             assert_eq!(err.0[0].key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_cluster_and_sentinel_urls_are_refused_at_config_time() {
+        for url in [
+            "redis+cluster://a",
+            "redis+cluster://u:hunter2@a:7000/1",
+            "redis+sentinel://u:hunter2@s:26379",
+            "redis+sentinel://s:26379/m/x",
+        ] {
+            let err = env(&[
+                ("SESSIONARY_STORE__KIND", "redis"),
+                ("SESSIONARY_STORE__URL", url),
+            ])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+            assert_eq!(err.0[0].key, "store.url", "{url}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
 
