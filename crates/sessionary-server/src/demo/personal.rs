@@ -121,7 +121,10 @@ pub(super) async fn product_page(
         ));
     };
     // Compare-and-set with retry, like the cart: parallel tabs lose nothing.
-    session.update(|data| remember(data, p.slug)).await?;
+    // A reload of the newest product changes nothing: no store write.
+    if recent(&session)?.first().map(|r| r.slug) != Some(p.slug) {
+        session.update(|data| remember(data, p.slug)).await?;
+    }
     let ctx = demo.ctx(&session, true).await?;
     let cart: Vec<String> = session.get("cart")?.unwrap_or_default();
     let recent = recent(&session)?;
