@@ -30,7 +30,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessionary_core::record::{Device, EndReason, Restorable, Tombstone, UserData};
+use sessionary_core::record::{EndReason, Restorable, Tombstone, UserData};
 use sessionary_core::store::{
     Counter, Create, Ended, Ending, Lookup, SessionLimit, StoreResult, SweepSpec, Touch, Update,
     apply_update,
@@ -42,11 +42,10 @@ use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
 };
 use sqlx::query::Query;
-use sqlx::{Row, Transaction};
+use sqlx::Transaction;
 
 use crate::codec::{
-    Encoded, decode_aal, decode_counters, decode_csrf, decode_ip, decode_roles, decode_user,
-    encode_counters, next_version, u64_from_column, version_to_i64,
+    Encoded, decode_user, encode_counters, next_version, u64_from_column, version_to_i64,
 };
 use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
 
@@ -664,30 +663,6 @@ async fn lock_user(conn: &mut PgConnection, user: &UserId) -> StoreResult<()> {
     Ok(())
 }
 
-/// Binds a record as parameters $1..$20 of [`INSERT_SESSION`] / [`REPLACE_SESSION`].
-fn bind_record<'q>(q: Q<'q>, r: &'q SessionRecord, enc: &'q Encoded) -> Q<'q> {
-    q.bind(r.id.as_bytes().as_slice())
-        .bind(r.token_hash.as_bytes().as_slice())
-        .bind(r.user.as_ref().map(UserId::as_str))
-        .bind(enc.roles.as_str())
-        .bind(i16::from(r.aal))
-        .bind(r.auth_time.map(|t| t.0))
-        .bind(r.created_at.0)
-        .bind(r.last_seen_at.0)
-        .bind(r.idle_timeout_ms)
-        .bind(r.touch_interval_ms)
-        .bind(r.absolute_expires_at.0)
-        .bind(r.remember)
-        .bind(enc.ip.as_deref())
-        .bind(r.device.user_agent.as_deref())
-        .bind(r.device.label.as_deref())
-        .bind(enc.version)
-        .bind(r.csrf_secret.0.as_slice())
-        .bind(enc.counters.as_str())
-        .bind(r.data.as_bytes())
-        .bind(enc.expires_at)
-}
-
 /// Overwrites the stored row of `rec.id` with `rec`.
 async fn replace(conn: &mut PgConnection, rec: &SessionRecord) -> StoreResult<()> {
     let enc = Encoded::new(rec)?;
@@ -801,42 +776,4 @@ async fn bury(conn: &mut PgConnection, rec: &SessionRecord, ending: Ending) -> S
     Ok(())
 }
 
-// ---- decoding ----
-
-pub(crate) fn get<'r, T>(row: &'r PgRow, i: usize) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-{
-    row.try_get(i).map_err(from_sqlx)
-}
-
-pub(crate) fn decode_id(row: &PgRow, i: usize, column: &'static str) -> StoreResult<SessionId> {
-    SessionId::from_slice(get(row, i)?).map_err(|e| corrupt(column, e))
-}
-
-/// A session row (columns as in `session_cols!`) as a record.
-fn decode_record(row: &PgRow) -> StoreResult<SessionRecord> {
-    Ok(SessionRecord {
-        id: decode_id(row, 0, "id")?,
-        token_hash: TokenHash::from_slice(get(row, 1)?).map_err(|e| corrupt("token_hash", e))?,
-        user: decode_user(get(row, 2)?, "user_id")?,
-        roles: decode_roles(get(row, 3)?)?,
-        aal: decode_aal(i64::from(get::<i16>(row, 4)?))?,
-        auth_time: get::<Option<i64>>(row, 5)?.map(Timestamp),
-        created_at: Timestamp(get(row, 6)?),
-        last_seen_at: Timestamp(get(row, 7)?),
-        idle_timeout_ms: get(row, 8)?,
-        touch_interval_ms: get(row, 9)?,
-        absolute_expires_at: Timestamp(get(row, 10)?),
-        remember: get(row, 11)?,
-        device: Device {
-            ip: decode_ip(get(row, 12)?)?,
-            user_agent: get::<Option<&str>>(row, 13)?.map(str::to_owned),
-            label: get::<Option<&str>>(row, 14)?.map(str::to_owned),
-        },
-        version: u64_from_column(get(row, 15)?, "version")?,
-        csrf_secret: decode_csrf(get(row, 16)?)?,
-        counters: decode_counters(get(row, 17)?)?,
-        data: Sealed::from_bytes(get::<&[u8]>(row, 18)?),
-    })
-}
+crate::codec::backend_codec!(Postgres, PgRow, i16);

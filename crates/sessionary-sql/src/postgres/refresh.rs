@@ -13,12 +13,12 @@ use sessionary_core::refresh::{
     CreateFamily, FamilyEnd, FamilyId, RefreshFamily, RefreshOutcome, RefreshRequest, RefreshUse,
 };
 use sessionary_core::store::StoreResult;
-use sessionary_core::{Sealed, SessionId, StoreError, Timestamp, TokenHash, UserId};
-use sqlx::postgres::{PgConnection, PgRow};
+use sessionary_core::{Sealed, SessionId, StoreError, Timestamp, TokenHash};
+use sqlx::postgres::PgConnection;
 
-use super::{PgStore, get, lock_by_id, remove, set_last_seen};
-use crate::codec::{u64_from_column, version_to_i64};
-use crate::error::{Error, corrupt, corrupt_value, from_sqlx};
+use super::{PgStore, decode_family, lock_by_id, remove, set_last_seen};
+use crate::codec::version_to_i64;
+use crate::error::{Error, from_sqlx};
 
 macro_rules! family_cols {
     () => {
@@ -55,37 +55,6 @@ const SWEEP: &str = "WITH doomed AS ( \
          ORDER BY absolute_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
      hashes AS (DELETE FROM refresh_hashes WHERE family_id IN (SELECT id FROM doomed)) \
      DELETE FROM refresh_families WHERE id IN (SELECT id FROM doomed)";
-
-fn decode_hash(row: &PgRow, i: usize, column: &'static str) -> StoreResult<TokenHash> {
-    TokenHash::from_slice(get(row, i)?).map_err(|e| corrupt(column, e))
-}
-
-fn decode_family(row: &PgRow) -> StoreResult<RefreshFamily> {
-    let previous: Option<&[u8]> = get(row, 8)?;
-    let successor: Option<&[u8]> = get(row, 9)?;
-    let revoked: Option<&str> = get(row, 10)?;
-    Ok(RefreshFamily {
-        id: FamilyId::from_slice(get(row, 0)?).map_err(|e| corrupt("refresh_families.id", e))?,
-        session_id: SessionId::from_slice(get(row, 1)?)
-            .map_err(|e| corrupt("refresh_families.session_id", e))?,
-        user: UserId::new(get::<&str>(row, 2)?)
-            .map_err(|_| corrupt_value("refresh_families.user_id"))?,
-        created_at: Timestamp(get(row, 3)?),
-        absolute_expires_at: Timestamp(get(row, 4)?),
-        generation: u64_from_column(get(row, 5)?, "refresh_families.generation")?,
-        current_hash: decode_hash(row, 6, "refresh_families.current_hash")?,
-        rotated_at: Timestamp(get(row, 7)?),
-        previous_hash: previous
-            .map(|b| {
-                TokenHash::from_slice(b).map_err(|e| corrupt("refresh_families.previous_hash", e))
-            })
-            .transpose()?,
-        successor: successor.map(Sealed::from_bytes),
-        revoked: revoked
-            .map(|s| FamilyEnd::parse(s).ok_or_else(|| corrupt_value("refresh_families.revoked")))
-            .transpose()?,
-    })
-}
 
 async fn lock_family(
     conn: &mut PgConnection,
