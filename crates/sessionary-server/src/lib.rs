@@ -44,6 +44,11 @@
 //! | `GET /v1/audit?user=&session=&kind=&before=&limit=` | the audit log, newest first ([`audit_api`]) |
 //! | `/v1/sessions/{id}/mfa/...`, `GET /v1/users/{user}/mfa` | TOTP enrolment, confirmation, step-up to AAL 2, disabling ([`mfa_api`]) |
 //!
+//! With the demo and registered clients, [`app_with_demo`] also serves the
+//! OpenID Connect provider ([`oidc`]): `/.well-known/openid-configuration`,
+//! `/oauth2/jwks`, `/oauth2/authorize`, `/oauth2/token`, `/oauth2/userinfo`,
+//! `/oauth2/logout`.
+//!
 //! # Security model
 //!
 //! - API keys are compared as SHA-256 digests in constant time ([`ApiKeys`]).

@@ -653,7 +653,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
                     Arc::clone(&tokens),
                     code_seal,
                 )
-                .map_err(ServeError::Oidc)?;
+                .map_err(ServeError::Oidc)?
+                .with_audit(Arc::clone(&audit));
+                let provider = Arc::new(provider);
                 oidc_worker = Some(provider.spawn_logout_worker(logout_queue));
                 options = options.with_oidc(provider);
             }

@@ -25,7 +25,8 @@ use openidconnect::{
 use parking_lot::Mutex;
 use serde_json::Value;
 use sessionary_core::{
-    EndReason, MemoryStore, MockClock, Privilege, SessionId, SessionManager, UserId,
+    AuditLog, AuditQuery, EndReason, MemoryStore, MockClock, Privilege, SessionId, SessionManager,
+    UserId,
 };
 use sessionary_server::demo::{DemoOptions, DemoUsers};
 use sessionary_server::oidc::{ChildLink, Client, IdTokenKeys, OidcSettings, Provider};
@@ -52,6 +53,7 @@ struct Op {
     base: String,
     clock: MockClock,
     manager: SessionManager,
+    audit: Arc<AuditLog>,
     logouts: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
     rp: String,
 }
@@ -102,8 +104,11 @@ async fn provider() -> Op {
     let revocations = Revocations::new(Arc::clone(&dyn_clock));
     let (sink, queue) = sessionary_server::oidc::logout_channel();
     let seal = sessionary_core::KeyRing::generate(1).unwrap();
-    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+    let store: Arc<dyn sessionary_core::SessionStore> = Arc::new(MemoryStore::new());
+    let audit = AuditLog::spawn(Arc::clone(&store), Arc::clone(&dyn_clock));
+    let manager = SessionManager::builder(Arc::clone(&store))
         .with_clock(Arc::clone(&dyn_clock))
+        .with_event_sink(audit.clone())
         .with_keys(seal.clone())
         .with_event_sink(revocations.clone())
         .with_event_sink(sink)
@@ -130,15 +135,18 @@ async fn provider() -> Op {
         ],
     };
     let keys = IdTokenKeys::generate(&settings.algs()).unwrap();
-    let provider = Provider::new(
-        &settings,
-        base.clone(),
-        keys,
-        manager.clone(),
-        Arc::clone(&tokens),
-        seal,
-    )
-    .unwrap();
+    let provider = Arc::new(
+        Provider::new(
+            &settings,
+            base.clone(),
+            keys,
+            manager.clone(),
+            Arc::clone(&tokens),
+            seal,
+        )
+        .unwrap()
+        .with_audit(Arc::clone(&audit)),
+    );
     provider.spawn_logout_worker(queue);
     let state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)])).with_tokens(tokens);
     let app = app_with_demo(state, DemoOptions::new(users()).with_oidc(provider));
@@ -153,6 +161,7 @@ async fn provider() -> Op {
         base,
         clock,
         manager,
+        audit,
         logouts: tokio::sync::Mutex::new(rx),
         rp,
     }
@@ -1174,6 +1183,21 @@ async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
         let info: Result<openidconnect::core::CoreUserInfoClaims, _> = info;
         assert!(info.is_err());
     }
+    // The audit log has the app sign-ins, the logout and the deliveries.
+    op.audit.flush().await;
+    let entries = op
+        .manager
+        .store()
+        .audit(&AuditQuery::newest(100))
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.entry.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "oidc_sign_in").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"oidc_logout"), "{kinds:?}");
     // A new app sign-in needs the password again.
     let p = a.start(&[]);
     let res = browser.get(&p.url).await;

@@ -19,9 +19,12 @@
 //! record whose sealed data holds `"oidc": {"client", "parent", "auth_time",
 //! "scope"}`; its access and refresh tokens are the existing ones of
 //! `sessionary-token` and the core's refresh families, bound to the child.
-//! When the central session ends, for any reason, its children end with the
-//! same reason and every client of theirs with a `backchannel_logout_uri`
-//! receives a logout token ([`LogoutSink`], in the background).
+//! The child is also recorded in the user's data (`"oidc_sso"`, by central
+//! session), which outlives sessions: when the central session ends, for any
+//! reason (even an expiry noticed after every record expired), its children end
+//! with the same reason and every client of theirs with a
+//! `backchannel_logout_uri` receives a logout token ([`LogoutSink`], in the
+//! background).
 //!
 //! # Security model
 //!
@@ -187,6 +190,7 @@ pub struct Provider {
     tokens: Arc<AccessTokens>,
     seal: sessionary_core::KeyRing,
     http: reqwest::Client,
+    audit: Option<Arc<sessionary_core::AuditLog>>,
 }
 
 impl Provider {
@@ -203,12 +207,12 @@ impl Provider {
         manager: SessionManager,
         tokens: Arc<AccessTokens>,
         seal: sessionary_core::KeyRing,
-    ) -> Result<Arc<Self>, reqwest::Error> {
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Arc::new(Self {
+        Ok(Self {
             issuer: issuer.trim_end_matches('/').to_owned(),
             clients: settings
                 .clients
@@ -220,7 +224,32 @@ impl Provider {
             tokens,
             seal,
             http,
-        }))
+            audit: None,
+        })
+    }
+
+    /// Writes app sign-ins (`oidc_sign_in`), RP-initiated logouts
+    /// (`oidc_logout`), reused codes (`oidc_code_reused`) and back-channel
+    /// deliveries (`oidc_backchannel`, detail `<client> delivered|failed`) to
+    /// `audit`, beside the manager's own entries (the child sessions'
+    /// `created` and `ended`).
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<sessionary_core::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn audit(&self, kind: &str, sid: &SessionId, user: Option<&UserId>, detail: String) {
+        if let Some(a) = &self.audit {
+            a.record(sessionary_core::AuditEntry {
+                at: self.manager.now(),
+                kind: kind.to_owned(),
+                session_id: Some(*sid),
+                user: user.cloned(),
+                ip: None,
+                detail,
+            });
+        }
     }
 
     /// The issuer.
@@ -306,9 +335,17 @@ impl Provider {
                     continue;
                 }
             };
-            let http = self.http.clone();
+            let me = Arc::clone(self);
+            let (sid, user) = (ended.id, ended.user.clone());
             tokio::spawn(async move {
-                send_logout(&http, &uri, &token, &id).await;
+                let delivered = send_logout(&me.http, &uri, &token, &id).await;
+                let outcome = if delivered { "delivered" } else { "failed" };
+                me.audit(
+                    "oidc_backchannel",
+                    &sid,
+                    Some(&user),
+                    format!("{id} {outcome}"),
+                );
             });
         }
         tracing::info!(sid = %ended.id, reason = %ended.reason, "oidc: central session ended; its app sessions ended, back-channel logout sent");
@@ -419,7 +456,8 @@ impl Provider {
     }
 }
 
-async fn send_logout(http: &reqwest::Client, uri: &str, token: &str, client: &str) {
+/// POSTs `token` to `uri`, 3 attempts; whether the RP answered 2xx.
+async fn send_logout(http: &reqwest::Client, uri: &str, token: &str, client: &str) -> bool {
     for attempt in 0..3u32 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
@@ -436,7 +474,7 @@ async fn send_logout(http: &reqwest::Client, uri: &str, token: &str, client: &st
         match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(client, "oidc: back-channel logout delivered");
-                return;
+                return true;
             }
             Ok(r) => {
                 tracing::warn!(client, status = %r.status(), "oidc: back-channel logout refused")
@@ -444,6 +482,7 @@ async fn send_logout(http: &reqwest::Client, uri: &str, token: &str, client: &st
             Err(e) => tracing::warn!(client, error = %e, "oidc: back-channel logout failed"),
         }
     }
+    false
 }
 
 /// An ended session, for the logout worker.
@@ -764,6 +803,12 @@ async fn authorize(
         return fail("server_error", "cannot issue a code");
     };
     tracing::info!(sid = %child.id, parent = %central.id, client = %client.id, "oidc: app sign-in");
+    p.audit(
+        "oidc_sign_in",
+        &child.id,
+        central.user.as_ref(),
+        format!("{} under {}", client.id, central.id),
+    );
     let code = URL_SAFE_NO_PAD.encode(sealed.as_bytes());
     let mut pairs = vec![("code", code.as_str()), ("iss", p.issuer.as_str())];
     if let Some(s) = state {
@@ -954,6 +999,7 @@ async fn code_grant(p: &Provider, client: &Client, form: &BTreeMap<String, Strin
         Ok(sessionary_core::store::Counter::Incremented(1)) => {}
         Ok(sessionary_core::store::Counter::Incremented(_)) => {
             tracing::warn!(sid = %claims.sid, client = %client.id, "oidc: authorization code reused; its session ends");
+            p.audit("oidc_code_reused", &claims.sid, None, client.id.clone());
             end_child().await;
             return invalid_grant("the code was already used");
         }
@@ -1241,6 +1287,7 @@ async fn logout(
         }
     }
     tracing::info!(sid = %sid, client = %client.id, "oidc: RP-initiated logout");
+    p.audit("oidc_logout", &sid, None, client.id.clone());
     match back {
         Some(uri) => {
             let mut pairs = Vec::new();
