@@ -1084,6 +1084,143 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The OpenID Connect provider (single sign-on), served with the demo.
+    #[serde(default)]
+    pub oidc: OidcConfig,
+}
+
+/// `[oidc]`: Sessionary as an OpenID Connect provider for the apps in
+/// `[[oidc.clients]]` (single sign-on through the demo's session).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The issuer URL (`iss`, discovery), without a trailing slash; unset:
+    /// `http://<listen address>`.
+    pub issuer: Option<String>,
+    /// The registered clients (relying parties).
+    pub clients: Vec<OidcClientConfig>,
+}
+
+/// One `[[oidc.clients]]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcClientConfig {
+    /// `client_id`: 1-64 characters of `A-Z a-z 0-9 - _ .`.
+    pub id: String,
+    /// A human name shown in "Manage sessions" (default: the id).
+    pub name: Option<String>,
+    /// The client secret (at least 8 characters); omitted: a public client
+    /// (`token_endpoint_auth_method` `none`, PKCE alone).
+    pub secret: Option<Secret>,
+    /// Redirect URIs, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back, matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are POSTed.
+    pub backchannel_logout_uri: Option<String>,
+    /// ID token algorithm: `EdDSA` (default), `ES256` or `RS256`.
+    pub id_token_alg: Option<String>,
+}
+
+impl OidcConfig {
+    fn validate(&self, errs: &mut Vec<ConfigError>) -> Option<crate::oidc::OidcSettings> {
+        let before = errs.len();
+        let issuer = match &self.issuer {
+            Some(i) => {
+                let ok = url::Url::parse(i).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && !i.ends_with('/')
+                });
+                if !ok {
+                    errs.push(ConfigError::new(
+                        "oidc.issuer",
+                        "expected an http(s) URL without query, fragment or trailing slash, such as \"https://sso.example.com\"",
+                    ));
+                }
+                Some(i.clone())
+            }
+            None => None,
+        };
+        let mut clients = Vec::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = |k: &str| format!("oidc.clients[{i}].{k}");
+            if c.id.is_empty()
+                || c.id.len() > 64
+                || !c
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                errs.push(ConfigError::new(
+                    key("id"),
+                    "expected 1-64 characters of A-Z a-z 0-9 - _ .",
+                ));
+            } else if self.clients[..i].iter().any(|o| o.id == c.id) {
+                errs.push(ConfigError::new(key("id"), "appears twice"));
+            }
+            if c.secret.as_ref().is_some_and(|s| s.expose().len() < 8) {
+                errs.push(ConfigError::new(
+                    key("secret"),
+                    "expected at least 8 characters (omit it for a public client)",
+                ));
+            }
+            let absolute = |u: &str| {
+                url::Url::parse(u)
+                    .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.fragment().is_none())
+            };
+            if c.redirect_uris.is_empty() {
+                errs.push(ConfigError::new(
+                    key("redirect_uris"),
+                    "expected at least one absolute http(s) URL",
+                ));
+            }
+            for (name, list) in [
+                ("redirect_uris", &c.redirect_uris),
+                ("post_logout_redirect_uris", &c.post_logout_redirect_uris),
+            ] {
+                for u in list {
+                    if !absolute(u) {
+                        errs.push(ConfigError::new(
+                            key(name),
+                            format!("{u:?} is not an absolute http(s) URL without fragment"),
+                        ));
+                    }
+                }
+            }
+            if let Some(u) = &c.backchannel_logout_uri {
+                if !absolute(u) {
+                    errs.push(ConfigError::new(
+                        key("backchannel_logout_uri"),
+                        format!("{u:?} is not an absolute http(s) URL without fragment"),
+                    ));
+                }
+            }
+            let alg = match c.id_token_alg.as_deref().unwrap_or("EdDSA") {
+                "EdDSA" => sessionary_token::SigningAlg::EdDsa,
+                "ES256" => sessionary_token::SigningAlg::Es256,
+                "RS256" => sessionary_token::SigningAlg::Rs256,
+                other => {
+                    errs.push(ConfigError::new(
+                        key("id_token_alg"),
+                        format!("expected EdDSA, ES256 or RS256, got {other:?}"),
+                    ));
+                    sessionary_token::SigningAlg::EdDsa
+                }
+            };
+            clients.push(crate::oidc::Client {
+                id: c.id.clone(),
+                name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+                secret: c.secret.as_ref().map(|s| s.expose().to_owned()),
+                redirect_uris: c.redirect_uris.clone(),
+                post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+                id_token_alg: alg,
+            });
+        }
+        (errs.len() == before).then(|| crate::oidc::OidcSettings { issuer, clients })
+    }
 }
 
 impl Default for Config {
@@ -1102,6 +1239,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             trusted_proxies: Vec::new(),
             alerts: AlertsConfig::default(),
+            oidc: OidcConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -1322,6 +1460,8 @@ pub struct Settings {
     pub trusted_proxies: sessionary_axum::TrustedProxies,
     /// New-device alerts.
     pub alerts: AlertSettings,
+    /// The OpenID Connect provider (`[oidc]`).
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 /// The validated `[tokens]` section.
@@ -1355,7 +1495,9 @@ impl TokensConfig {
                 ));
             }
         }
-        let algorithm = sessionary_token::SigningAlg::parse(&self.algorithm);
+        // RS256 keys exist for OpenID Connect clients that need them, not for access tokens.
+        let algorithm = sessionary_token::SigningAlg::parse(&self.algorithm)
+            .filter(|a| *a != sessionary_token::SigningAlg::Rs256);
         if algorithm.is_none() {
             errs.push(ConfigError::new(
                 "tokens.algorithm",
@@ -1531,19 +1673,28 @@ impl Config {
             });
         let alerts = self.alerts.validate(&self.data_dir, &mut errs);
         let metrics = self.metrics.validate(&mut errs);
+        let oidc = self.oidc.validate(&mut errs);
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(self.log.filter()) {
             errs.push(ConfigError::new(
                 "log",
                 format!("expected a log filter such as \"info\" or \"info,sessionary=debug\": {e}"),
             ));
         }
-        match (listen, sweep_interval, tokens, alerts, audit_retention) {
+        match (
+            listen,
+            sweep_interval,
+            tokens,
+            alerts,
+            audit_retention,
+            oidc,
+        ) {
             (
                 Some(listen),
                 Some(sweep_interval),
                 Some(tokens),
                 Some(alerts),
                 Some(audit_retention),
+                Some(oidc),
             ) if errs.is_empty() => Ok(Settings {
                 listen,
                 store_path: self
@@ -1569,6 +1720,7 @@ impl Config {
                 audit_retention,
                 trusted_proxies,
                 alerts,
+                oidc,
             }),
             _ => Err(ConfigErrors(errs)),
         }
@@ -1590,6 +1742,7 @@ impl Config {
             .chain(c.alerts.smtp.password.iter_mut())
             .chain(c.alerts.webhook.secret.iter_mut())
             .chain(c.metrics.token.iter_mut())
+            .chain(c.oidc.clients.iter_mut().filter_map(|c| c.secret.as_mut()))
         {
             *k = Secret::new("REDACTED");
         }

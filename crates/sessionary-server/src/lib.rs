@@ -44,6 +44,11 @@
 //! | `GET /v1/audit?user=&session=&kind=&before=&limit=` | the audit log, newest first ([`audit_api`]) |
 //! | `/v1/sessions/{id}/mfa/...`, `GET /v1/users/{user}/mfa` | TOTP enrolment, confirmation, step-up to AAL 2, disabling ([`mfa_api`]) |
 //!
+//! With the demo and registered clients, [`app_with_demo`] also serves the
+//! OpenID Connect provider ([`oidc`]): `/.well-known/openid-configuration`,
+//! `/oauth2/jwks`, `/oauth2/authorize`, `/oauth2/token`, `/oauth2/userinfo`,
+//! `/oauth2/logout`.
+//!
 //! # Security model
 //!
 //! - API keys are compared as SHA-256 digests in constant time ([`ApiKeys`]).
@@ -68,6 +73,7 @@ pub mod demo;
 pub mod extract;
 pub mod metrics;
 pub mod mfa_api;
+pub mod oidc;
 pub mod problem;
 pub mod quota_api;
 pub mod serve;
@@ -252,6 +258,10 @@ pub fn app_with_demo(state: AppState, mut options: demo::DemoOptions) -> Router 
     if let Some(outbox) = &state.outbox {
         options = options.with_outbox(Arc::clone(outbox));
     }
+    let oidc = options
+        .oidc
+        .clone()
+        .map(|p| oidc::router(p, demo::session_config(&options)));
     let mut shop = demo::router(manager, options);
     if let Some(activity) = &state.activity {
         shop = shop.layer(axum::Extension(Arc::clone(activity)));
@@ -259,7 +269,11 @@ pub fn app_with_demo(state: AppState, mut options: demo::DemoOptions) -> Router 
     if let Some(audit) = &state.audit {
         shop = shop.layer(axum::Extension(Arc::clone(audit)));
     }
-    outer_layers(api(state, false).merge(shop))
+    let mut routes = api(state, false);
+    if let Some(oidc) = oidc {
+        routes = routes.merge(oidc);
+    }
+    outer_layers(routes.merge(shop))
 }
 
 /// The API routes, each answering with private problem documents; with

@@ -103,6 +103,9 @@ pub enum ServeError {
         #[source]
         source: sessionary_token::AccessTokenError,
     },
+    /// The OpenID Connect provider could not start (its HTTP client).
+    #[error("the OpenID Connect provider")]
+    Oidc(#[source] reqwest::Error),
     /// The new-device notifier could not be set up.
     #[error("new-device alerts")]
     Alerts(#[source] sessionary_notify::NotifyError),
@@ -523,10 +526,14 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         }
         _ => Arc::clone(&opened.store),
     };
+    // Ended sessions reach the OpenID Connect provider's logout worker (children, back-channel).
+    let (logout_sink, logout_queue) = crate::oidc::logout_channel();
+    let code_seal = ring.clone();
     let mut builder = SessionManager::builder(store)
         .with_clock(Arc::clone(&clock))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
+        .with_event_sink(logout_sink)
         .with_refresh_grace(settings.tokens.refresh_grace)
         .with_event_sink(revocations.clone())
         .with_event_sink(audit.clone())
@@ -610,22 +617,47 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
             settings.data_dir.join(TOKEN_KEYS_FILE),
             settings.tokens.algorithm,
         );
-    if let Some((alerts, outbox)) = new_device_alerts(&settings.alerts, manager)? {
+    if let Some((alerts, outbox)) = new_device_alerts(&settings.alerts, manager.clone())? {
         state = state.with_alerts(alerts);
         if let Some(outbox) = outbox {
             state = state.with_outbox(outbox);
         }
     }
+    let mut oidc_worker = None;
     let app = match demo {
         Some((users, fresh)) => {
             print_demo(&settings, addr, &fresh);
             let mut options = crate::demo::DemoOptions::new(users)
-                .with_access_tokens(tokens)
+                .with_access_tokens(Arc::clone(&tokens))
                 .with_trusted_proxies(settings.trusted_proxies.clone());
             if !addr.ip().is_loopback() {
                 // Plain-HTTP cookies only on loopback; elsewhere the demo
                 // expects HTTPS in front (a TLS-terminating proxy).
                 options = options.with_https();
+            }
+            if !settings.oidc.clients.is_empty() {
+                let path = settings.data_dir.join(crate::oidc::OIDC_KEYS_FILE);
+                let keys = crate::oidc::IdTokenKeys::load_or_generate(&path, &settings.oidc.algs())
+                    .map_err(|source| ServeError::TokenKeys { path, source })?;
+                let issuer = settings
+                    .oidc
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}"));
+                say!("  oidc:     {issuer}/.well-known/openid-configuration");
+                let provider = crate::oidc::Provider::new(
+                    &settings.oidc,
+                    issuer,
+                    keys,
+                    manager.clone(),
+                    Arc::clone(&tokens),
+                    code_seal,
+                )
+                .map_err(ServeError::Oidc)?
+                .with_audit(Arc::clone(&audit));
+                let provider = Arc::new(provider);
+                oidc_worker = Some(provider.spawn_logout_worker(logout_queue));
+                options = options.with_oidc(provider);
             }
             crate::app_with_demo(state, options)
         }
@@ -656,6 +688,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     };
     sweeper.abort();
     audit_sweeper.abort();
+    if let Some(w) = oidc_worker {
+        w.abort();
+    }
     if let Some((_, task)) = metrics_server {
         task.abort();
     }

@@ -36,6 +36,9 @@ pub enum SigningAlg {
     /// HMAC-SHA-256 (`HS256`) with a random secret of at least 256 bits. The
     /// verifier must know the secret, so it is never published in the JWKS.
     Hs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (`RS256`) on a 2048-bit key, for relying
+    /// parties that know nothing else (the OpenID Connect provider's ID tokens).
+    Rs256,
 }
 
 impl SigningAlg {
@@ -45,6 +48,7 @@ impl SigningAlg {
             Self::EdDsa => "EdDSA",
             Self::Es256 => "ES256",
             Self::Hs256 => "HS256",
+            Self::Rs256 => "RS256",
         }
     }
 
@@ -54,6 +58,7 @@ impl SigningAlg {
             "EdDSA" => Some(Self::EdDsa),
             "ES256" => Some(Self::Es256),
             "HS256" => Some(Self::Hs256),
+            "RS256" => Some(Self::Rs256),
             _ => None,
         }
     }
@@ -63,6 +68,7 @@ impl SigningAlg {
             Self::EdDsa => Algorithm::EdDSA,
             Self::Es256 => Algorithm::ES256,
             Self::Hs256 => Algorithm::HS256,
+            Self::Rs256 => Algorithm::RS256,
         }
     }
 }
@@ -93,11 +99,13 @@ impl fmt::Display for SigningAlg {
 pub struct SigningKey {
     kid: String,
     alg: SigningAlg,
-    /// PKCS#8 for EdDSA/ES256, the raw secret for HS256.
+    /// PKCS#8 for EdDSA/ES256/RS256, the raw secret for HS256.
     secret: Vec<u8>,
     /// The raw public key (32 bytes for Ed25519, the 65-byte uncompressed point
-    /// for P-256); empty for HS256.
+    /// for P-256); empty for HS256; for RS256 the modulus (big-endian), the
+    /// exponent being in `rsa_e`.
     public: Vec<u8>,
+    rsa_e: Vec<u8>,
     pub(crate) encoding: EncodingKey,
     pub(crate) decoding: DecodingKey,
 }
@@ -148,11 +156,20 @@ impl SigningKey {
                     .to_vec()
             }
             SigningAlg::Hs256 => random_bytes::<HS256_MIN_SECRET>()?.to_vec(),
+            SigningAlg::Rs256 => {
+                use aws_lc_rs::encoding::AsDer as _;
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| AccessTokenError::Random)?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                    pair.as_der().map_err(|_| AccessTokenError::Random)?;
+                der.as_ref().to_vec()
+            }
         };
         Self::from_secret(&kid, alg, &secret)
     }
 
-    /// Loads a key: PKCS#8 (v1 or v2) for `EdDsa`/`Es256`, the raw secret for `Hs256`.
+    /// Loads a key: PKCS#8 (v1 or v2) for `EdDsa`/`Es256`, PKCS#8 v1 for
+    /// `Rs256` (2048 to 8192 bits), the raw secret for `Hs256`.
     ///
     /// # Errors
     ///
@@ -169,6 +186,7 @@ impl SigningKey {
                 "kid must be 1-64 characters of A-Z a-z 0-9 - _ .",
             ));
         }
+        let mut rsa_e = Vec::new();
         let (public, encoding, decoding) = match alg {
             SigningAlg::EdDsa => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(secret)
@@ -203,12 +221,31 @@ impl SigningKey {
                     DecodingKey::from_secret(secret),
                 )
             }
+            SigningAlg::Rs256 => {
+                use aws_lc_rs::signature::KeyPair as _;
+                let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(secret)
+                    .map_err(|_| AccessTokenError::Key("not an RSA PKCS#8 key"))?;
+                if pair.public_modulus_len() < 256 {
+                    return Err(AccessTokenError::Key(
+                        "an RS256 key must have at least 2048 bits",
+                    ));
+                }
+                let public = pair.public_key();
+                let n = public.modulus().big_endian_without_leading_zero().to_vec();
+                rsa_e = public.exponent().big_endian_without_leading_zero().to_vec();
+                // jsonwebtoken signs with the PKCS#1 key inside the PKCS#8 document.
+                let pkcs1 = pkcs8_private_key(secret)
+                    .ok_or(AccessTokenError::Key("not an RSA PKCS#8 key"))?;
+                let decoding = DecodingKey::from_rsa_raw_components(&n, &rsa_e);
+                (n, EncodingKey::from_rsa_der(pkcs1), decoding)
+            }
         };
         Ok(Self {
             kid: kid.to_owned(),
             alg,
             secret: secret.to_vec(),
             public,
+            rsa_e,
             encoding,
             decoding,
         })
@@ -256,9 +293,77 @@ impl SigningKey {
                     "use": "sig",
                 }))
             }
+            SigningAlg::Rs256 => Some(json!({
+                "kty": "RSA",
+                "n": URL_SAFE_NO_PAD.encode(&self.public),
+                "e": URL_SAFE_NO_PAD.encode(&self.rsa_e),
+                "kid": self.kid,
+                "alg": "RS256",
+                "use": "sig",
+            })),
             SigningAlg::Hs256 => None,
         }
     }
+
+    /// Signs `claims` as a compact JWS with this key: header `alg` (the key's
+    /// one algorithm), `kid` and `typ` (when given).
+    ///
+    /// # Errors
+    ///
+    /// [`AccessTokenError::Signing`] if the claims do not serialise or the
+    /// signature fails.
+    pub fn sign<T: serde::Serialize>(
+        &self,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> Result<String, AccessTokenError> {
+        let mut header = jsonwebtoken::Header::new(self.alg.jwt());
+        header.kid = Some(self.kid.clone());
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(AccessTokenError::Signing)
+    }
+}
+
+/// The `privateKey` octets of a PKCS#8 v1 `PrivateKeyInfo` (for RSA, the
+/// PKCS#1 `RSAPrivateKey`): SEQUENCE { INTEGER version, SEQUENCE algorithm,
+/// OCTET STRING privateKey, ... }. `None` if the DER does not have that shape.
+fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
+    /// One DER element: (tag, contents, rest).
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (len_bytes, rest) = rest.split_at(n);
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, rest)
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (contents, rest) = rest.split_at(len);
+        Some((tag, contents, rest))
+    }
+    let (0x30, info, _) = element(der)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = element(info)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x04, key, _) = element(rest)? else {
+        return None;
+    };
+    Some(key)
 }
 
 /// The keys of an issuer: one current key signs; retired keys keep verifying
@@ -532,9 +637,43 @@ mod tests {
         assert_eq!(SigningAlg::parse("EdDSA"), Some(SigningAlg::EdDsa));
         assert_eq!(SigningAlg::parse("ES256"), Some(SigningAlg::Es256));
         assert_eq!(SigningAlg::parse("HS256"), Some(SigningAlg::Hs256));
-        for bad in ["none", "eddsa", "EDDSA", "es256", "HS384", "RS256", ""] {
+        assert_eq!(SigningAlg::parse("RS256"), Some(SigningAlg::Rs256));
+        for bad in [
+            "none", "eddsa", "EDDSA", "es256", "HS384", "rs256", "RS384", "",
+        ] {
             assert_eq!(SigningAlg::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rs256_keys_sign_verify_and_survive_their_text_form() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let key = SigningKey::generate(SigningAlg::Rs256)?;
+        let jwk = key.public_jwk().ok_or("a JWK")?;
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+        let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().ok_or("n")?)?;
+        assert_eq!(n.len(), 256, "2048 bits");
+        let token = key.sign(Some("JWT"), &json!({"sub": "alice"}))?;
+        let header = jsonwebtoken::decode_header(&token)?;
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+        let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+        v.required_spec_claims.clear();
+        v.validate_exp = false;
+        let decoding = DecodingKey::from_jwk(&serde_json::from_value(jwk)?)?;
+        let data = jsonwebtoken::decode::<Value>(&token, &decoding, &v)?;
+        assert_eq!(data.claims["sub"], "alice");
+        // The text form keeps it; a short or foreign document is refused.
+        let ring: KeyRing = KeyRing::new(key.clone()).to_text().parse()?;
+        assert_eq!(ring.current().public_jwk(), key.public_jwk());
+        assert!(
+            SigningKey::from_secret("k", SigningAlg::Rs256, &[0x30, 0x03, 0x02, 0x01, 0x00])
+                .is_err()
+        );
+        let ed = SigningKey::generate(SigningAlg::EdDsa)?;
+        assert!(SigningKey::from_secret("k", SigningAlg::Rs256, ed.secret_bytes()).is_err());
+        Ok(())
     }
 
     #[test]

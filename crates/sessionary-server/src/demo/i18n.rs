@@ -157,6 +157,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("sessions.last_seen", "Last seen", "Dernière activité"),
     ("sessions.remembered", "Remembered", "Mémorisé"),
     ("sessions.this", "This device", "Cet appareil"),
+    (
+        "sessions.app",
+        "Signed in to the app",
+        "Connecté à l’application",
+    ),
     ("sessions.end", "End", "Terminer"),
     (
         "sessions.end_others",

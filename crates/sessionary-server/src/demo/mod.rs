@@ -125,6 +125,7 @@ pub struct DemoOptions {
     access_tokens: Option<Arc<AccessTokens>>,
     trusted_proxies: Option<Arc<sessionary_axum::TrustedProxies>>,
     alerts: outbox::Alerts,
+    pub(crate) oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl DemoOptions {
@@ -138,7 +139,17 @@ impl DemoOptions {
             access_tokens: None,
             trusted_proxies: None,
             alerts: outbox::Alerts::default(),
+            oidc: None,
         }
+    }
+
+    /// Serves the OpenID Connect provider `provider` beside the shop
+    /// (`/oauth2/...`, discovery), signing apps in through the shop's session,
+    /// and shows the apps' sessions in "Manage sessions".
+    #[must_use]
+    pub fn with_oidc(mut self, provider: Arc<crate::oidc::Provider>) -> Self {
+        self.oidc = Some(provider);
+        self
     }
 
     /// Takes the client IP shown in "manage sessions" from `Forwarded` /
@@ -180,12 +191,11 @@ struct Demo {
     users: Arc<DemoUsers>,
     mfa: Arc<Mfa>,
     alerts: outbox::Alerts,
+    oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
-/// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
-/// security headers. Serve it with connect info (the client IP is shown in
-/// "manage sessions").
-pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
+/// The demo's session settings (the cookie the OpenID Connect provider reads too).
+pub(crate) fn session_config(options: &DemoOptions) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_expiry_warning(options.expiry_warning)
         .with_sign_in_path("/login")
@@ -199,11 +209,21 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     if let Some(proxies) = &options.trusted_proxies {
         config = config.with_trusted_proxies(sessionary_axum::TrustedProxies::clone(proxies));
     }
-    let mut csrf = CsrfConfig::new();
     if options.insecure_http {
         // Loopback only (see `DemoOptions::new`): browsers treat it as secure
         // enough, but plain HTTP cannot carry a `Secure` cookie everywhere.
         config = config.dangerous().allow_insecure_http();
+    }
+    config
+}
+
+/// The demo's router, with its own [`SessionLayer`], [`CsrfLayer`] and
+/// security headers. Serve it with connect info (the client IP is shown in
+/// "manage sessions").
+pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
+    let config = session_config(&options);
+    let mut csrf = CsrfConfig::new();
+    if options.insecure_http {
         csrf = csrf.with_scheme(Scheme::HTTP);
     }
     let demo = Demo {
@@ -211,6 +231,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
         users: options.users,
         mfa: Arc::new(Mfa::new(manager.clone(), "Sessionary demo shop")),
         alerts: options.alerts,
+        oidc: options.oidc,
     };
     let mut router = Router::new()
         .route("/", get(shop))
@@ -560,11 +581,20 @@ async fn sessions_page(State(demo): State<Demo>, user: CurrentUser) -> Result<Re
     let ctx = demo.ctx(&user.session, true).await?;
     let list = demo.manager.list(&user.user).await?;
     let current = user.record.id.to_string();
+    // App sessions (single sign-on children): the app's name and the central session.
+    let apps: std::collections::HashMap<SessionId, (String, SessionId)> = match &demo.oidc {
+        Some(p) => list
+            .iter()
+            .filter_map(|r| p.child_of(r).map(|c| (r.id, c)))
+            .collect(),
+        None => std::collections::HashMap::new(),
+    };
     Ok(page(view::sessions(
         &ctx,
         &list,
         &current,
         demo.manager.now(),
+        &apps,
     )))
 }
 

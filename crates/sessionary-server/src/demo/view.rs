@@ -247,7 +247,25 @@ pub(super) fn sessions(
     list: &[std::sync::Arc<SessionRecord>],
     current: &str,
     now: Timestamp,
+    apps: &std::collections::HashMap<
+        sessionary_core::SessionId,
+        (String, sessionary_core::SessionId),
+    >,
 ) -> Markup {
+    // Each central session, then its app sessions right under it.
+    let mut ordered: Vec<&std::sync::Arc<SessionRecord>> = Vec::new();
+    for r in list.iter().filter(|r| !apps.contains_key(&r.id)) {
+        ordered.push(r);
+        ordered.extend(
+            list.iter()
+                .filter(|c| apps.get(&c.id).is_some_and(|(_, p)| *p == r.id)),
+        );
+    }
+    // Children whose central session is not listed (it ended meanwhile).
+    ordered.extend(list.iter().filter(|c| {
+        apps.get(&c.id)
+            .is_some_and(|(_, p)| !list.iter().any(|r| r.id == *p))
+    }));
     let main = html! {
         main #manage-sessions {
             h1 { (tr(ctx, "sessions.title")) }
@@ -259,11 +277,17 @@ pub(super) fn sessions(
                     th { (tr(ctx, "sessions.remembered")) } th {}
                 } }
                 tbody {
-                    @for r in list {
+                    @for r in ordered {
                         @let id = r.id.to_string();
                         @let mine = id == current;
-                        tr.session.current[mine] data-session-id=(id) {
-                            (device_cells(r, now))
+                        @let app = apps.get(&r.id);
+                        tr.session.current[mine].app-session[app.is_some()] data-session-id=(id) data-parent-id=[app.map(|(_, p)| p.to_string())] {
+                            @if let Some((name, _)) = app {
+                                td.app { "↳ " (tr(ctx, "sessions.app")) " " span.app-name { (name) } }
+                                td {} td {} td {}
+                            } @else {
+                                (device_cells(r, now))
+                            }
                             td { (tr(ctx, if r.remember { "sessions.yes" } else { "sessions.no" })) }
                             td {
                                 @if mine {
