@@ -103,7 +103,7 @@ struct ChildRef {
 }
 
 /// The event of back-channel logout tokens.
-pub const BACKCHANNEL_EVENT: &str = "http://backchannel.openid.net/event/backchannel-logout";
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// The validated `[oidc]` section.
 #[derive(Clone, Debug, Default)]
