@@ -1099,7 +1099,7 @@ async fn check_logout_token(op: &Op, received: &Received, sid: &str) -> Value {
     assert!(c["jti"].is_string() && c["iat"].is_number());
     assert!(c.get("nonce").is_none());
     assert_eq!(
-        c["events"]["http://backchannel.openid.net/event/backchannel-logout"],
+        c["events"]["http://schemas.openid.net/event/backchannel-logout"],
         serde_json::json!({})
     );
     c
