@@ -14,6 +14,8 @@
 mod harness;
 #[path = "browser/shop.rs"]
 mod shop;
+#[path = "browser/sso.rs"]
+mod sso;
 
 use std::time::Duration;
 

@@ -38,11 +38,11 @@ use sessionary_core::store::{
 use sessionary_core::{
     LimitMode, Sealed, SessionId, SessionRecord, StoreError, Timestamp, TokenHash, UserId,
 };
+use sqlx::Transaction;
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
 };
 use sqlx::query::Query;
-use sqlx::Transaction;
 
 use crate::codec::{
     Encoded, decode_user, encode_counters, next_version, u64_from_column, version_to_i64,

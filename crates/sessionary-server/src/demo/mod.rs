@@ -226,6 +226,7 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
     if options.insecure_http {
         csrf = csrf.with_scheme(Scheme::HTTP);
     }
+    let csp = content_security_policy(options.oidc.as_deref());
     let demo = Demo {
         manager: manager.clone(),
         users: options.users,
@@ -275,7 +276,10 @@ pub fn router(manager: SessionManager, options: DemoOptions) -> Router {
             activity::track,
         ))
         .layer(SessionLayer::new(manager, config))
-        .layer(middleware::map_response(security_headers))
+        .layer(middleware::map_response(move |res: Response| {
+            let csp = csp.clone();
+            async move { security_headers(res, csp) }
+        }))
         .layer(DefaultBodyLimit::max(64 * 1024));
     if let Some(tokens) = options.access_tokens {
         router = router.layer(Extension(tokens));
@@ -1206,18 +1210,36 @@ async fn error_pages(State(demo): State<Demo>, req: Request, next: Next) -> Resp
     page
 }
 
-/// Headers every demo response carries: a strict content security policy (no
-/// inline script), no framing, no sniffing, same-origin referrers, and no
-/// caching of personal pages.
-async fn security_headers(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
+/// The demo's content security policy: no inline script, no framing, and
+/// forms that post to the demo itself, or end (through redirects) at one of
+/// the registered OpenID Connect clients' redirect origins.
+fn content_security_policy(oidc: Option<&crate::oidc::Provider>) -> HeaderValue {
+    let mut form_action = String::from("'self'");
+    for origin in oidc
+        .map(crate::oidc::Provider::redirect_origins)
+        .unwrap_or_default()
+    {
+        // Origins come from parsed URLs: no spaces, quotes or semicolons.
+        form_action.push(' ');
+        form_action.push_str(&origin);
+    }
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| {
         HeaderValue::from_static(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+        )
+    })
+}
+
+/// Headers every demo response carries: `csp` (see [`content_security_policy`]),
+/// no framing, no sniffing, same-origin referrers, and no caching of personal pages.
+fn security_headers(mut res: Response, csp: HeaderValue) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

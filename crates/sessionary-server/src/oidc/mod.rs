@@ -262,6 +262,25 @@ impl Provider {
         self.clients.get(id)
     }
 
+    /// The origins of every registered redirect and post-logout redirect URI,
+    /// sorted, without duplicates. The demo's `form-action` allows them: a
+    /// sign-in, step-up or re-authentication form that an authorization
+    /// request sent the user to ends in a redirect to the client, and browsers
+    /// hold a form's whole redirect chain to `form-action`.
+    pub fn redirect_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self
+            .clients
+            .values()
+            .flat_map(|c| c.redirect_uris.iter().chain(&c.post_logout_redirect_uris))
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
     /// The name of the app a child session belongs to, and its central session.
     pub fn child_of(&self, record: &SessionRecord) -> Option<(String, SessionId)> {
         let link = ChildLink::of(&self.manager, record)?;
