@@ -1219,7 +1219,7 @@ impl OidcConfig {
                 id_token_alg: alg,
             });
         }
-        (errs.len() == before).then(|| crate::oidc::OidcSettings { issuer, clients })
+        (errs.len() == before).then_some(crate::oidc::OidcSettings { issuer, clients })
     }
 }
 

@@ -867,19 +867,39 @@ fn digest_eq(a: &str, b: &str) -> bool {
     bool::from(da.as_ref().ct_eq(db.as_ref()))
 }
 
+/// Why client authentication failed.
+#[derive(Debug)]
+enum ClientAuthFailure {
+    /// Unknown client, wrong or missing secret: `401 invalid_client`.
+    Unauthorized,
+    /// Basic and `client_secret` both: `400 invalid_request`.
+    TwoMethods,
+}
+
+impl IntoResponse for ClientAuthFailure {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ),
+            Self::TwoMethods => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "one client authentication method only",
+            ),
+        }
+    }
+}
+
 /// The authenticated client of a token request.
 fn authenticate<'a>(
     p: &'a Provider,
     headers: &HeaderMap,
     form: &BTreeMap<String, String>,
-) -> Result<&'a Client, Response> {
-    let unauthorized = || {
-        oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        )
-    };
+) -> Result<&'a Client, ClientAuthFailure> {
+    use ClientAuthFailure::Unauthorized;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -887,37 +907,33 @@ fn authenticate<'a>(
     let (id, secret) = match basic {
         Some(b) => {
             if form.contains_key("client_secret") {
-                return Err(oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "one client authentication method only",
-                ));
+                return Err(ClientAuthFailure::TwoMethods);
             }
-            let decoded = STANDARD.decode(b.trim()).map_err(|_| unauthorized())?;
-            let text = String::from_utf8(decoded).map_err(|_| unauthorized())?;
-            let (id, secret) = text.split_once(':').ok_or_else(unauthorized)?;
+            let decoded = STANDARD.decode(b.trim()).map_err(|_| Unauthorized)?;
+            let text = String::from_utf8(decoded).map_err(|_| Unauthorized)?;
+            let (id, secret) = text.split_once(':').ok_or(Unauthorized)?;
             // RFC 6749 2.3.1: both parts are form-urlencoded.
             let dec = |s: &str| {
                 url::form_urlencoded::parse(format!("x={s}").as_bytes())
                     .next()
                     .map(|(_, v)| v.into_owned())
             };
-            let id = dec(id).ok_or_else(unauthorized)?;
+            let id = dec(id).ok_or(Unauthorized)?;
             if form.get("client_id").is_some_and(|f| *f != id) {
-                return Err(unauthorized());
+                return Err(Unauthorized);
             }
-            (id, Some(dec(secret).ok_or_else(unauthorized)?))
+            (id, Some(dec(secret).ok_or(Unauthorized)?))
         }
         None => (
-            form.get("client_id").cloned().ok_or_else(unauthorized)?,
+            form.get("client_id").cloned().ok_or(Unauthorized)?,
             form.get("client_secret").cloned(),
         ),
     };
-    let client = p.clients.get(&id).ok_or_else(unauthorized)?;
+    let client = p.clients.get(&id).ok_or(Unauthorized)?;
     match (&client.secret, secret) {
         (Some(expected), Some(given)) if digest_eq(expected, &given) => Ok(client),
         (None, None) => Ok(client),
-        _ => Err(unauthorized()),
+        _ => Err(Unauthorized),
     }
 }
 
@@ -942,7 +958,7 @@ async fn token(State(p): State<Arc<Provider>>, headers: HeaderMap, body: Bytes) 
     };
     let client = match authenticate(&p, &headers, &form) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(failure) => return failure.into_response(),
     };
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => code_grant(&p, client, &form).await,
