@@ -981,6 +981,21 @@ async fn prompt_login_and_max_age_ask_for_the_password_again() {
     );
     let return_to = param(&format!("http://x{}", res.location), "return_to").unwrap();
     assert!(!return_to.contains("prompt"));
+    assert!(return_to.contains("max_age=60"), "{return_to}");
+    // max_age=0 asks for the password every time, and comes back with
+    // max_age=60, which the password just given satisfies (no loop).
+    let zero = rp.start(&[("max_age", "0")]);
+    let res = browser.get(&zero.url).await;
+    assert!(
+        res.location.starts_with("/reauth?return_to="),
+        "{}",
+        res.location
+    );
+    let back = param(&format!("http://x{}", res.location), "return_to").unwrap();
+    assert!(
+        back.contains("max_age=60") && !back.contains("max_age=0"),
+        "{back}"
+    );
     let csrf = browser.csrf(&format!("{}{}", op.base, res.location)).await;
     let res = browser
         .post(

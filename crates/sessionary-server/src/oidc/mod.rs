@@ -732,12 +732,13 @@ async fn authorize(
         return go("/reauth", &without_prompt(&q));
     }
     if let Some(max) = max_age {
-        if now.millis_since(auth_time) > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX)
-        {
+        // Whole seconds, as `auth_time` is; `max_age=0` always asks.
+        let age = u64::try_from(now.millis_since(auth_time) / 1000).unwrap_or(0);
+        if age > max || max == 0 {
             if none {
                 return fail("login_required", "the authentication is older than max_age");
             }
-            return go("/reauth", &here);
+            return go("/reauth", &without_prompt(&q));
         }
     }
     if central.aal < wanted_aal {
@@ -817,8 +818,11 @@ async fn authorize(
     redirect_with(redirect_uri, &pairs)
 }
 
-/// The authorize URL of `q` without `prompt`, and with `max_age` at most 60 s
-/// (a re-authentication just done satisfies it; an old one does not).
+/// The authorize URL of `q` to come back to after a (re-)authentication:
+/// without `prompt`, and with `max_age=60` when it asked for a fresh
+/// authentication (`prompt=login`, any `max_age`). The authentication just
+/// done satisfies that, so the browser does not loop, even for `max_age=0`;
+/// an authentication older than a minute does not.
 fn without_prompt(q: &BTreeMap<String, String>) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in q {
@@ -827,12 +831,11 @@ fn without_prompt(q: &BTreeMap<String, String>) -> String {
         }
         s.append_pair(k, v);
     }
-    let max = q
-        .get("max_age")
-        .and_then(|m| m.parse::<u64>().ok())
-        .map_or(60, |m| m.min(60));
-    if q.contains_key("prompt") || q.contains_key("max_age") {
-        s.append_pair("max_age", &max.to_string());
+    let fresh = q.contains_key("max_age")
+        || q.get("prompt")
+            .is_some_and(|p| p.split(' ').any(|x| x == "login"));
+    if fresh {
+        s.append_pair("max_age", "60");
     }
     format!("/oauth2/authorize?{}", s.finish())
 }
