@@ -508,6 +508,8 @@ async fn code_flow_with_pkce_gives_verified_id_tokens_in_all_three_algorithms() 
             .await
             .unwrap();
         assert_eq!(info.subject().as_str(), "alice");
+        // `profile` was asked for: the user's name.
+        assert_eq!(info.preferred_username().map(|u| u.as_str()), Some("alice"));
         assert!(tokens.refresh_token().is_some());
     }
     // A verifier pinned to another algorithm refuses the token.
