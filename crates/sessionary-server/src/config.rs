@@ -1219,7 +1219,7 @@ impl OidcConfig {
                 id_token_alg: alg,
             });
         }
-        (errs.len() == before).then(|| crate::oidc::OidcSettings { issuer, clients })
+        (errs.len() == before).then_some(crate::oidc::OidcSettings { issuer, clients })
     }
 }
 
@@ -1781,6 +1781,60 @@ mod tests {
             .extract::<Config>()
             .map_err(from_figment)?
             .validate()
+    }
+
+    #[test]
+    fn the_sso_example_registers_two_clients() {
+        let text = include_str!("../../../examples/sso_client/sessionary.toml");
+        let s = from_toml(text).unwrap();
+        assert_eq!(s.oidc.issuer.as_deref(), Some("http://127.0.0.1:8080"));
+        let ids: Vec<&str> = s.oidc.clients.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["app-a", "app-b"]);
+        let b = &s.oidc.clients[1];
+        assert_eq!(b.secret.as_deref(), Some("secret-b"));
+        assert_eq!(b.redirect_uris, ["http://localhost:3002/callback"]);
+        assert_eq!(
+            b.backchannel_logout_uri.as_deref(),
+            Some("http://localhost:3002/backchannel-logout")
+        );
+        assert_eq!(b.id_token_alg, sessionary_token::SigningAlg::EdDsa);
+        // Secrets never reach config-check's output.
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap();
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(
+            !shown.contains("secret-a") && shown.contains("REDACTED"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn oidc_clients_are_checked() {
+        let err = from_toml(
+            "[oidc]\nissuer = \"http://sso.example/\"\n\
+             [[oidc.clients]]\nid = \"a b\"\nsecret = \"short\"\nredirect_uris = [\"/callback\"]\nid_token_alg = \"HS256\"\n\
+             [[oidc.clients]]\nid = \"ok\"\nredirect_uris = []\nbackchannel_logout_uri = \"nope\"",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "oidc.issuer",
+                "oidc.clients[0].id",
+                "oidc.clients[0].secret",
+                "oidc.clients[0].redirect_uris",
+                "oidc.clients[0].id_token_alg",
+                "oidc.clients[1].redirect_uris",
+                "oidc.clients[1].backchannel_logout_uri",
+            ],
+            "{err}"
+        );
+        // RS256 is for ID tokens only, not access tokens.
+        let err = from_toml("[tokens]\nalgorithm = \"RS256\"").unwrap_err();
+        assert_eq!(err.0[0].key, "tokens.algorithm");
     }
 
     #[test]

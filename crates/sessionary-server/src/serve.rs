@@ -103,6 +103,15 @@ pub enum ServeError {
         #[source]
         source: sessionary_token::AccessTokenError,
     },
+    /// The ID token signing keys could not be loaded or created.
+    #[error("ID token keys in {}", path.display())]
+    OidcKeys {
+        /// The key file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sessionary_token::AccessTokenError,
+    },
     /// The OpenID Connect provider could not start (its HTTP client).
     #[error("the OpenID Connect provider")]
     Oidc(#[source] reqwest::Error),
@@ -527,17 +536,21 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         _ => Arc::clone(&opened.store),
     };
     // Ended sessions reach the OpenID Connect provider's logout worker (children, back-channel).
+    // Only with the demo (whose session is the central one) and registered clients.
+    let oidc_on = settings.demo && !settings.oidc.clients.is_empty();
     let (logout_sink, logout_queue) = crate::oidc::logout_channel();
     let code_seal = ring.clone();
     let mut builder = SessionManager::builder(store)
         .with_clock(Arc::clone(&clock))
         .with_policy(settings.policy.clone())
         .with_keys(ring)
-        .with_event_sink(logout_sink)
         .with_refresh_grace(settings.tokens.refresh_grace)
         .with_event_sink(revocations.clone())
         .with_event_sink(audit.clone())
         .with_event_sink(Arc::new(metrics.clone()));
+    if oidc_on {
+        builder = builder.with_event_sink(logout_sink);
+    }
     if let Some(fanout) = &opened.fanout {
         // Nodes sharing the store hear each other's ends and data changes.
         builder = builder.with_fanout(Arc::clone(fanout));
@@ -635,10 +648,10 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
                 // expects HTTPS in front (a TLS-terminating proxy).
                 options = options.with_https();
             }
-            if !settings.oidc.clients.is_empty() {
+            if oidc_on {
                 let path = settings.data_dir.join(crate::oidc::OIDC_KEYS_FILE);
                 let keys = crate::oidc::IdTokenKeys::load_or_generate(&path, &settings.oidc.algs())
-                    .map_err(|source| ServeError::TokenKeys { path, source })?;
+                    .map_err(|source| ServeError::OidcKeys { path, source })?;
                 let issuer = settings
                     .oidc
                     .issuer

@@ -1065,3 +1065,106 @@ async fn two_nodes_on_postgres_share_sessions_and_revocations() {
     ];
     two_nodes_share_sessions_and_revocations("postgres", &env).await;
 }
+
+/// `sessionary serve` with `[[oidc.clients]]` in its file: discovery at the
+/// configured issuer, a JWKS with the algorithms the clients name, the keys
+/// kept (0600) and the same after a restart, and the example file of
+/// `examples/sso_client` starts as it is (with another port).
+#[tokio::test]
+async fn the_oidc_provider_is_served_from_the_config_file_and_keeps_its_keys() {
+    let dir = TempDir::new("oidc");
+    let config = dir.path().join("sessionary.toml");
+    std::fs::write(
+        &config,
+        "[oidc]\nissuer = \"http://sso.example\"\n\
+         [[oidc.clients]]\nid = \"app-a\"\nsecret = \"secret-a\"\n\
+         redirect_uris = [\"http://localhost:3001/callback\"]\n\
+         [[oidc.clients]]\nid = \"app-r\"\nsecret = \"secret-r\"\nid_token_alg = \"RS256\"\n\
+         redirect_uris = [\"http://localhost:3009/callback\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &[("SESSIONARY_CONFIG", config.as_str())]);
+    wait_healthy(&server.url).await;
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("http://sso.example/.well-known/openid-configuration")),
+        "{:?}",
+        server.banner
+    );
+    let doc: Value = reqwest::get(format!("{}/.well-known/openid-configuration", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], "http://sso.example");
+    assert_eq!(doc["token_endpoint"], "http://sso.example/oauth2/token");
+    let jwks: Value = reqwest::get(format!("{}/oauth2/jwks", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert_eq!(algs, ["EdDSA", "RS256"]);
+    let (status, _) = server.stop();
+    assert!(status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("oidc-keys"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "oidc-keys is owner-only");
+    }
+    let server = Server::start_with(&data, &[("SESSIONARY_CONFIG", config.as_str())]);
+    wait_healthy(&server.url).await;
+    let again: Value = reqwest::get(format!("{}/oauth2/jwks", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, jwks, "the same keys after a restart");
+    let (status, _) = server.stop();
+    assert!(status.success());
+
+    // The example of examples/sso_client, on a free port.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/sso_client/sessionary.toml"
+    );
+    let server = Server::start_with(
+        &dir.path().join("example"),
+        &[("SESSIONARY_CONFIG", example)],
+    );
+    wait_healthy(&server.url).await;
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/oauth2/authorize?client_id=app-b&redirect_uri=http%3A%2F%2Flocalhost%3A3002%2Fcallback\
+             &response_type=code&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+             &code_challenge_method=S256",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("/login?return_to="), "{location}");
+    let (status, _) = server.stop();
+    assert!(status.success());
+}

@@ -508,6 +508,8 @@ async fn code_flow_with_pkce_gives_verified_id_tokens_in_all_three_algorithms() 
             .await
             .unwrap();
         assert_eq!(info.subject().as_str(), "alice");
+        // `profile` was asked for: the user's name.
+        assert_eq!(info.preferred_username().map(|u| u.as_str()), Some("alice"));
         assert!(tokens.refresh_token().is_some());
     }
     // A verifier pinned to another algorithm refuses the token.
@@ -981,6 +983,21 @@ async fn prompt_login_and_max_age_ask_for_the_password_again() {
     );
     let return_to = param(&format!("http://x{}", res.location), "return_to").unwrap();
     assert!(!return_to.contains("prompt"));
+    assert!(return_to.contains("max_age=60"), "{return_to}");
+    // max_age=0 asks for the password every time, and comes back with
+    // max_age=60, which the password just given satisfies (no loop).
+    let zero = rp.start(&[("max_age", "0")]);
+    let res = browser.get(&zero.url).await;
+    assert!(
+        res.location.starts_with("/reauth?return_to="),
+        "{}",
+        res.location
+    );
+    let back = param(&format!("http://x{}", res.location), "return_to").unwrap();
+    assert!(
+        back.contains("max_age=60") && !back.contains("max_age=0"),
+        "{back}"
+    );
     let csrf = browser.csrf(&format!("{}{}", op.base, res.location)).await;
     let res = browser
         .post(
@@ -1244,15 +1261,12 @@ async fn signing_out_of_the_shop_logs_every_app_out_through_the_back_channel() {
     browser.sign_in(&op).await;
     let (_, sid2) = sign_in_app(&browser, &a).await;
     op.clock.advance(Duration::from_secs(24 * 3600));
-    let _ = op
-        .manager
-        .verify_hash(
-            &sessionary_core::SessionToken::parse(&browser.cookie.lock().clone().unwrap())
-                .unwrap()
-                .hash(),
-            false,
-        )
-        .await;
+    let cookie = browser.cookie.lock().clone().unwrap();
+    let hash = sessionary_core::SessionToken::parse(&cookie)
+        .unwrap()
+        .hash();
+    let expired = op.manager.verify_hash(&hash, false).await;
+    assert!(expired.is_err(), "the central session expired");
     let r = next_logout(&op).await;
     assert_eq!(r.client, "app-a");
     check_logout_token(&op, &r, &sid2).await;

@@ -611,6 +611,11 @@ fn error_page(message: &str) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body.into_string(),
     )
@@ -751,12 +756,13 @@ async fn authorize(
         return go("/reauth", &without_prompt(&q));
     }
     if let Some(max) = max_age {
-        if now.millis_since(auth_time) > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX)
-        {
+        // Whole seconds, as `auth_time` is; `max_age=0` always asks.
+        let age = u64::try_from(now.millis_since(auth_time) / 1000).unwrap_or(0);
+        if age > max || max == 0 {
             if none {
                 return fail("login_required", "the authentication is older than max_age");
             }
-            return go("/reauth", &here);
+            return go("/reauth", &without_prompt(&q));
         }
     }
     if central.aal < wanted_aal {
@@ -836,8 +842,11 @@ async fn authorize(
     redirect_with(redirect_uri, &pairs)
 }
 
-/// The authorize URL of `q` without `prompt`, and with `max_age` at most 60 s
-/// (a re-authentication just done satisfies it; an old one does not).
+/// The authorize URL of `q` to come back to after a (re-)authentication:
+/// without `prompt`, and with `max_age=60` when it asked for a fresh
+/// authentication (`prompt=login`, any `max_age`). The authentication just
+/// done satisfies that, so the browser does not loop, even for `max_age=0`;
+/// an authentication older than a minute does not.
 fn without_prompt(q: &BTreeMap<String, String>) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in q {
@@ -846,12 +855,11 @@ fn without_prompt(q: &BTreeMap<String, String>) -> String {
         }
         s.append_pair(k, v);
     }
-    let max = q
-        .get("max_age")
-        .and_then(|m| m.parse::<u64>().ok())
-        .map_or(60, |m| m.min(60));
-    if q.contains_key("prompt") || q.contains_key("max_age") {
-        s.append_pair("max_age", &max.to_string());
+    let fresh = q.contains_key("max_age")
+        || q.get("prompt")
+            .is_some_and(|p| p.split(' ').any(|x| x == "login"));
+    if fresh {
+        s.append_pair("max_age", "60");
     }
     format!("/oauth2/authorize?{}", s.finish())
 }
@@ -886,19 +894,39 @@ fn digest_eq(a: &str, b: &str) -> bool {
     bool::from(da.as_ref().ct_eq(db.as_ref()))
 }
 
+/// Why client authentication failed.
+#[derive(Debug)]
+enum ClientAuthFailure {
+    /// Unknown client, wrong or missing secret: `401 invalid_client`.
+    Unauthorized,
+    /// Basic and `client_secret` both: `400 invalid_request`.
+    TwoMethods,
+}
+
+impl IntoResponse for ClientAuthFailure {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ),
+            Self::TwoMethods => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "one client authentication method only",
+            ),
+        }
+    }
+}
+
 /// The authenticated client of a token request.
 fn authenticate<'a>(
     p: &'a Provider,
     headers: &HeaderMap,
     form: &BTreeMap<String, String>,
-) -> Result<&'a Client, Response> {
-    let unauthorized = || {
-        oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        )
-    };
+) -> Result<&'a Client, ClientAuthFailure> {
+    use ClientAuthFailure::Unauthorized;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -906,37 +934,33 @@ fn authenticate<'a>(
     let (id, secret) = match basic {
         Some(b) => {
             if form.contains_key("client_secret") {
-                return Err(oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "one client authentication method only",
-                ));
+                return Err(ClientAuthFailure::TwoMethods);
             }
-            let decoded = STANDARD.decode(b.trim()).map_err(|_| unauthorized())?;
-            let text = String::from_utf8(decoded).map_err(|_| unauthorized())?;
-            let (id, secret) = text.split_once(':').ok_or_else(unauthorized)?;
+            let decoded = STANDARD.decode(b.trim()).map_err(|_| Unauthorized)?;
+            let text = String::from_utf8(decoded).map_err(|_| Unauthorized)?;
+            let (id, secret) = text.split_once(':').ok_or(Unauthorized)?;
             // RFC 6749 2.3.1: both parts are form-urlencoded.
             let dec = |s: &str| {
                 url::form_urlencoded::parse(format!("x={s}").as_bytes())
                     .next()
                     .map(|(_, v)| v.into_owned())
             };
-            let id = dec(id).ok_or_else(unauthorized)?;
+            let id = dec(id).ok_or(Unauthorized)?;
             if form.get("client_id").is_some_and(|f| *f != id) {
-                return Err(unauthorized());
+                return Err(Unauthorized);
             }
-            (id, Some(dec(secret).ok_or_else(unauthorized)?))
+            (id, Some(dec(secret).ok_or(Unauthorized)?))
         }
         None => (
-            form.get("client_id").cloned().ok_or_else(unauthorized)?,
+            form.get("client_id").cloned().ok_or(Unauthorized)?,
             form.get("client_secret").cloned(),
         ),
     };
-    let client = p.clients.get(&id).ok_or_else(unauthorized)?;
+    let client = p.clients.get(&id).ok_or(Unauthorized)?;
     match (&client.secret, secret) {
         (Some(expected), Some(given)) if digest_eq(expected, &given) => Ok(client),
         (None, None) => Ok(client),
-        _ => Err(unauthorized()),
+        _ => Err(Unauthorized),
     }
 }
 
@@ -961,7 +985,7 @@ async fn token(State(p): State<Arc<Provider>>, headers: HeaderMap, body: Bytes) 
     };
     let client = match authenticate(&p, &headers, &form) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(failure) => return failure.into_response(),
     };
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => code_grant(&p, client, &form).await,
