@@ -607,6 +607,17 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         (true, None, None) => Some(crate::MetricsAccess::ApiKey),
         _ => None,
     };
+    // The ID token keys before the banner: an RSA key takes a moment to
+    // generate, and the banner should come out in one piece.
+    let oidc_keys = if oidc_on {
+        let path = settings.data_dir.join(crate::oidc::OIDC_KEYS_FILE);
+        Some(
+            crate::oidc::IdTokenKeys::load_or_generate(&path, &settings.oidc.algs())
+                .map_err(|source| ServeError::OidcKeys { path, source })?,
+        )
+    } else {
+        None
+    };
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let signal = shutdown_signal().map_err(ServeError::Io)?;
     print_banner(&settings, addr, &key_source);
@@ -648,10 +659,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
                 // expects HTTPS in front (a TLS-terminating proxy).
                 options = options.with_https();
             }
-            if oidc_on {
-                let path = settings.data_dir.join(crate::oidc::OIDC_KEYS_FILE);
-                let keys = crate::oidc::IdTokenKeys::load_or_generate(&path, &settings.oidc.algs())
-                    .map_err(|source| ServeError::OidcKeys { path, source })?;
+            if let Some(keys) = oidc_keys {
                 let issuer = settings
                     .oidc
                     .issuer
