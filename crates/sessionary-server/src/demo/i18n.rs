@@ -157,11 +157,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("sessions.last_seen", "Last seen", "Dernière activité"),
     ("sessions.remembered", "Remembered", "Mémorisé"),
     ("sessions.this", "This device", "Cet appareil"),
-    (
-        "sessions.app",
-        "Signed in to the app",
-        "Connecté à l’application",
-    ),
+    ("sessions.app", "App signed in from here:", "Application connectée d’ici :"),
     ("sessions.end", "End", "Terminer"),
     (
         "sessions.end_others",
