@@ -63,6 +63,11 @@ server=$!
 peer= peer_tokens= peer_log=
 cleanup() {
   for p in $server $peer; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  # The sessions of this run: the server's key prefix is `bench:<pid>:`.
+  if [ -n "${BENCH_REDIS_URL:-}" ]; then
+    redis-cli -u "$BENCH_REDIS_URL" --scan --pattern "bench:$server:*" |
+      xargs -r -n 1000 redis-cli -u "$BENCH_REDIS_URL" DEL >/dev/null 2>&1 || true
+  fi
   # The peer's records are keyed by bare session id: delete them.
   if [ -n "$peer_tokens" ] && [ -s "$peer_tokens" ]; then
     xargs -n 1000 redis-cli -u "$BENCH_REDIS_URL" DEL <"$peer_tokens" >/dev/null 2>&1 || true

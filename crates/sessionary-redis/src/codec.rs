@@ -325,7 +325,8 @@ mod tests {
     #[test]
     fn snapshots_decode_as_lib_lua_encodes_them() {
         let sid = format!("0a0b{}", "00".repeat(14));
-        let tomb = format!("u:616c696365 {sid}\nx3:sid32:{sid}1:r15:revoked_by_user2:at2:101:k2:20");
+        let tomb =
+            format!("u:616c696365 {sid}\nx3:sid32:{sid}1:r15:revoked_by_user2:at2:101:k2:20");
         let tomb = tomb.as_bytes();
         let Snapshot::Ended(t) = snapshot(tomb).unwrap() else {
             panic!("a tombstone");
@@ -333,10 +334,19 @@ mod tests {
         assert_eq!(t.session_id.0[..2], [0x0a, 0x0b]);
         assert_eq!(t.reason, EndReason::RevokedByUser);
         assert_eq!((t.ended_at, t.keep_until), (Timestamp(10), Timestamp(20)));
-        assert!(matches!(snapshot(&tomb[..tomb.len() - 1]), Err(Error::Decode(_))));
+        assert!(matches!(
+            snapshot(&tomb[..tomb.len() - 1]),
+            Err(Error::Decode(_))
+        ));
         assert!(matches!(snapshot(b"s:aa 0a0b"), Ok(Snapshot::RouteOnly)));
         assert!(matches!(snapshot(b"s:aa 0a0b\nq"), Err(Error::Decode(_))));
-        assert!(matches!(snapshot(b"s:aa 0a0b\nx3:sid"), Err(Error::Decode(_))));
-        assert!(matches!(snapshot(b"s:aa 0a0b\nx99:sid"), Err(Error::Decode(_))));
+        assert!(matches!(
+            snapshot(b"s:aa 0a0b\nx3:sid"),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            snapshot(b"s:aa 0a0b\nx99:sid"),
+            Err(Error::Decode(_))
+        ));
     }
 }

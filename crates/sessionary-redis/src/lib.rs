@@ -100,7 +100,7 @@ use sessionary_core::{
 pub use crate::fanout::RedisFanout;
 
 use crate::cluster::{Node, Routes};
-use crate::codec::{array, bytes, hex, int, Snapshot};
+use crate::codec::{Snapshot, array, bytes, hex, int};
 use crate::con::Con;
 use crate::scripts::Scripts;
 use crate::sentinel::SentinelCon;

@@ -71,18 +71,31 @@ async fn commands_per_load() {
     let server = match common::Server::start(port, &[]) {
         Ok(s) => s,
         Err(e) => {
-            common::skip("commands_per_load", &format!("cannot start redis-server: {e}"));
+            common::skip(
+                "commands_per_load",
+                &format!("cannot start redis-server: {e}"),
+            );
             return;
         }
     };
     let url = server.url();
-    let store = RedisStore::connect(&url, RedisOptions::new()).await.unwrap();
+    let store = RedisStore::connect(&url, RedisOptions::new())
+        .await
+        .unwrap();
     let (t, r) = sessionary_testkit::record(Some("alice"), T0);
     let interval = r.touch_interval_ms;
     store.create(r, None).await.unwrap();
     let h = t.hash();
     // Warm up (loads the script).
-    store.load(&h, Some(Touch { now: T0.add_millis(interval) })).await.unwrap();
+    store
+        .load(
+            &h,
+            Some(Touch {
+                now: T0.add_millis(interval),
+            }),
+        )
+        .await
+        .unwrap();
     let t1 = T0.add_millis(interval);
 
     // Steady state: a verification every millisecond of mock time, no touch due.
@@ -123,7 +136,11 @@ async fn commands_per_load() {
     let touches = touching.get("evalsha").copied().unwrap_or(0);
     // 1000 s of mock time over a 90 s interval: 11 or 12 touches.
     assert!((11..=12).contains(&touches), "{touching:?}");
-    assert_eq!(touching.get("get").copied(), Some(LOADS + touches), "{touching:?}");
+    assert_eq!(
+        touching.get("get").copied(),
+        Some(LOADS + touches),
+        "{touching:?}"
+    );
     assert!(total <= LOADS + 5 * touches, "{touching:?}");
     let _ = writeln!(
         std::io::stderr(),
@@ -159,6 +176,9 @@ async fn commands_per_load() {
         }
     })
     .await;
-    assert_eq!(report(&format!("{LOADS} loads of an ended session"), &ended), LOADS);
+    assert_eq!(
+        report(&format!("{LOADS} loads of an ended session"), &ended),
+        LOADS
+    );
     drop(server);
 }

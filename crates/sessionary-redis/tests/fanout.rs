@@ -128,7 +128,9 @@ async fn a_counter_increment_on_one_node_reaches_the_other_nodes_near_cache() {
         assert!(b.verify(&token).await.unwrap().counters.is_empty());
         let sent = Instant::now();
         assert_eq!(
-            a.increment(&s.session.id, "q:api", round, None).await.unwrap(),
+            a.increment(&s.session.id, "q:api", round, None)
+                .await
+                .unwrap(),
             Counter::Incremented(round)
         );
         // B's copy is dropped when A's event arrives: bounded wait.

@@ -49,9 +49,12 @@ async fn read_user(session: Session) -> Result<&'static str, StatusCode> {
 }
 
 fn arg(args: &[String], i: usize) -> Result<&str, Error> {
-    args.get(i)
-        .map(String::as_str)
-        .ok_or_else(|| format!("argument {i} missing; usage: REDIS_URL READ_PORT SAVE_PORT SESSIONS TOKENS_FILE [POOL]").into())
+    args.get(i).map(String::as_str).ok_or_else(|| {
+        format!(
+            "argument {i} missing; usage: REDIS_URL READ_PORT SAVE_PORT SESSIONS TOKENS_FILE [POOL]"
+        )
+        .into()
+    })
 }
 
 #[tokio::main]
@@ -97,7 +100,9 @@ async fn main() -> Result<(), Error> {
     let save_app = Router::new().route("/", get(read_user)).layer(layer(true));
     let read = tokio::net::TcpListener::bind(("127.0.0.1", read_port)).await?;
     let save = tokio::net::TcpListener::bind(("127.0.0.1", save_port)).await?;
-    println!("ready: read on {read_port}, save on {save_port}, {sessions} sessions in {tokens_file}");
+    println!(
+        "ready: read on {read_port}, save on {save_port}, {sessions} sessions in {tokens_file}"
+    );
     let a = tokio::spawn(async move { axum::serve(read, read_app).await });
     let b = tokio::spawn(async move { axum::serve(save, save_app).await });
     let (a, b) = tokio::try_join!(a, b)?;
