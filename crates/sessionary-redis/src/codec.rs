@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use redis::Value;
 use sessionary_core::record::{EndReason, Restorable, Tombstone};
@@ -198,7 +199,7 @@ pub(crate) enum Snapshot {
     /// A route without a snapshot (written before snapshots existed): the
     /// caller asks the `load` script.
     RouteOnly,
-    Session(SessionRecord),
+    Session(Arc<SessionRecord>),
     Ended(Tombstone),
 }
 
@@ -235,7 +236,7 @@ pub(crate) fn snapshot(v: &[u8]) -> Result<Snapshot, Error> {
         return Err(Error::Decode("snapshot field without value"));
     }
     match kind {
-        b's' => record_of(&m).map(Snapshot::Session),
+        b's' => record_of(&m).map(|r| Snapshot::Session(Arc::new(r))),
         b'x' => tombstone_of(&m).map(Snapshot::Ended),
         _ => Err(Error::Decode("unknown snapshot kind")),
     }

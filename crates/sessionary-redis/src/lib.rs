@@ -46,7 +46,8 @@
 //! tag, so each multi-key script touches one Cluster slot: `{u:<user>}` or
 //! `{s:<session id>}`. Token hash → session and id → owner are small route keys
 //! outside the tags (on Cluster the store reads and writes them outside the
-//! owner's script). See `ARCHITECTURE.md` ("RedisStore") for the table and
+//! owner's script). On one server and Sentinel the token hash's route also
+//! holds the snapshot `load` reads. See `ARCHITECTURE.md` ("RedisStore") for the table and
 //! the Cluster protocol.
 //!
 //! # Expiry
@@ -1099,7 +1100,7 @@ impl SessionStore for RedisStore {
             };
             match codec::snapshot(&v)? {
                 Snapshot::Session(r) if !touch.is_some_and(|t| r.touch_due(t.now)) => {
-                    return Ok(Lookup::Found(Arc::new(r)));
+                    return Ok(Lookup::Found(r));
                 }
                 Snapshot::Ended(t) => {
                     return Ok(match touch {
