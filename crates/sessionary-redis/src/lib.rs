@@ -52,7 +52,8 @@
 //!
 //! # Expiry
 //!
-//! Expiry is computed from the timestamps in the record, in the scripts, never
+//! Expiry is computed from the timestamps in the record (in the scripts, or
+//! by the store from the snapshot a load reads), never
 //! from a key TTL. Keys get TTLs only as garbage collection, a grace period
 //! ([`RedisOptions::with_gc_grace`], 7 days by default) past the absolute
 //! expiry of what they hold; [`SessionStore::sweep`] ends expired sessions
