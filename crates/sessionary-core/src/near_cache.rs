@@ -11,7 +11,7 @@
 //!   stale copy never ends a session or skips a write;
 //! - no invalidation arrived since it was read. Every write this cache makes
 //!   through the store (update, rotate, end, end of a user's sessions, sweep,
-//!   a refresh that ended a session) drops the local copy and publishes a
+//!   a counter increment, a refresh that ended a session) drops the local copy and publishes a
 //!   [`RemoteKind::Changed`] event; every node's cache drops its copy when such
 //!   an event, or an `ended` / `data_changed` event of a manager, arrives; a
 //!   [`RemoteKind::Missed`] (the transport lost messages) or a lagging
@@ -24,7 +24,8 @@
 //! therefore lag by up to `max_age` in that worst case; set it to what the
 //! deployment accepts. Touches made by other nodes only make a session live
 //! longer, so a copy that misses them errs towards asking the store. Counters
-//! in a cached record can be as old as `max_age`; limits are enforced by
+//! in a cached record are as old as the fan-out delay, `max_age` at worst
+//! (a lost event); limits are enforced by
 //! [`SessionStore::increment_counter`] in the store, never from a copy.
 
 use std::fmt;
@@ -511,8 +512,13 @@ impl SessionStore for NearCache {
         limit: Option<u64>,
     ) -> StoreResult<Counter> {
         let out = self.inner.increment_counter(id, name, by, limit).await;
-        // Local only: a counter is read from the store when it matters.
-        self.state.invalidate(id);
+        match &out {
+            // The other nodes' copies show the counters (quota usage is read
+            // from the record), so they drop theirs too.
+            Ok(Counter::Incremented(_)) => self.changed(id, None),
+            // Nothing changed in the store (limit reached, gone), or unknown.
+            _ => self.state.invalidate(id),
+        }
         out
     }
 

@@ -1,6 +1,6 @@
 //! `NearCache`: the conformance suite through it, and two "nodes" with a cache
 //! each in front of one shared store, joined by a fanout: hits skip the store,
-//! changes on one node reach the other's cache, and a lost invalidation is
+//! changes (counter increments too) on one node reach the other's cache, and a lost invalidation is
 //! bounded by `max_age`.
 
 // Test helpers outside #[test] fns: a panic is how they report a failure.
@@ -178,6 +178,27 @@ async fn a_rotation_on_one_node_retires_the_old_token_on_the_other() {
     assert!(b.manager.verify(&old).await.is_err(), "old token refused");
     let rec = b.manager.verify(&new.token.encode()).await.unwrap();
     assert_eq!(rec.roles, vec!["admin".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_counter_increment_on_one_node_reaches_the_other_nodes_cache() {
+    let shared: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let hub: Arc<dyn Fanout> = Arc::new(LocalFanout::new());
+    let clock = MockClock::default();
+    let options = NearCacheOptions::new().with_max_age(Duration::from_secs(3600));
+    let a = node(shared.clone(), hub.clone(), &clock, options);
+    let b = node(shared, hub, &clock, options);
+    let issued = a.manager.create(alice()).await.unwrap();
+    let token = issued.token.encode();
+    assert!(b.manager.verify(&token).await.unwrap().counters.is_empty());
+    assert_eq!(b.cache.len(), 1);
+    a.manager
+        .increment(&issued.session.id, "q:api", 3, None)
+        .await
+        .unwrap();
+    until(|| b.cache.is_empty()).await;
+    let rec = b.manager.verify(&token).await.unwrap();
+    assert_eq!(rec.counters.get("q:api"), Some(&3));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use redis::Value;
 use sessionary_core::record::{EndReason, Restorable, Tombstone};
@@ -152,35 +153,93 @@ pub(crate) fn record(v: &Value) -> Result<Option<SessionRecord>, Error> {
     if m.is_empty() {
         return Ok(None);
     }
-    let mut r: SessionRecord = serde_json::from_slice(get(&m, "j")?).map_err(Error::Json)?;
-    r.data = Sealed::from_bytes(get(&m, "d").unwrap_or_default().to_vec());
-    r.last_seen_at = ts(&m, "ls")?;
-    r.created_at = ts(&m, "c")?;
-    r.version = parse(get(&m, "v")?)?;
-    r.token_hash = hash(get(&m, "h")?)?;
+    record_of(&m).map(Some)
+}
+
+fn record_of(m: &BTreeMap<&[u8], &[u8]>) -> Result<SessionRecord, Error> {
+    let mut r: SessionRecord = serde_json::from_slice(get(m, "j")?).map_err(Error::Json)?;
+    r.data = Sealed::from_bytes(get(m, "d").unwrap_or_default().to_vec());
+    r.last_seen_at = ts(m, "ls")?;
+    r.created_at = ts(m, "c")?;
+    r.version = parse(get(m, "v")?)?;
+    r.token_hash = hash(get(m, "h")?)?;
     r.user = m.get(&b"u"[..]).map(|u| user(u)).transpose()?;
     r.counters = m
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(b"n:").map(|n| (n, v)))
         .map(|(n, v)| Ok((String::from_utf8_lossy(n).into_owned(), parse(v)?)))
         .collect::<Result<_, Error>>()?;
-    Ok(Some(r))
+    Ok(r)
 }
 
 /// A tombstone from its fields.
 pub(crate) fn tombstone(v: &Value) -> Result<Tombstone, Error> {
-    let m = fields(v)?;
-    let reason = std::str::from_utf8(get(&m, "r")?)
+    tombstone_of(&fields(v)?)
+}
+
+fn tombstone_of(m: &BTreeMap<&[u8], &[u8]>) -> Result<Tombstone, Error> {
+    let reason = std::str::from_utf8(get(m, "r")?)
         .ok()
         .and_then(EndReason::parse)
         .ok_or(Error::Decode("unknown end reason"))?;
     Ok(Tombstone {
-        session_id: sid(get(&m, "sid")?)?,
+        session_id: sid(get(m, "sid")?)?,
         user: m.get(&b"u"[..]).map(|u| user(u)).transpose()?,
         reason,
-        ended_at: ts(&m, "at")?,
-        keep_until: ts(&m, "k")?,
+        ended_at: ts(m, "at")?,
+        keep_until: ts(m, "k")?,
     })
+}
+
+/// What the token route `t:<hash>` holds on one server (see `snap` in
+/// `lua/lib.lua`): `<tag> <id>`, then `\n`, `s` or `x`, and the session's or
+/// the tombstone's fields, each as `<length>:<bytes>`.
+#[derive(Debug)]
+pub(crate) enum Snapshot {
+    /// A route without a snapshot (written before snapshots existed): the
+    /// caller asks the `load` script.
+    RouteOnly,
+    Session(Arc<SessionRecord>),
+    Ended(Tombstone),
+}
+
+/// Decodes the value of a token route.
+pub(crate) fn snapshot(v: &[u8]) -> Result<Snapshot, Error> {
+    let Some(nl) = v.iter().position(|b| *b == b'\n') else {
+        return Ok(Snapshot::RouteOnly);
+    };
+    let (kind, mut rest) = v[nl + 1..]
+        .split_first()
+        .ok_or(Error::Decode("empty snapshot"))?;
+    let mut m = BTreeMap::new();
+    let mut key: Option<&[u8]> = None;
+    while !rest.is_empty() {
+        let colon = rest
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or(Error::Decode("snapshot field without length"))?;
+        let len: usize = parse(&rest[..colon])?;
+        let end = (colon + 1)
+            .checked_add(len)
+            .filter(|e| *e <= rest.len())
+            .ok_or(Error::Decode("snapshot field past the end"))?;
+        let item = &rest[colon + 1..end];
+        rest = &rest[end..];
+        match key.take() {
+            None => key = Some(item),
+            Some(k) => {
+                m.insert(k, item);
+            }
+        }
+    }
+    if key.is_some() {
+        return Err(Error::Decode("snapshot field without value"));
+    }
+    match kind {
+        b's' => record_of(&m).map(|r| Snapshot::Session(Arc::new(r))),
+        b'x' => tombstone_of(&m).map(Snapshot::Ended),
+        _ => Err(Error::Decode("unknown snapshot kind")),
+    }
 }
 
 /// Restorable data from its fields; `None` for an empty reply.
@@ -262,5 +321,33 @@ mod tests {
         assert_eq!(unhex(b"00ff10").unwrap(), a);
         assert!(hex(&[0x0a]) < hex(&[0xa0]));
         assert!(unhex(b"0g").is_err());
+    }
+
+    #[test]
+    fn snapshots_decode_as_lib_lua_encodes_them() {
+        let sid = format!("0a0b{}", "00".repeat(14));
+        let tomb =
+            format!("u:616c696365 {sid}\nx3:sid32:{sid}1:r15:revoked_by_user2:at2:101:k2:20");
+        let tomb = tomb.as_bytes();
+        let Snapshot::Ended(t) = snapshot(tomb).unwrap() else {
+            panic!("a tombstone");
+        };
+        assert_eq!(t.session_id.0[..2], [0x0a, 0x0b]);
+        assert_eq!(t.reason, EndReason::RevokedByUser);
+        assert_eq!((t.ended_at, t.keep_until), (Timestamp(10), Timestamp(20)));
+        assert!(matches!(
+            snapshot(&tomb[..tomb.len() - 1]),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(snapshot(b"s:aa 0a0b"), Ok(Snapshot::RouteOnly)));
+        assert!(matches!(snapshot(b"s:aa 0a0b\nq"), Err(Error::Decode(_))));
+        assert!(matches!(
+            snapshot(b"s:aa 0a0b\nx3:sid"),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            snapshot(b"s:aa 0a0b\nx99:sid"),
+            Err(Error::Decode(_))
+        ));
     }
 }

@@ -1,9 +1,12 @@
 //! A Redis store for Sessionary: [`RedisStore`].
 //!
 //! Sessions, tombstones, user data, restorable data, refresh token families
-//! and the audit log live in Redis. Every operation of
-//! [`SessionStore`] is one Lua script (one round trip, atomic on the
-//! server), including `load` with a due sliding touch. On one server
+//! and the audit log live in Redis. Every write of [`SessionStore`] is one
+//! Lua script (one round trip, atomic on the server). On one server and
+//! behind Sentinel, `load` is one plain `GET`: the token hash's route key
+//! also holds a snapshot of the session (or its tombstone), which every
+//! script that changes the session rewrites; the `load` script runs only
+//! when a sliding touch is due (once per touch interval). On one server
 //! (`redis://...`) the connection is a redis-rs `ConnectionManager`: one
 //! multiplexed connection that reconnects by itself after the server went
 //! away. Behind Redis Sentinel (`redis+sentinel://`) it is one multiplexed
@@ -43,12 +46,14 @@
 //! tag, so each multi-key script touches one Cluster slot: `{u:<user>}` or
 //! `{s:<session id>}`. Token hash → session and id → owner are small route keys
 //! outside the tags (on Cluster the store reads and writes them outside the
-//! owner's script). See `ARCHITECTURE.md` ("RedisStore") for the table and
+//! owner's script). On one server and Sentinel the token hash's route also
+//! holds the snapshot `load` reads. See `ARCHITECTURE.md` ("RedisStore") for the table and
 //! the Cluster protocol.
 //!
 //! # Expiry
 //!
-//! Expiry is computed from the timestamps in the record, in the scripts, never
+//! Expiry is computed from the timestamps in the record (in the scripts, or
+//! by the store from the snapshot a load reads), never
 //! from a key TTL. Keys get TTLs only as garbage collection, a grace period
 //! ([`RedisOptions::with_gc_grace`], 7 days by default) past the absolute
 //! expiry of what they hold; [`SessionStore::sweep`] ends expired sessions
@@ -97,7 +102,7 @@ use sessionary_core::{
 pub use crate::fanout::RedisFanout;
 
 use crate::cluster::{Node, Routes};
-use crate::codec::{array, bytes, hex, int};
+use crate::codec::{Snapshot, array, bytes, hex, int};
 use crate::con::Con;
 use crate::scripts::Scripts;
 use crate::sentinel::SentinelCon;
@@ -1083,6 +1088,30 @@ impl SessionStore for RedisStore {
 
     async fn load(&self, hash: &TokenHash, touch: Option<Touch>) -> StoreResult<Lookup> {
         let h = hex(&hash.0);
+        // One server (or Sentinel): one `GET` of the token route, which holds
+        // the snapshot of the session or its tombstone. The `load` script
+        // runs only when a touch is due (once per touch interval) or the
+        // route has no snapshot (written by an older version).
+        if self.inner.routes.is_none() {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(self.rkey(&format!("t:{h}")));
+            let v: Option<Vec<u8>> = self.query(&cmd).await?;
+            let Some(v) = v else {
+                return Ok(Lookup::Missing);
+            };
+            match codec::snapshot(&v)? {
+                Snapshot::Session(r) if !touch.is_some_and(|t| r.touch_due(t.now)) => {
+                    return Ok(Lookup::Found(r));
+                }
+                Snapshot::Ended(t) => {
+                    return Ok(match touch {
+                        Some(now) if now.now >= t.keep_until => Lookup::Missing,
+                        _ => Lookup::Ended(t),
+                    });
+                }
+                Snapshot::Session(_) | Snapshot::RouteOnly => {}
+            }
+        }
         let now = touch.map(|t| t.now.0.to_string()).unwrap_or_default();
         let v = self
             .on_owner(

@@ -1,6 +1,7 @@
 //! `RedisFanout`: two nodes (two managers, each with its own `RedisStore` on
 //! the same server and prefix, and its own `RedisFanout`) share revocations
-//! through pub/sub; a subscriber that lost its connection reports a miss.
+//! through pub/sub; a counter increment on one node reaches the other node's
+//! near cache; a subscriber that lost its connection reports a miss.
 
 // Test code: a panic is how a check reports a failure.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::{Server, free_port};
 use sessionary_core::fanout::{Fanout, RemoteKind};
-use sessionary_core::{EndReason, EventKind, NewSession, SessionManager, UserId};
+use sessionary_core::near_cache::{NearCache, NearCacheOptions};
+use sessionary_core::store::Counter;
+use sessionary_core::{EndReason, EventKind, NewSession, SessionManager, SystemClock, UserId};
 use sessionary_redis::{RedisFanout, RedisOptions, RedisStore};
 use tokio::time::timeout;
 
@@ -76,6 +79,79 @@ async fn a_revocation_on_one_node_reaches_the_other_through_pub_sub() {
     println!(
         "RedisFanout revocation B -> A: p50 {:?}, p99 {:?}, max {:?} (200 events)",
         delays[100], delays[197], delays[199]
+    );
+    store_a.clear().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_increment_on_one_node_reaches_the_other_nodes_near_cache() {
+    let url = common::url();
+    let prefix = prefix();
+    let options = RedisOptions::new().with_key_prefix(prefix.clone());
+    let store_a = match RedisStore::connect(&url, options.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            common::skip("fanout counters", &format!("cannot connect: {e}"));
+            return;
+        }
+    };
+    let store_b = RedisStore::connect(&url, options).await.unwrap();
+    // Each node: its store behind a near cache whose copies may be a minute
+    // old, so only the fanout can make B see A's increment within the wait.
+    let node = |fanout: RedisFanout, store: RedisStore| {
+        let fanout: Arc<dyn Fanout> = Arc::new(fanout);
+        let cache = NearCache::new(
+            Arc::new(store),
+            fanout.clone(),
+            Arc::new(SystemClock),
+            NearCacheOptions::new().with_max_age(Duration::from_secs(60)),
+        )
+        .unwrap();
+        SessionManager::builder(Arc::new(cache))
+            .with_fanout(fanout)
+            .build()
+            .unwrap()
+    };
+    let a = node(
+        RedisFanout::connect(&url, &prefix).await.unwrap(),
+        store_a.clone(),
+    );
+    let b = node(RedisFanout::connect(&url, &prefix).await.unwrap(), store_b);
+    let alice = UserId::new("alice").unwrap();
+
+    let mut delays = Vec::new();
+    for round in 1..=50u64 {
+        let s = a.create(NewSession::user(alice.clone())).await.unwrap();
+        let token = s.token.encode();
+        // B keeps a copy without the counter.
+        assert!(b.verify(&token).await.unwrap().counters.is_empty());
+        assert!(b.verify(&token).await.unwrap().counters.is_empty());
+        let sent = Instant::now();
+        assert_eq!(
+            a.increment(&s.session.id, "q:api", round, None)
+                .await
+                .unwrap(),
+            Counter::Incremented(round)
+        );
+        // B's copy is dropped when A's event arrives: bounded wait.
+        loop {
+            let seen = b.verify(&token).await.unwrap();
+            if seen.counters.get("q:api") == Some(&round) {
+                delays.push(sent.elapsed());
+                break;
+            }
+            assert!(
+                sent.elapsed() < WITHIN,
+                "B still sees {:?} after {WITHIN:?}",
+                seen.counters
+            );
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    delays.sort();
+    println!(
+        "counter increment A -> B's near cache: p50 {:?}, p99 {:?}, max {:?} (50 increments)",
+        delays[25], delays[49], delays[49]
     );
     store_a.clear().await.unwrap();
 }

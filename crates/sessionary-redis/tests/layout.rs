@@ -68,17 +68,25 @@ async fn keys_share_the_owner_tag_and_expire_only_as_garbage() {
         .await
         .unwrap();
     assert_eq!(ttl, -1, "user data is never collected");
-    let route_value: String = redis::cmd("GET")
+    let route_value: Vec<u8> = redis::cmd("GET")
         .arg(&route)
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(route_value, format!("u:{} {}", hex(b"alice"), hex(&r.id.0)));
+    // The route, then the snapshot `load` reads with one GET (`s`: a session).
+    let nl = route_value.iter().position(|b| *b == b'\n').unwrap();
+    assert_eq!(
+        route_value[..nl],
+        *format!("u:{} {}", hex(b"alice"), hex(&r.id.0)).as_bytes()
+    );
+    assert_eq!(route_value.get(nl + 1), Some(&b's'));
 
-    // The session hash vanishes (as its TTL would make it): the next read of
+    // The session hash and its token route (with the snapshot) vanish, as
+    // their TTLs (the same, checked above) would make them: the next read of
     // the index drops the member.
     let _: i64 = redis::cmd("DEL")
         .arg(&session)
+        .arg(&route)
         .query_async(&mut con)
         .await
         .unwrap();

@@ -8,4 +8,5 @@ local cur = redis.call('HGET', sk, f) or '0'
 if ARGV[6] ~= '' and num(cur) + num(ARGV[5]) > num(ARGV[6]) then return {2, cur} end
 local new = redis.call('HINCRBY', sk, f, ARGV[5])
 redis.call('HINCRBY', sk, 'v', 1)
+snap_session(tag, ARGV[3], redis.call('HGETALL', sk))
 return {1, new}

@@ -35,6 +35,7 @@ local ttl = ttl_for(num(ARGV[16]) - num(ARGV[15]))
 redis.call('PEXPIRE', sk, ttl)
 route_set(P .. 't:' .. h, tag .. ' ' .. id, ttl)
 route_set(P .. 'i:' .. id, tag, ttl)
+snap_session(tag, id, redis.call('HGETALL', sk))
 if u ~= '' then
   redis.call('ZADD', ix, created, id)
   extend(ix, ttl)

@@ -29,9 +29,36 @@ local function tomap(flat)
 end
 local function expires(m) return math.min(num(m.ls) + num(m.idle), num(m.abs)) end
 local function live(m, now) return now < expires(m) end
+-- A route `<tag> <name>`, possibly followed by `\n` and a snapshot (below).
 local function split(route)
   local sp = string.find(route, ' ', 1, true)
-  return string.sub(route, 1, sp - 1), string.sub(route, sp + 1)
+  local nl = string.find(route, '\n', sp + 1, true)
+  return string.sub(route, 1, sp - 1), string.sub(route, sp + 1, (nl or 0) - 1)
+end
+-- Standalone: the token route `t:<hash>` also holds a snapshot of what
+-- `load` answers for that hash, so a verification is one `GET`:
+-- `<tag> <id>\n` + `s` (the session's HGETALL) or `x` (the tombstone's), the
+-- fields as `<length>:<bytes>` one after the other. Every script that changes
+-- a session or ends it rewrites the snapshot in the same script. The route's
+-- TTL is kept (`KEEPTTL`). Cluster: nothing (the route is in another slot).
+local function enc(flat)
+  local parts = {}
+  for i = 1, #flat do parts[i] = #flat[i] .. ':' .. flat[i] end
+  return table.concat(parts)
+end
+local function snap(tag, id, h, kind, flat)
+  if not CL then
+    redis.call('SET', P .. 't:' .. h, tag .. ' ' .. id .. '\n' .. kind .. enc(flat), 'KEEPTTL')
+  end
+end
+-- The session's snapshot from its fields (HGETALL); returns them.
+local function snap_session(tag, id, flat)
+  if not CL and #flat > 0 then
+    for i = 1, #flat, 2 do
+      if flat[i] == 'h' then snap(tag, id, flat[i + 1], 's', flat) end
+    end
+  end
+  return flat
 end
 -- Cluster: the tag and the name KEYS[1] names.
 local function routed()
@@ -84,6 +111,7 @@ local function end_session(tag, id, reason, at, runtil, rest)
   local ttl = ttl_for(num(runtil) - num(at))
   redis.call('PEXPIRE', xk, ttl)
   route_extend(P .. 't:' .. m.h, ttl)
+  if not CL then snap(tag, id, m.h, 'x', redis.call('HGETALL', xk)) end
   if rest ~= '' and m.u then
     local rk = okey(tag, 'r')
     local old = redis.call('HGET', rk, 'k')

@@ -16,6 +16,7 @@ if #flat > 0 then
         for i = 1, #flat, 2 do
           if flat[i] == 'ls' then flat[i + 1] = now end
         end
+        snap_session(tag, id, flat)
       end
     end
     return {1, flat}

@@ -41,5 +41,8 @@ if verdict == 1 then
     'hs', fm.hs .. ' ' .. nh)
   route_set(P .. 'rf:' .. nh, tag .. ' ' .. fid, ttl_for(num(fm.abs) - now))
 end
-if now > num(tomap(sf).ls) then redis.call('HSET', sk, 'ls', ARGV[6]) end
-return {verdict, redis.call('HGETALL', fk), redis.call('HGETALL', sk)}
+if now > num(tomap(sf).ls) then
+  redis.call('HSET', sk, 'ls', ARGV[6])
+  sf = snap_session(tag, fm.sid, redis.call('HGETALL', sk))
+end
+return {verdict, redis.call('HGETALL', fk), sf}

@@ -7,5 +7,8 @@ local cur = redis.call('HGETALL', sk)
 if #cur == 0 then return {} end
 local m = tomap(cur)
 if not live(m, num(now)) then return {} end
-if num(now) > num(m.ls) then redis.call('HSET', sk, 'ls', now) end
-return redis.call('HGETALL', sk)
+if num(now) > num(m.ls) then
+  redis.call('HSET', sk, 'ls', now)
+  return snap_session(tag, id, redis.call('HGETALL', sk))
+end
+return cur

@@ -23,6 +23,7 @@ if nh ~= '' then
   local xttl = ttl_for(num(ARGV[10]) - num(ARGV[9]))
   redis.call('PEXPIRE', xk, xttl)
   route_extend(P .. 't:' .. m.h, xttl)
+  snap(tag, id, m.h, 'x', redis.call('HGETALL', xk))
   redis.call('HSET', sk, 'h', nh)
   route_set(P .. 't:' .. nh, tag .. ' ' .. id, ttl)
 end
@@ -35,4 +36,4 @@ local h = redis.call('HGET', sk, 'h')
 route_extend(P .. 't:' .. h, ttl)
 if m.u then extend(okey(tag, 'ix'), ttl) end
 -- The third element (the hash the session had) is for the Cluster caller's route upkeep.
-return {1, redis.call('HGETALL', sk), m.h}
+return {1, snap_session(tag, id, redis.call('HGETALL', sk)), m.h}
