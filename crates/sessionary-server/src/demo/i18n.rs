@@ -157,7 +157,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("sessions.last_seen", "Last seen", "Dernière activité"),
     ("sessions.remembered", "Remembered", "Mémorisé"),
     ("sessions.this", "This device", "Cet appareil"),
-    ("sessions.app", "App signed in from here:", "Application connectée d’ici :"),
+    (
+        "sessions.app",
+        "App signed in from here:",
+        "Application connectée d’ici :",
+    ),
     ("sessions.end", "End", "Terminer"),
     (
         "sessions.end_others",
