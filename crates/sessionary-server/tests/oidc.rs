@@ -353,6 +353,21 @@ fn param(url: &str, name: &str) -> Option<String> {
 
 /// Signs in through `rp` with `browser` (already signed in at the provider):
 /// the code from the redirect, checked against the request's state.
+/// The provider, a browser signed in at the shop, and app A (EdDSA) as the RP.
+async fn signed_in_at_app_a() -> (Op, Browser, Rp) {
+    let op = provider().await;
+    let browser = Browser::new();
+    browser.sign_in(&op).await;
+    let rp = rp(
+        &op,
+        "app-a",
+        Some("secret-a"),
+        CoreJwsSigningAlgorithm::EdDsa,
+    )
+    .await;
+    (op, browser, rp)
+}
+
 async fn code_for(browser: &Browser, rp: &Rp, pending: &Pending) -> String {
     let res = browser.get(&pending.url).await;
     assert_eq!(res.status, 303, "{}", res.body);
@@ -656,16 +671,7 @@ async fn refresh_rotates_and_a_spent_refresh_token_is_refused() {
 
 #[tokio::test]
 async fn wrong_redirect_uri_gets_a_page_not_a_redirect() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (op, browser, rp) = signed_in_at_app_a().await;
     let p = rp.start(&[]);
     let evil = p.url.replace(
         &url::form_urlencoded::byte_serialize(format!("{}/app-a/callback", op.rp).as_bytes())
@@ -703,16 +709,7 @@ async fn wrong_redirect_uri_gets_a_page_not_a_redirect() {
 
 #[tokio::test]
 async fn pkce_is_required_s256_only_and_checked() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (_op, browser, rp) = signed_in_at_app_a().await;
     // plain is refused at the authorization endpoint, by redirect (the URI is registered).
     let p = rp.start(&[]);
     let plain = p
@@ -747,16 +744,7 @@ async fn pkce_is_required_s256_only_and_checked() {
 
 #[tokio::test]
 async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (_op, browser, rp) = signed_in_at_app_a().await;
     let p = rp.start(&[]);
     let code = code_for(&browser, &rp, &p).await;
     let verifier = PkceCodeVerifier::new(p.verifier.secret().clone());
@@ -785,16 +773,7 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
 
 #[tokio::test]
 async fn the_rp_detects_a_wrong_nonce() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (_op, browser, rp) = signed_in_at_app_a().await;
     let p = rp.start(&[]);
     let code = code_for(&browser, &rp, &p).await;
     let tokens = rp.exchange(&code, Some(p.verifier)).await.unwrap();
@@ -812,16 +791,7 @@ async fn the_rp_detects_a_wrong_nonce() {
 
 #[tokio::test]
 async fn an_expired_code_is_refused() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (op, browser, rp) = signed_in_at_app_a().await;
     let p = rp.start(&[]);
     let code = code_for(&browser, &rp, &p).await;
     op.clock.advance(Duration::from_secs(61));
@@ -1027,16 +997,7 @@ async fn prompt_login_and_max_age_ask_for_the_password_again() {
 
 #[tokio::test]
 async fn acr_values_aal2_forces_a_step_up() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let (op, browser, rp) = signed_in_at_app_a().await;
     let acr = [("acr_values", "urn:sessionary:aal2")];
     let p = rp.start(&acr);
     let res = browser.get(&p.url).await;
