@@ -16,47 +16,20 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use sessionary_testkit::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessionary");
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "sessionary-cli-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes `sessionary.toml` here (data folder `data`, a free port) plus `extra`.
-    fn config(&self, extra: &str) -> PathBuf {
-        let data = self.0.join("data");
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{extra}\n",
-            data.display().to_string()
-        );
-        let p = self.0.join("sessionary.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `sessionary.toml` into `dir` (data folder `data`, a free port) plus `extra`.
+fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
+    let data = dir.path().join("data");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{extra}\n",
+        data.display().to_string()
+    );
+    let p = dir.path().join("sessionary.toml");
+    std::fs::write(&p, text).unwrap();
+    p
 }
 
 /// `sessionary` with no `SESSIONARY_*` variables from the test's environment.
@@ -300,7 +273,7 @@ async fn list_and_revoke(config: &Path, server: &Server, user: &str) {
 async fn sessions_list_and_revoke_against_a_running_server_on_sqlite() {
     let dir = TempDir::new("sqlite");
     // A node that reads the file on every verification (no exclusive cache).
-    let config = dir.config("[store]\nexclusive = false");
+    let config = write_config(&dir, "[store]\nexclusive = false");
     let server = Server::start(&config, true, Stdio::inherit());
     list_and_revoke(&config, &server, "alice").await;
     drop(server);
@@ -309,7 +282,7 @@ async fn sessions_list_and_revoke_against_a_running_server_on_sqlite() {
 #[tokio::test]
 async fn an_exclusive_sqlite_server_is_reported_not_waited_for_forever() {
     let dir = TempDir::new("locked");
-    let config = dir.config("");
+    let config = write_config(&dir, "");
     let server = Server::start(&config, true, Stdio::inherit());
     let (_t, _id) = server.sign_in("alice").await;
     let out = sessionary(
@@ -338,7 +311,10 @@ async fn sessions_list_and_revoke_against_a_running_server_on_postgres() {
         return;
     };
     let dir = TempDir::new("pg");
-    let config = dir.config(&format!("[store]\nkind = \"postgres\"\nurl = {:?}", url));
+    let config = write_config(
+        &dir,
+        &format!("[store]\nkind = \"postgres\"\nurl = {:?}", url),
+    );
     let server = Server::start(&config, true, Stdio::inherit());
     list_and_revoke(&config, &server, "alice").await;
 
@@ -426,9 +402,10 @@ async fn sessions_list_and_revoke_against_a_running_server_on_redis() {
         .unwrap()
         .as_nanos();
     let prefix = format!("cli-test:{}:{nanos}:", std::process::id());
-    let config = dir.config(&format!(
-        "[store]\nkind = \"redis\"\nurl = {url:?}\nkey_prefix = {prefix:?}"
-    ));
+    let config = write_config(
+        &dir,
+        &format!("[store]\nkind = \"redis\"\nurl = {url:?}\nkey_prefix = {prefix:?}"),
+    );
     let server = Server::start(&config, true, Stdio::inherit());
     list_and_revoke(&config, &server, "alice").await;
     revocation_reaches_access_tokens(&config, &server).await;
@@ -448,7 +425,7 @@ fn kid(jwt: &str) -> String {
 #[tokio::test]
 async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
     let dir = TempDir::new("keys");
-    let config = dir.config("");
+    let config = write_config(&dir, "");
     let cfg = config.to_str().unwrap();
     let server = Server::start(&config, true, Stdio::inherit());
     let (token, id) = server.sign_in("alice").await;
@@ -521,7 +498,10 @@ async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
     drop(server);
 
     // Keys from the configuration are not the command's to change.
-    let configured = dir.config("data_keys = [\"1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]");
+    let configured = write_config(
+        &dir,
+        "data_keys = [\"1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]",
+    );
     let out = sessionary(
         &[
             "keys",
@@ -539,7 +519,7 @@ async fn keys_rotate_keeps_old_tokens_and_data_and_uses_new_keys() {
 #[tokio::test]
 async fn users_add_list_passwd_remove() {
     let dir = TempDir::new("users");
-    let config = dir.config("[store]\nexclusive = false");
+    let config = write_config(&dir, "[store]\nexclusive = false");
     let cfg = config.to_str().unwrap();
     let out = sessionary(
         &[
@@ -614,7 +594,7 @@ async fn users_add_list_passwd_remove() {
 #[tokio::test]
 async fn json_logs_carry_session_ids_and_never_tokens() {
     let dir = TempDir::new("json");
-    let config = dir.config("[log]\nformat = \"json\"\nfilter = \"debug\"");
+    let config = write_config(&dir, "[log]\nformat = \"json\"\nfilter = \"debug\"");
     let log_path = dir.path().join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let server = Server::start(&config, false, Stdio::from(log));

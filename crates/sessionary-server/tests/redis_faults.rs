@@ -14,40 +14,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
+use http::{Method, StatusCode};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::json;
 use sessionary_core::SessionManager;
 use sessionary_redis::{RedisOptions, RedisStore};
 use sessionary_server::{ApiKeys, AppState, app};
 use sessionary_testkit::redis_server::{RedisServer, free_port, skip};
-use tower::ServiceExt as _;
 
-const KEY: &str = "test-api-key-0123456789-abcdefghijklmnop";
+#[path = "support/oneshot.rs"]
+mod oneshot;
+use oneshot::{KEY, call};
+
 /// No request may take longer than this, Redis up or down.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 const WORKERS: usize = 8;
-
-async fn call(app: &axum::Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, body)
-}
 
 /// One answer a worker saw: when it arrived and whether it was a 200.
 #[derive(Clone, Copy)]

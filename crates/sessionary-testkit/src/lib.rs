@@ -25,10 +25,12 @@ pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod redis_server;
 mod refresh_cases;
+mod temp;
 pub mod yielding;
 
 pub use keeping::Keeping;
 pub use probe::ProbeStore;
+pub use temp::TempDir;
 pub use yielding::YieldingStore;
 
 use std::sync::Arc;
