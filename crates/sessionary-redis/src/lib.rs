@@ -177,6 +177,9 @@ fn store_error(e: RedisError) -> StoreError {
         )
     {
         StoreError::unavailable(e)
+    } else if e.code() == Some("CORRUPT") {
+        // A script found undecodable data (`corrupt` in `lib.lua`).
+        StoreError::corrupt(e)
     } else {
         StoreError::backend(e)
     }
@@ -1100,6 +1103,11 @@ impl SessionStore for RedisStore {
                 return Ok(Lookup::Missing);
             };
             match codec::snapshot(&v)? {
+                // A snapshot under another hash is corrupt (`load.lua` checks
+                // the same on the session hash).
+                Snapshot::Session(r) if r.token_hash != *hash => {
+                    return Err(Error::Decode("snapshot of another token hash").into());
+                }
                 Snapshot::Session(r) if !touch.is_some_and(|t| r.touch_due(t.now)) => {
                     return Ok(Lookup::Found(r));
                 }

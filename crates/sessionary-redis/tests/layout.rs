@@ -100,3 +100,99 @@ async fn keys_share_the_owner_tag_and_expire_only_as_garbage() {
     assert_eq!(store.load(&t.hash(), None).await.unwrap(), Lookup::Missing);
     store.clear().await.unwrap();
 }
+
+/// Undecodable routes and snapshots are `StoreError::Corrupt`, from the Rust
+/// side (a snapshot of another hash) and from the scripts (a route without a
+/// tag), and a snapshot rewrite never recreates a route that is gone.
+#[tokio::test]
+async fn corrupt_routes_are_corrupt_errors_and_gone_routes_stay_gone() {
+    let url = common::url();
+    let prefix = format!("sessionary-test:{}:", SessionId::generate().unwrap());
+    let options = RedisOptions::new().with_key_prefix(prefix.clone());
+    let store = match RedisStore::connect(&url, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            common::skip("layout", &format!("cannot connect: {e}"));
+            return;
+        }
+    };
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (t, r) = sessionary_testkit::record(Some("alice"), T0);
+    store.create(r.clone(), None).await.unwrap();
+    let route = format!("{prefix}t:{}", hex(&t.hash().0));
+    let snapshot: Vec<u8> = redis::cmd("GET")
+        .arg(&route)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    // The same snapshot under another token hash.
+    let (other, _) = sessionary_testkit::record(Some("alice"), T0);
+    let other_route = format!("{prefix}t:{}", hex(&other.hash().0));
+    let _: () = redis::cmd("SET")
+        .arg(&other_route)
+        .arg(&snapshot)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let e = store.load(&other.hash(), None).await.unwrap_err();
+    assert!(
+        matches!(e, sessionary_core::StoreError::Corrupt(_)),
+        "{e:?}"
+    );
+
+    // A route without its tag: the load script refuses it as corrupt.
+    let _: () = redis::cmd("SET")
+        .arg(&other_route)
+        .arg("garbage")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let e = store.load(&other.hash(), None).await.unwrap_err();
+    assert!(
+        matches!(e, sessionary_core::StoreError::Corrupt(_)),
+        "{e:?}"
+    );
+
+    // The route collected early (or evicted): a touch rewrites the session's
+    // snapshot but must not bring the route back without a TTL.
+    let _: () = redis::cmd("DEL")
+        .arg(&route)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    store.touch(&r.id, Timestamp(T0.0 + 600_000)).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&route)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "a snapshot rewrite recreated a collected route");
+    let _: () = redis::cmd("DEL")
+        .arg(&other_route)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    store
+        .end(
+            &r.id,
+            sessionary_core::store::Ending {
+                reason: sessionary_core::EndReason::LoggedOut,
+                at: T0,
+                reason_until: Timestamp(T0.0 + 3_600_000),
+                restore_until: None,
+            },
+        )
+        .await
+        .unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&route)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        exists, 0,
+        "ending recreated a collected route without a TTL"
+    );
+}

@@ -27,11 +27,19 @@ local function tomap(flat)
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
   return m
 end
-local function expires(m) return math.min(num(m.ls) + num(m.idle), num(m.abs)) end
+-- Undecodable data ends the script with a `CORRUPT` error, which the store
+-- reports as `StoreError::Corrupt` (not as a backend failure).
+local function corrupt(what) error(redis.error_reply('CORRUPT ' .. what)) end
+local function expires(m)
+  local ls, idle, abs = num(m.ls), num(m.idle), num(m.abs)
+  if not (ls and idle and abs) then corrupt('session without ls, idle or abs') end
+  return math.min(ls + idle, abs)
+end
 local function live(m, now) return now < expires(m) end
 -- A route `<tag> <name>`, possibly followed by `\n` and a snapshot (below).
 local function split(route)
   local sp = string.find(route, ' ', 1, true)
+  if not sp then corrupt('route without a tag') end
   local nl = string.find(route, '\n', sp + 1, true)
   return string.sub(route, 1, sp - 1), string.sub(route, sp + 1, (nl or 0) - 1)
 end
@@ -48,7 +56,7 @@ local function enc(flat)
 end
 local function snap(tag, id, h, kind, flat)
   if not CL then
-    redis.call('SET', P .. 't:' .. h, tag .. ' ' .. id .. '\n' .. kind .. enc(flat), 'KEEPTTL')
+    redis.call('SET', P .. 't:' .. h, tag .. ' ' .. id .. '\n' .. kind .. enc(flat), 'XX', 'KEEPTTL')
   end
 end
 -- The session's snapshot from its fields (HGETALL); returns them.
