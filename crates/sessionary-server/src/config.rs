@@ -1197,14 +1197,16 @@ impl OidcConfig {
                     ));
                 }
             }
-            let alg = match c.id_token_alg.as_deref().unwrap_or("EdDSA") {
-                "EdDSA" => sessionary_token::SigningAlg::EdDsa,
-                "ES256" => sessionary_token::SigningAlg::Es256,
-                "RS256" => sessionary_token::SigningAlg::Rs256,
-                other => {
+            let named = c.id_token_alg.as_deref().unwrap_or("EdDSA");
+            // HS256 would sign ID tokens with a secret no client holds.
+            let alg = match sessionary_token::SigningAlg::parse(named)
+                .filter(|a| *a != sessionary_token::SigningAlg::Hs256)
+            {
+                Some(alg) => alg,
+                None => {
                     errs.push(ConfigError::new(
                         key("id_token_alg"),
-                        format!("expected EdDSA, ES256 or RS256, got {other:?}"),
+                        format!("expected EdDSA, ES256 or RS256, got {named:?}"),
                     ));
                     sessionary_token::SigningAlg::EdDsa
                 }

@@ -1232,3 +1232,57 @@ async fn signing_out_of_the_shop_logs_every_app_out_through_the_back_channel() {
     assert_eq!(r.client, "app-a");
     check_logout_token(&op, &r, &sid2).await;
 }
+
+/// `state` and `nonce` are bounded: an oversize `state` (it would be echoed in
+/// the redirect) gets the error page, an oversize `nonce` an `invalid_request`
+/// redirect; neither creates an app session. `userinfo` reads the bearer
+/// header with `sessionary_axum::Bearer`: the scheme in any case (RFC 7235),
+/// and a missing header is a 401 with `WWW-Authenticate`.
+#[tokio::test]
+async fn oversize_state_and_nonce_are_refused_and_userinfo_reads_any_bearer_case() {
+    let (op, browser, rp) = signed_in_at_app_a().await;
+    let alice = UserId::new("alice").unwrap();
+    let before = op.manager.list(&alice).await.unwrap().len();
+    let p = rp.start(&[]);
+    let long = "a".repeat(513);
+    let big_state = p.url.replace(
+        &format!("state={}", p.state.secret()),
+        &format!("state={long}"),
+    );
+    assert_ne!(big_state, p.url);
+    let res = browser.get(&big_state).await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert!(res.location.is_empty());
+    let big_nonce = p.url.replace(
+        &format!("nonce={}", p.nonce.secret()),
+        &format!("nonce={long}"),
+    );
+    assert_ne!(big_nonce, p.url);
+    let res = browser.get(&big_nonce).await;
+    assert_eq!(res.status, 303);
+    assert!(
+        res.location.contains("error=invalid_request"),
+        "{}",
+        res.location
+    );
+    assert_eq!(op.manager.list(&alice).await.unwrap().len(), before);
+
+    let (tokens, _) = sign_in_app(&browser, &rp).await;
+    let res = http()
+        .get(format!("{}/oauth2/userinfo", op.base))
+        .header(
+            "authorization",
+            format!("bearer {}", tokens.access_token().secret()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http()
+        .get(format!("{}/oauth2/userinfo", op.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+}

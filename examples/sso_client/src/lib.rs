@@ -11,7 +11,10 @@
 //! in on A, open B and you are signed in without a password; sign out on B and
 //! A is signed out too.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use axum::{
@@ -30,7 +33,7 @@ use openidconnect::{
     TokenResponse as _,
     core::{CoreClient, CoreIdToken, CoreResponseType},
 };
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sessionary_axum::{Session, SessionConfig, SessionLayer, SessionRejection};
 use sessionary_core::{EndReason, MemoryStore, NewSession, SessionManager, UserId};
@@ -81,6 +84,8 @@ struct App {
     jwks_uri: String,
     issuer: String,
     keys: RwLock<JwkSet>,
+    /// When the JWKS was last fetched for an unknown `kid`.
+    fetched: Mutex<Option<Instant>>,
     manager: SessionManager,
 }
 
@@ -152,6 +157,7 @@ pub async fn app(config: Config) -> anyhow::Result<Router> {
         end_session,
         jwks_uri,
         keys: RwLock::new(keys),
+        fetched: Mutex::new(None),
         manager: manager.clone(),
     });
     Ok(Router::new()
@@ -245,11 +251,13 @@ async fn callback(
     Query(q): Query<CallbackParams>,
 ) -> Result<Response, Failure> {
     let pending: Option<Pending> = session.get(PENDING)?;
-    session.remove(PENDING).await?;
     let pending = pending.ok_or(Failure::bad("no sign-in in progress"))?;
+    // A forged callback (another site's link) must not cancel the sign-in in
+    // progress: the pending sign-in goes only once `state` matched.
     if q.state.as_deref() != Some(pending.state.as_str()) {
         return Err(Failure::bad("state does not match"));
     }
+    session.remove(PENDING).await?;
     if let Some(error) = q.error {
         let text = format!(
             "The provider refused the sign-in: {error} {}",
@@ -324,6 +332,23 @@ struct LogoutForm {
     logout_token: String,
 }
 
+/// Why a logout token was not acted on.
+enum Refusal {
+    /// The token is not a valid logout token of this provider for this app (400).
+    Invalid(anyhow::Error),
+    /// It could not be checked now (the provider's JWKS did not load): 503.
+    Unavailable(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Self::Invalid(e.into())
+    }
+}
+
+/// How often unknown key ids may make the app fetch the provider's JWKS.
+const JWKS_REFETCH: Duration = Duration::from_secs(60);
+
 /// What a logout token says (the claims this app checks).
 #[derive(Deserialize)]
 struct LogoutClaims {
@@ -340,7 +365,11 @@ struct LogoutClaims {
 async fn backchannel_logout(State(app): State<Arc<App>>, Form(form): Form<LogoutForm>) -> Response {
     let claims = match app.verify_logout_token(&form.logout_token).await {
         Ok(c) => c,
-        Err(e) => {
+        Err(Refusal::Unavailable(e)) => {
+            tracing::warn!(error = %e, "logout token not checked");
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response();
+        }
+        Err(Refusal::Invalid(e)) => {
             tracing::warn!(error = %e, "logout token refused");
             return (
                 StatusCode::BAD_REQUEST,
@@ -359,29 +388,51 @@ async fn backchannel_logout(State(app): State<Arc<App>>, Form(form): Form<Logout
 }
 
 impl App {
-    async fn verify_logout_token(&self, token: &str) -> anyhow::Result<LogoutClaims> {
+    /// At most one JWKS fetch a minute for unknown key ids: anyone can post
+    /// a token with a made-up `kid`.
+    fn may_refetch(&self) -> bool {
+        let mut last = self.fetched.lock();
+        if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    async fn fetch_keys(&self) -> anyhow::Result<JwkSet> {
+        Ok(self
+            .http
+            .get(&self.jwks_uri)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, Refusal> {
         let header = jsonwebtoken::decode_header(token)?;
         if header.typ.as_deref() != Some("logout+jwt") {
-            anyhow::bail!("typ is not logout+jwt");
+            return Err(Refusal::Invalid(anyhow::anyhow!("typ is not logout+jwt")));
         }
         if !matches!(
             header.alg,
             Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256
         ) {
-            anyhow::bail!("algorithm {:?} not accepted", header.alg);
+            return Err(Refusal::Invalid(anyhow::anyhow!(
+                "algorithm {:?} not accepted",
+                header.alg
+            )));
         }
         let kid = header.kid.context("no kid")?;
         let mut jwk = self.keys.read().find(&kid).cloned();
-        if jwk.is_none() {
-            // The provider may have rotated its keys since discovery.
+        if jwk.is_none() && self.may_refetch() {
+            // The provider may have rotated its keys since discovery. Its
+            // failure is not the token's: 503, so the provider retries.
             let fresh: JwkSet = self
-                .http
-                .get(&self.jwks_uri)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+                .fetch_keys()
+                .await
+                .map_err(|e| Refusal::Unavailable(e.context("fetching the provider's JWKS")))?;
             jwk = fresh.find(&kid).cloned();
             *self.keys.write() = fresh;
         }
@@ -392,13 +443,19 @@ impl App {
         validation.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
         let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key, &validation)?.claims;
         if !claims.events.contains_key(BACKCHANNEL_LOGOUT_EVENT) {
-            anyhow::bail!("no back-channel logout event");
+            return Err(Refusal::Invalid(anyhow::anyhow!(
+                "no back-channel logout event"
+            )));
         }
         if claims.nonce.is_some() {
-            anyhow::bail!("a logout token has no nonce");
+            return Err(Refusal::Invalid(anyhow::anyhow!(
+                "a logout token has no nonce"
+            )));
         }
-        if claims.sid.is_none() && claims.sub.is_none() {
-            anyhow::bail!("neither sid nor sub");
+        // The spec asks for `sid` or `sub`; this app finds its sessions by
+        // `sub`, so it needs that one.
+        if claims.sub.is_none() {
+            return Err(Refusal::Invalid(anyhow::anyhow!("no sub")));
         }
         Ok(claims)
     }
@@ -407,7 +464,7 @@ impl App {
     /// (all of the user's when it names no `sid`).
     async fn end_sessions(&self, claims: &LogoutClaims) -> anyhow::Result<usize> {
         let Some(sub) = &claims.sub else {
-            anyhow::bail!("this app finds sessions by sub; the token has none");
+            return Ok(0);
         };
         let user = UserId::new(sub.clone())?;
         let mut ended = 0;

@@ -58,7 +58,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use maud::html;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sessionary_axum::{Session, SessionConfig, SessionLayer};
+use sessionary_axum::{Bearer, Session, SessionConfig, SessionLayer};
 use sessionary_core::event::{Event, EventKind, EventSink};
 use sessionary_core::{EndReason, NewSession, SessionId, SessionManager, SessionRecord, UserId};
 use sessionary_token::{AccessTokens, SigningAlg, SigningKey};
@@ -101,6 +101,9 @@ struct ChildRef {
     sid: SessionId,
     client: String,
 }
+
+/// The longest `state` and `nonce` an authorization request may carry.
+const MAX_ECHOED: usize = 512;
 
 /// The event of back-channel logout tokens.
 pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -404,9 +407,13 @@ impl Provider {
                 }
                 let list = map.entry(key.clone()).or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
-                    if a.len() < MAX_CHILDREN {
-                        a.push(entry.clone());
+                    // Never silently unrecorded (it would outlive its central
+                    // session): past the cap the oldest entry goes, whose
+                    // child has long idled out in any real use.
+                    if a.len() >= MAX_CHILDREN {
+                        a.remove(0);
                     }
+                    a.push(entry.clone());
                 }
             })
             .await
@@ -564,6 +571,8 @@ pub fn router(provider: Arc<Provider>, config: SessionConfig) -> Router {
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/oauth2/logout", get(logout))
         .layer(SessionLayer::new(manager, config))
+        // The `Bearer` extractor of userinfo verifies with it.
+        .layer(axum::Extension(Arc::clone(&provider.tokens)))
         .with_state(provider)
 }
 
@@ -671,6 +680,11 @@ async fn authorize(
         return error_page("redirect_uri is not registered for this client");
     };
     let state = q.get("state").map(String::as_str);
+    // `state` comes back in the redirect and `nonce` goes into the code and
+    // the ID token: both bounded, so a request cannot grow either at will.
+    if state.is_some_and(|s| s.len() > MAX_ECHOED) {
+        return error_page("state is longer than 512 bytes");
+    }
     let fail = |error: &str, description: &str| {
         let mut pairs = vec![
             ("error", error),
@@ -682,6 +696,9 @@ async fn authorize(
         }
         redirect_with(redirect_uri, &pairs)
     };
+    if q.get("nonce").is_some_and(|n| n.len() > MAX_ECHOED) {
+        return fail("invalid_request", "nonce is longer than 512 bytes");
+    }
     if q.get("response_type").map(String::as_str) != Some("code") {
         return fail("unsupported_response_type", "only response_type=code");
     }
@@ -941,9 +958,10 @@ fn authenticate<'a>(
             let (id, secret) = text.split_once(':').ok_or(Unauthorized)?;
             // RFC 6749 2.3.1: both parts are form-urlencoded.
             let dec = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .ok()
+                    .map(std::borrow::Cow::into_owned)
             };
             let id = dec(id).ok_or(Unauthorized)?;
             if form.get("client_id").is_some_and(|f| *f != id) {
@@ -1083,9 +1101,23 @@ async fn code_grant(p: &Provider, client: &Client, form: &BTreeMap<String, Strin
     }
     let child = match p.manager.session(&claims.sid).await {
         Ok(c) if c.is_live(p.manager.now()) => c,
+        Err(sessionary_core::Error::Store(e)) => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "oidc: code exchange failed"
+            );
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
         _ => return invalid_grant("the code's session is gone"),
     };
-    issue_tokens(p, client, &child, claims.nonce.as_deref(), None).await
+    let Some(link) = ChildLink::of(&p.manager, &child) else {
+        return invalid_grant("not a sign-in session");
+    };
+    issue_tokens(p, client, &child, &link, claims.nonce.as_deref(), None).await
 }
 
 async fn refresh_grant(p: &Provider, client: &Client, form: &BTreeMap<String, String>) -> Response {
@@ -1108,19 +1140,20 @@ async fn refresh_grant(p: &Provider, client: &Client, form: &BTreeMap<String, St
         }
         Err(_) => return invalid_grant("the refresh token is not valid"),
     };
-    let link = ChildLink::of(&p.manager, &refreshed.session);
-    if link.as_ref().map(|l| l.client.as_str()) != Some(client.id.as_str()) {
+    let link = ChildLink::of(&p.manager, &refreshed.session).filter(|l| l.client == client.id);
+    let Some(link) = link else {
         // Another client's token: stolen; its session ends.
         let _ = p
             .manager
             .end_session(&refreshed.session.id, EndReason::TokenReuse)
             .await;
         return invalid_grant("the refresh token was issued to another client");
-    }
+    };
     issue_tokens(
         p,
         client,
         &refreshed.session,
+        &link,
         None,
         Some(refreshed.token.encode()),
     )
@@ -1131,12 +1164,10 @@ async fn issue_tokens(
     p: &Provider,
     client: &Client,
     child: &SessionRecord,
+    link: &ChildLink,
     nonce: Option<&str>,
     refresh: Option<String>,
 ) -> Response {
-    let Some(link) = ChildLink::of(&p.manager, child) else {
-        return invalid_grant("not a sign-in session");
-    };
     let Some(user) = child.user.as_ref() else {
         return invalid_grant("not a sign-in session");
     };
@@ -1219,7 +1250,11 @@ async fn issue_tokens(
         .into_response()
 }
 
-async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Response {
+/// `/oauth2/userinfo`: the bearer token is read and verified by
+/// `sessionary_axum::Bearer` (RFC 6750 refusals with `WWW-Authenticate`); the
+/// token's session must be a live app session. A store failure is `503`, not
+/// a refusal that would sign the app out.
+async fn userinfo(State(p): State<Arc<Provider>>, Bearer(claims): Bearer) -> Response {
     let refuse = |error: &'static str| {
         let mut res = (
             StatusCode::UNAUTHORIZED,
@@ -1233,18 +1268,20 @@ async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Respons
         );
         res
     };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return refuse("invalid_token");
-    };
-    let Ok(claims) = p.tokens.verify(token.trim()) else {
-        return refuse("invalid_token");
-    };
-    let Ok(child) = p.manager.session(&claims.sid).await else {
-        return refuse("invalid_token");
+    let child = match p.manager.session(&claims.sid).await {
+        Ok(c) => c,
+        Err(sessionary_core::Error::Store(e)) => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "oidc: userinfo failed"
+            );
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+        Err(_) => return refuse("invalid_token"),
     };
     if !child.is_live(p.manager.now()) {
         return refuse("invalid_token");
