@@ -101,6 +101,11 @@ pub struct NewSession {
     pub data: Data,
     /// Restore the data of this user's last expired session, if kept (default: yes).
     pub restore: bool,
+    /// Create it without applying the role's concurrent-session limit, so it
+    /// evicts nothing and is never refused by it (default: no). For sessions
+    /// derived from a live one, such as an app's session under a single
+    /// sign-on session: the device already counted.
+    pub exempt_from_limit: bool,
 }
 
 impl NewSession {
@@ -158,6 +163,14 @@ impl NewSession {
     #[must_use]
     pub fn with_restore(mut self, restore: bool) -> Self {
         self.restore = restore;
+        self
+    }
+
+    /// Creates the session without applying the concurrent-session limit
+    /// (the `exempt_from_limit` field).
+    #[must_use]
+    pub fn without_limit(mut self) -> Self {
+        self.exempt_from_limit = true;
         self
     }
 }
@@ -637,7 +650,7 @@ impl SessionManager {
             let (token, record) = self.new_record(&new, &new.data)?;
             let now = record.created_at;
             let limit = match (rp.max_sessions, &new.user) {
-                (Some(max), Some(_)) => Some(SessionLimit {
+                (Some(max), Some(_)) if !new.exempt_from_limit => Some(SessionLimit {
                     max,
                     mode: rp.on_limit,
                     now,

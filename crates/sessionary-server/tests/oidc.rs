@@ -35,11 +35,12 @@ use sessionary_token::{AccessTokens, KeyRing, Revocations, SigningAlg, SigningKe
 use tokio::sync::mpsc;
 
 const ALICE_PW: &str = "alice-password";
+const ADMIN_PW: &str = "admin-password";
 
 fn users() -> DemoUsers {
     static USERS: OnceLock<DemoUsers> = OnceLock::new();
     USERS
-        .get_or_init(|| DemoUsers::from_passwords(ALICE_PW, "admin-password").unwrap())
+        .get_or_init(|| DemoUsers::from_passwords(ALICE_PW, ADMIN_PW).unwrap())
         .clone()
 }
 
@@ -240,13 +241,17 @@ impl Browser {
     }
 
     async fn sign_in(&self, op: &Op) {
+        self.sign_in_as(op, "alice", ALICE_PW).await;
+    }
+
+    async fn sign_in_as(&self, op: &Op, user: &str, password: &str) {
         let csrf = self.csrf(&format!("{}/login", op.base)).await;
         let res = self
             .post(
                 &format!("{}/login", op.base),
                 &[
-                    ("username", "alice"),
-                    ("password", ALICE_PW),
+                    ("username", user),
+                    ("password", password),
                     ("csrf_token", &csrf),
                     ("return_to", "/"),
                 ],
@@ -1285,4 +1290,38 @@ async fn oversize_state_and_nonce_are_refused_and_userinfo_reads_any_bearer_case
         .unwrap();
     assert_eq!(res.status(), 401);
     assert!(res.headers().contains_key("www-authenticate"));
+}
+
+/// App sign-ins never apply the concurrent-session limit: the admin role allows
+/// 3 sessions and evicts the oldest, yet three app sign-ins (say, a page that
+/// sends the browser to `/oauth2/authorize` again and again) leave the central
+/// session live.
+#[tokio::test]
+async fn app_sign_ins_never_evict_the_central_session() {
+    let op = provider().await;
+    let browser = Browser::new();
+    browser.sign_in_as(&op, "admin", ADMIN_PW).await;
+    let admin = UserId::new("admin").unwrap();
+    let central = op.manager.list(&admin).await.unwrap();
+    assert_eq!(central.len(), 1);
+    let rp = rp(
+        &op,
+        "app-a",
+        Some("secret-a"),
+        CoreJwsSigningAlgorithm::EdDsa,
+    )
+    .await;
+    for _ in 0..3 {
+        let p = rp.start(&[]);
+        code_for(&browser, &rp, &p).await;
+    }
+    let now = op.manager.now();
+    assert!(
+        op.manager
+            .session(&central[0].id)
+            .await
+            .unwrap()
+            .is_live(now)
+    );
+    assert_eq!(op.manager.list(&admin).await.unwrap().len(), 4);
 }

@@ -808,6 +808,10 @@ async fn authorize(
         .with_aal(central.aal)
         .with_device(central.device.clone())
         .with_restore(false)
+        // An app sign-in never evicts: the browser's own session already
+        // counted, and a page that sends the browser to this endpoint again
+        // and again must not push the central session out.
+        .without_limit()
         .with_data(data);
     let child = match p.manager.create(new).await {
         Ok(i) => i.session,
