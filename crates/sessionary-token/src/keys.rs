@@ -543,27 +543,38 @@ impl KeyRing {
     ///
     /// [`AccessTokenError::Io`].
     pub fn save(&self, path: &Path) -> Result<(), AccessTokenError> {
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(
-            ".{}.tmp",
-            URL_SAFE_NO_PAD.encode(random_bytes::<6>()?)
-        ));
-        let tmp = std::path::PathBuf::from(tmp_name);
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let written = o.open(&tmp).and_then(|mut f| {
-            f.write_all(self.to_text().as_bytes())?;
-            f.sync_all()
-        });
-        let done = written.and_then(|()| std::fs::rename(&tmp, path));
-        if done.is_err() {
-            // Best effort: the temporary file may not even exist.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        done.map_err(AccessTokenError::Io)
+        write_private_atomic(path, &self.to_text())
     }
+}
+
+/// Replaces the file at `path` with `text` atomically: a new owner-only (0600
+/// on Unix) file beside it under a random name, synced, then renamed over it.
+/// Key files of the token ring and of the ID token keys are written this way.
+///
+/// # Errors
+///
+/// [`AccessTokenError::Io`], [`AccessTokenError::Random`].
+pub fn write_private_atomic(path: &Path, text: &str) -> Result<(), AccessTokenError> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(
+        ".{}.tmp",
+        URL_SAFE_NO_PAD.encode(random_bytes::<6>()?)
+    ));
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let written = o.open(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    let done = written.and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        // Best effort: the temporary file may not even exist.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done.map_err(AccessTokenError::Io)
 }
 
 impl FromStr for KeyRing {

@@ -90,7 +90,7 @@ mod revocation;
 mod tokens;
 
 pub use error::AccessTokenError;
-pub use keys::{HS256_MIN_SECRET, KID_MAX, KeyRing, SigningAlg, SigningKey};
+pub use keys::{HS256_MIN_SECRET, KID_MAX, KeyRing, SigningAlg, SigningKey, write_private_atomic};
 pub use revocation::{REVOCATION_TTL, Revocations};
 pub use tokens::{
     ACCESS_TOKEN_TYPE, AccessClaims, AccessTokens, AccessTokensBuilder, DEFAULT_LEEWAY,

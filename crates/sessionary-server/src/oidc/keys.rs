@@ -2,7 +2,6 @@
 //! `<data_dir>/oidc-keys` (mode 0600), one key per line in the text form of
 //! [`sessionary_token::KeyRing`] (`KID:ALG:BASE64URL-PKCS8`).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -97,32 +96,14 @@ impl IdTokenKeys {
         json!({ "keys": keys })
     }
 
-    /// Writes the keys to `path`: a new 0600 file beside it, then renamed over it.
+    /// Writes the keys to `path` (`write_private_atomic`: 0600, renamed over it).
     fn save(&self, path: &Path) -> Result<(), AccessTokenError> {
         let text: String = self
             .keys
             .iter()
             .map(|k| KeyRing::new(k.clone()).to_text())
             .collect();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let done = o
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(text.as_bytes())?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if done.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        done.map_err(AccessTokenError::Io)
+        sessionary_token::write_private_atomic(path, &text)
     }
 }
 
