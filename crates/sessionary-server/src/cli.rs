@@ -409,26 +409,13 @@ fn rotate_data_keys(dir: &Path) -> Result<u32, CliError> {
     Ok(id)
 }
 
-/// Replaces `path` atomically with an owner-only file holding `text`.
+/// Replaces `path` atomically with an owner-only file holding `text`
+/// ([`sessionary_token::write_private_atomic`], as the key rings are saved).
 fn replace_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let written = o.open(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-    });
-    let done = written.and_then(|()| std::fs::rename(&tmp, path));
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
+    sessionary_token::write_private_atomic(path, text).map_err(|e| match e {
+        sessionary_token::AccessTokenError::Io(e) => e,
+        other => std::io::Error::other(other),
+    })
 }
 
 /// What `users` does.
