@@ -86,7 +86,32 @@ impl Drop for RedisServer {
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
+///
+/// Ports come from 20000-32767, below Linux's ephemeral range (32768-60999):
+/// a port the kernel picked for `:0` could meanwhile be taken by an outgoing
+/// connection (a replica or sentinel dialing out) before the server meant to
+/// listen on it starts, and two threads asking at once could get the same
+/// one. Here each port is handed out once per process, starting at an offset
+/// of the process id so that concurrent test processes rarely meet.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        #[allow(clippy::cast_possible_truncation)] // FIRST + n < 32768
+        let port = (FIRST + n) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
