@@ -14,6 +14,8 @@ use crate::redis_server::{RedisServer, free_port};
 pub struct RedisCluster {
     /// The nodes, in the order their ports were taken.
     pub nodes: Vec<RedisServer>,
+    /// Each node's Cluster bus port, kept for [`RedisCluster::restart`].
+    buses: Vec<u16>,
     dir: PathBuf,
 }
 
@@ -42,11 +44,23 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir)?;
         let mut cluster = Self {
             nodes: Vec::new(),
+            buses: Vec::new(),
             dir,
         };
         for _ in 0..masters {
-            let port = free_port();
-            cluster.nodes.push(cluster.node(port)?);
+            // A few tries: a port free when handed out can still be taken
+            // (by another test process) before the node binds it.
+            let mut tries = 0;
+            let node = loop {
+                let (port, bus) = (free_port(), free_port());
+                match cluster.node(port, bus) {
+                    Ok(node) => break (node, bus),
+                    Err(e) if tries >= 4 => return Err(e),
+                    Err(_) => tries += 1,
+                }
+            };
+            cluster.buses.push(node.1);
+            cluster.nodes.push(node.0);
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -68,8 +82,12 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// Starts the node on `port` with its `nodes.conf` in the Cluster's directory.
-    fn node(&self, port: u16) -> std::io::Result<RedisServer> {
+    /// Starts the node on `port`, with its Cluster bus on `bus`, and its
+    /// `nodes.conf` in the Cluster's directory. The bus port is set rather
+    /// than left to Redis's `port + 10000`, which could land on a port
+    /// [`free_port`] hands to another test, or in the ephemeral range.
+    fn node(&self, port: u16, bus: u16) -> std::io::Result<RedisServer> {
+        let bus = bus.to_string();
         let conf = format!("nodes-{port}.conf");
         let dir = self.dir.to_string_lossy().into_owned();
         RedisServer::start(
@@ -79,6 +97,8 @@ impl RedisCluster {
                 "yes",
                 "--cluster-config-file",
                 &conf,
+                "--cluster-port",
+                &bus,
                 "--cluster-node-timeout",
                 "2000",
                 "--dir",
@@ -92,7 +112,7 @@ impl RedisCluster {
     /// and waits (at most 30 s) until every node reports `cluster_state:ok`.
     pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
         let port = self.nodes[i].port;
-        self.nodes[i] = self.node(port)?;
+        self.nodes[i] = self.node(port, self.buses[i])?;
         self.wait_ok()
     }
 
