@@ -408,6 +408,17 @@ async fn sign_in_app(
     (tokens, raw["sid"].as_str().unwrap().to_owned())
 }
 
+/// Whether `rp`'s userinfo request with the access token of `tokens` succeeds.
+async fn userinfo_ok(rp: &Rp, tokens: &openidconnect::core::CoreTokenResponse) -> bool {
+    let info: Result<openidconnect::core::CoreUserInfoClaims, _> = rp
+        .client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&rp.http)
+        .await;
+    info.is_ok()
+}
+
 /// The claims of a JWT, unverified (the RP verified it already).
 fn jwt_claims(jwt: &str) -> Value {
     use base64::Engine as _;
@@ -1157,14 +1168,7 @@ async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
         .unwrap();
     assert!(left.is_empty());
     for (rp, tokens) in [(&a, &tokens_a), (&b, &tokens_b)] {
-        let info = rp
-            .client
-            .user_info(tokens.access_token().clone(), None)
-            .unwrap()
-            .request_async(&rp.http)
-            .await;
-        let info: Result<openidconnect::core::CoreUserInfoClaims, _> = info;
-        assert!(info.is_err());
+        assert!(!userinfo_ok(rp, tokens).await);
     }
     // The audit log has the app sign-ins, the logout and the deliveries.
     op.audit.flush().await;
@@ -1324,4 +1328,57 @@ async fn app_sign_ins_never_evict_the_central_session() {
             .is_live(now)
     );
     assert_eq!(op.manager.list(&admin).await.unwrap().len(), 4);
+}
+
+/// An ID token is no credential for the central session: a logout request
+/// carrying one from a browser that does not hold that session (here, none at
+/// all, as someone who found the token in a log would send it) ends only the
+/// app's own session. The central session, the other app and the user's
+/// sign-in stay, and no app is told to sign out.
+#[tokio::test]
+async fn logout_without_the_central_cookie_ends_only_that_app() {
+    let op = provider().await;
+    let browser = Browser::new();
+    browser.sign_in(&op).await;
+    let a = rp(
+        &op,
+        "app-a",
+        Some("secret-a"),
+        CoreJwsSigningAlgorithm::EdDsa,
+    )
+    .await;
+    let b = rp(
+        &op,
+        "app-b",
+        Some("secret-b"),
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    )
+    .await;
+    let (tokens_a, sid) = sign_in_app(&browser, &a).await;
+    let (tokens_b, _) = sign_in_app(&browser, &b).await;
+    let hint = tokens_a.id_token().unwrap().to_string();
+    let stranger = Browser::new();
+    let res = stranger
+        .get(&format!(
+            "{}/oauth2/logout?id_token_hint={hint}&state=s",
+            op.base
+        ))
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert!(!userinfo_ok(&a, &tokens_a).await, "app A's session ended");
+    assert!(userinfo_ok(&b, &tokens_b).await, "app B's session stays");
+    let central = op
+        .manager
+        .session(&SessionId::parse(&sid).unwrap())
+        .await
+        .expect("the central session stays");
+    assert!(central.is_live(op.manager.now()));
+    // The browser that holds it is still signed in: app A signs in again
+    // without a password.
+    let (_, again) = sign_in_app(&browser, &a).await;
+    assert_eq!(again, sid);
+    assert!(
+        op.logouts.lock().await.try_recv().is_err(),
+        "no back-channel logout"
+    );
 }

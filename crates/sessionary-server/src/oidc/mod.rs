@@ -40,6 +40,9 @@
 //!   ends the child session, which revokes what the first use issued.
 //! - Refresh tokens rotate with the core's reuse detection; a refresh token
 //!   presented by another client ends its session.
+//! - An `id_token_hint` is no credential: RP-initiated logout ends the
+//!   central session only from the browser whose cookie is that session;
+//!   from anywhere else it ends just that app's sessions under it.
 
 mod keys;
 
@@ -371,6 +374,37 @@ impl Provider {
             });
         }
         tracing::info!(sid = %ended.id, reason = %ended.reason, "oidc: central session ended; its app sessions ended, back-channel logout sent");
+    }
+
+    /// Ends the sessions of `client` under `central` (an RP-initiated logout
+    /// from a browser that does not hold `central`); `central` and its other
+    /// apps' sessions stay. The entries stay too, for when `central` ends.
+    async fn end_app_sessions(&self, user: &UserId, central: &SessionId, client: &str) {
+        let children = match self.manager.user_data(user).await {
+            Ok((_, data)) => data
+                .get(SSO_KEY)
+                .and_then(|s| s.get(central.to_string()))
+                .cloned(),
+            Err(e) => {
+                tracing::warn!(sid = %central, error = &e as &dyn std::error::Error, "oidc: cannot read the app sessions of a session");
+                return;
+            }
+        };
+        let children: Vec<ChildRef> = children
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        for child in children.iter().filter(|c| c.client == client) {
+            match self
+                .manager
+                .end_session(&child.sid, EndReason::LoggedOut)
+                .await
+            {
+                Ok(_) | Err(sessionary_core::Error::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(sid = %child.sid, error = &e as &dyn std::error::Error, "oidc: cannot end an app session");
+                }
+            }
+        }
     }
 
     /// Records `child` (of `client`) under `central` in the user's data, so the
@@ -1355,23 +1389,25 @@ async fn logout(
         return error_page("the ID token has no session");
     };
     let cookie_is_central = session.record().is_some_and(|r| r.id == sid);
-    if cookie_is_central {
+    let scope = if cookie_is_central {
         // Removes the cookie too; the Ended event ends the children.
         if let Err(e) = session.logout().await {
             tracing::warn!(error = %e, "oidc: logout failed");
         }
-    } else if let Ok(rec) = p.manager.session(&sid).await {
-        if rec.user.as_ref().map(UserId::as_str) == Some(hint.sub.as_str()) {
-            match p.manager.end_session(&sid, EndReason::LoggedOut).await {
-                Ok(_) | Err(sessionary_core::Error::NotFound) => {}
-                Err(e) => {
-                    tracing::warn!(error = &e as &dyn std::error::Error, "oidc: logout failed")
-                }
-            }
+        "everywhere"
+    } else {
+        // This browser does not hold the central session (signed out
+        // already, signed in again since, another browser, or no browser
+        // at all): an ID token is no credential for it, so the central
+        // session stays and only this app's sessions under it end.
+        match UserId::new(&hint.sub) {
+            Ok(user) => p.end_app_sessions(&user, &sid, &client.id).await,
+            Err(_) => return error_page("the ID token has no user"),
         }
-    }
-    tracing::info!(sid = %sid, client = %client.id, "oidc: RP-initiated logout");
-    p.audit("oidc_logout", &sid, None, client.id.clone());
+        "app"
+    };
+    tracing::info!(sid = %sid, client = %client.id, scope, "oidc: RP-initiated logout");
+    p.audit("oidc_logout", &sid, None, format!("{} {scope}", client.id));
     match back {
         Some(uri) => {
             let mut pairs = Vec::new();
