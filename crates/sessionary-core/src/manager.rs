@@ -102,9 +102,11 @@ pub struct NewSession {
     /// Restore the data of this user's last expired session, if kept (default: yes).
     pub restore: bool,
     /// Create it without applying the role's concurrent-session limit, so it
-    /// evicts nothing and is never refused by it (default: no). For sessions
-    /// derived from a live one, such as an app's session under a single
-    /// sign-on session: the device already counted.
+    /// evicts nothing and is never refused by it, and keep it out of the
+    /// limit for good ([`SessionRecord::exempt_from_limit`]): later sign-ins
+    /// neither count nor evict it (default: no). For sessions derived from a
+    /// live one, such as an app's session under a single sign-on session: the
+    /// device already counted.
     pub exempt_from_limit: bool,
 }
 
@@ -616,6 +618,7 @@ impl SessionManager {
             version: 1,
             csrf_secret: CsrfSecret(csrf),
             counters: Default::default(),
+            exempt_from_limit: new.exempt_from_limit,
             data: self.seal_data(&id, data)?,
         };
         Ok((token, record))

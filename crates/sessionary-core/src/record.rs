@@ -225,6 +225,11 @@ pub struct SessionRecord {
     pub csrf_secret: CsrfSecret,
     /// Usage counters (bytes, downloads, ...), changed only atomically by the store.
     pub counters: BTreeMap<String, u64>,
+    /// Not counted by the concurrent-session limit, and never evicted by it
+    /// (an app session of the OpenID Connect provider, which lives under a
+    /// counted central session). Set at creation, kept by every update.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exempt_from_limit: bool,
     /// Session-scope data, sealed with the key ring (associated data: the session id).
     pub data: Sealed,
 }

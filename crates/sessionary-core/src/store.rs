@@ -177,12 +177,14 @@ impl SweepSpec {
 }
 
 /// The record a compare-and-set write stores, the same on every backend: the
-/// writer's fields, except that owner, creation time and counters stay as stored,
-/// `last_seen_at` never moves backwards, and the version is `version`.
+/// writer's fields, except that owner, creation time, counters and the limit
+/// exemption stay as stored, `last_seen_at` never moves backwards, and the
+/// version is `version`.
 pub fn apply_update(mut new: SessionRecord, stored: &SessionRecord, version: u64) -> SessionRecord {
     new.version = version;
     new.user.clone_from(&stored.user);
     new.created_at = stored.created_at;
+    new.exempt_from_limit = stored.exempt_from_limit;
     new.counters.clone_from(&stored.counters);
     new.last_seen_at = new.last_seen_at.max(stored.last_seen_at);
     new
@@ -195,8 +197,9 @@ pub fn apply_update(mut new: SessionRecord, stored: &SessionRecord, version: u64
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Inserts a new session. Never overwrites: an existing id or token hash gives
-    /// [`Create::Duplicate`]. With a limit, counting the user's live sessions,
-    /// evicting or refusing and inserting happen as one step.
+    /// [`Create::Duplicate`]. With a limit, counting the user's live sessions
+    /// (not those [`SessionRecord::exempt_from_limit`]), evicting or refusing
+    /// and inserting happen as one step.
     async fn create(
         &self,
         record: SessionRecord,

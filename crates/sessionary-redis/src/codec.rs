@@ -120,6 +120,10 @@ pub(crate) fn record_fields(r: &SessionRecord) -> Result<Vec<(String, Vec<u8>)>,
     for (name, n) in &r.counters {
         push(&format!("n:{name}"), n.to_string().into_bytes());
     }
+    if r.exempt_from_limit {
+        // Read by create.lua's limit count; set once, never rewritten.
+        push("x", b"1".to_vec());
+    }
     Ok(v)
 }
 
@@ -128,6 +132,7 @@ pub(crate) fn mutable_fields(r: &SessionRecord) -> Result<Vec<(String, Vec<u8>)>
     let mut stripped = r.clone();
     stripped.data = Sealed::default();
     stripped.counters.clear();
+    stripped.exempt_from_limit = false; // field `x`, store-owned
     let j = serde_json::to_vec(&stripped).map_err(Error::Json)?;
     Ok(vec![
         ("j".to_owned(), j),
@@ -164,6 +169,7 @@ fn record_of(m: &BTreeMap<&[u8], &[u8]>) -> Result<SessionRecord, Error> {
     r.version = parse(get(m, "v")?)?;
     r.token_hash = hash(get(m, "h")?)?;
     r.user = m.get(&b"u"[..]).map(|u| user(u)).transpose()?;
+    r.exempt_from_limit = m.contains_key(&b"x"[..]);
     r.counters = m
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(b"n:").map(|n| (n, v)))

@@ -1296,10 +1296,11 @@ async fn oversize_state_and_nonce_are_refused_and_userinfo_reads_any_bearer_case
     assert!(res.headers().contains_key("www-authenticate"));
 }
 
-/// App sign-ins never apply the concurrent-session limit: the admin role allows
-/// 3 sessions and evicts the oldest, yet three app sign-ins (say, a page that
-/// sends the browser to `/oauth2/authorize` again and again) leave the central
-/// session live.
+/// App sign-ins never apply the concurrent-session limit, and are never
+/// counted by it: the admin role allows 3 sessions and evicts the oldest, yet
+/// three app sign-ins (say, a page that sends the browser to
+/// `/oauth2/authorize` again and again) and then two sign-ins on other devices
+/// leave the central session live.
 #[tokio::test]
 async fn app_sign_ins_never_evict_the_central_session() {
     let op = provider().await;
@@ -1328,6 +1329,26 @@ async fn app_sign_ins_never_evict_the_central_session() {
             .is_live(now)
     );
     assert_eq!(op.manager.list(&admin).await.unwrap().len(), 4);
+    // Nor do they count later: two sign-ins on other devices bring the
+    // counted sessions to the limit of 3, and nothing is evicted.
+    let others = [Browser::new(), Browser::new(), Browser::new()];
+    for b in &others[..2] {
+        op.clock.advance(Duration::from_secs(1)); // "oldest" is by creation time
+        b.sign_in_as(&op, "admin", ADMIN_PW).await;
+    }
+    assert!(
+        op.manager
+            .session(&central[0].id)
+            .await
+            .unwrap()
+            .is_live(op.manager.now())
+    );
+    assert_eq!(op.manager.list(&admin).await.unwrap().len(), 6);
+    // The limit still holds for devices: a third evicts the central session,
+    // the oldest counted one, not an app session.
+    op.clock.advance(Duration::from_secs(1));
+    others[2].sign_in_as(&op, "admin", ADMIN_PW).await;
+    assert!(op.manager.session(&central[0].id).await.is_err());
 }
 
 /// An ID token is no credential for the central session: a logout request

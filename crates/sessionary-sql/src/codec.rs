@@ -176,6 +176,7 @@ macro_rules! backend_codec {
                 csrf_secret: decode_csrf(get(row, 16)?)?,
                 counters: decode_counters(get(row, 17)?)?,
                 data: ::sessionary_core::Sealed::from_bytes(get::<&[u8]>(row, 18)?),
+                exempt_from_limit: get(row, 19)?,
             })
         }
 
@@ -219,7 +220,7 @@ macro_rules! backend_codec {
             })
         }
 
-        /// Binds a record as parameters 1..20 of `INSERT_SESSION` / `REPLACE_SESSION`.
+        /// Binds a record as parameters 1..21 of `INSERT_SESSION` / `REPLACE_SESSION`.
         pub(crate) fn bind_record<'q>(
             q: Q<'q>,
             r: &'q ::sessionary_core::SessionRecord,
@@ -245,6 +246,7 @@ macro_rules! backend_codec {
                 .bind(enc.counters.as_str())
                 .bind(r.data.as_bytes())
                 .bind(enc.expires_at)
+                .bind(r.exempt_from_limit)
         }
     };
 }

@@ -44,7 +44,8 @@
 //! session tables:
 //! `sessions` (unique indexes on the session id and the token hash, indexes by
 //! user and by expiry; the sealed data as a BLOB, the other fields as columns,
-//! roles and counters as JSON text), `tombstones` (by token hash, with
+//! roles and counters as JSON text, `exempt_from_limit` for sessions the
+//! concurrent-session limit skips), `tombstones` (by token hash, with
 //! `keep_until`), `user_data` (version and sealed blob per user) and
 //! `restorable` (the data of a user's expired session, with `keep_until`).
 //!

@@ -65,12 +65,12 @@ macro_rules! session_cols {
     () => {
         "id, token_hash, user_id, roles, aal, auth_time, created_at, last_seen_at, \
          idle_timeout_ms, touch_interval_ms, absolute_expires_at, remember, device_ip, \
-         device_user_agent, device_label, version, csrf_secret, counters, data"
+         device_user_agent, device_label, version, csrf_secret, counters, data, exempt_from_limit"
     };
 }
 
 /// How many columns `session_cols!` has (the tombstone columns of a load follow).
-const SESSION_COLS: usize = 19;
+const SESSION_COLS: usize = 20;
 
 /// `load` without a touch, one statement: the session by token hash, or else
 /// (same snapshot) its tombstone. Always exactly one row: the session's
@@ -157,21 +157,22 @@ const LOCK_EXPIRED: &str = concat!(
     " FROM sessions WHERE expires_at <= $1 ORDER BY expires_at, seq LIMIT $2 \
      FOR UPDATE SKIP LOCKED"
 );
-/// Parameters $1..$20 in the order [`bind_record`] binds them. Inserts nothing
+/// Parameters $1..$21 in the order [`bind_record`] binds them. Inserts nothing
 /// (0 rows) if the id or token hash is taken by a session or the hash by a
 /// tombstone: create never overwrites.
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, token_hash, user_id, roles, aal, \
      auth_time, created_at, last_seen_at, idle_timeout_ms, touch_interval_ms, \
      absolute_expires_at, remember, device_ip, device_user_agent, device_label, version, \
-     csrf_secret, counters, data, expires_at) \
+     csrf_secret, counters, data, expires_at, exempt_from_limit) \
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE token_hash = $2) \
+     $19, $20, $21 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE token_hash = $2) \
      ON CONFLICT DO NOTHING";
 const REPLACE_SESSION: &str = "UPDATE sessions SET token_hash = $2, user_id = $3, roles = $4, \
      aal = $5, auth_time = $6, created_at = $7, last_seen_at = $8, idle_timeout_ms = $9, \
      touch_interval_ms = $10, absolute_expires_at = $11, remember = $12, device_ip = $13, \
      device_user_agent = $14, device_label = $15, version = $16, csrf_secret = $17, \
-     counters = $18, data = $19, expires_at = $20 WHERE id = $1";
+     counters = $18, data = $19, expires_at = $20, exempt_from_limit = $21 \
+     WHERE id = $1";
 const SET_LAST_SEEN: &str = "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3";
 const PUT_TOMBSTONE: &str = "INSERT INTO tombstones \
      (token_hash, session_id, user_id, reason, ended_at, keep_until) \
@@ -287,7 +288,7 @@ impl PgStore {
         // Read after the lock: this snapshot sees every create of this user
         // that held the lock before.
         let mut live = select_many(&mut tx, LOCK_USER_BY_AGE, user).await?;
-        live.retain(|r| r.is_live(limit.now));
+        live.retain(|r| r.is_live(limit.now) && !r.exempt_from_limit);
         let max = usize::try_from(limit.max.max(1)).unwrap_or(usize::MAX);
         let mut evicted = Vec::new();
         if live.len() >= max {

@@ -56,7 +56,7 @@ macro_rules! session_cols {
     () => {
         "id, token_hash, user_id, roles, aal, auth_time, created_at, last_seen_at, \
          idle_timeout_ms, touch_interval_ms, absolute_expires_at, remember, device_ip, \
-         device_user_agent, device_label, version, csrf_secret, counters, data"
+         device_user_agent, device_label, version, csrf_secret, counters, data, exempt_from_limit"
     };
 }
 
@@ -88,18 +88,19 @@ const SELECT_EXPIRED: &str = concat!(
     session_cols!(),
     " FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at, seq LIMIT ?2"
 );
-/// Parameters ?1..?20 in the order [`bind_record`] binds them.
+/// Parameters ?1..?21 in the order [`bind_record`] binds them.
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, token_hash, user_id, roles, aal, \
      auth_time, created_at, last_seen_at, idle_timeout_ms, touch_interval_ms, \
      absolute_expires_at, remember, device_ip, device_user_agent, device_label, version, \
-     csrf_secret, counters, data, expires_at) \
+     csrf_secret, counters, data, expires_at, exempt_from_limit) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20)";
+     ?19, ?20, ?21)";
 const REPLACE_SESSION: &str = "UPDATE sessions SET token_hash = ?2, user_id = ?3, roles = ?4, \
      aal = ?5, auth_time = ?6, created_at = ?7, last_seen_at = ?8, idle_timeout_ms = ?9, \
      touch_interval_ms = ?10, absolute_expires_at = ?11, remember = ?12, device_ip = ?13, \
      device_user_agent = ?14, device_label = ?15, version = ?16, csrf_secret = ?17, \
-     counters = ?18, data = ?19, expires_at = ?20 WHERE id = ?1";
+     counters = ?18, data = ?19, expires_at = ?20, exempt_from_limit = ?21 \
+     WHERE id = ?1";
 /// A touch as a compare-and-set on everything else a writer changes: it lands only
 /// if the row is still the one that was read (every other write bumps the version).
 const TOUCH_IF_UNCHANGED: &str = "UPDATE sessions SET last_seen_at = ?1, expires_at = ?2 \
@@ -506,7 +507,7 @@ impl Db {
             for r in &mut live {
                 self.overlay(r);
             }
-            live.retain(|r| r.is_live(limit.now));
+            live.retain(|r| r.is_live(limit.now) && !r.exempt_from_limit);
             let max = usize::try_from(limit.max.max(1)).unwrap_or(usize::MAX);
             if live.len() >= max {
                 match limit.mode {

@@ -629,6 +629,74 @@ pub async fn limit_ignores_expired_sessions(store: Store) {
     ));
 }
 
+/// Sessions created exempt from the limit (an app session under a single
+/// sign-on session) are neither counted nor evicted by later creates with a
+/// limit, and stay exempt through updates and rotations whatever the writer
+/// sends.
+pub async fn limit_skips_exempt_sessions(store: Store) {
+    let (te, mut e) = record(Some("alice"), T0);
+    e.exempt_from_limit = true;
+    store.create(e.clone(), None).await.unwrap();
+    let (_, r1) = record(Some("alice"), T0.add_millis(1));
+    let now = T0.add_millis(2);
+    assert_eq!(
+        store
+            .create(r1.clone(), limit(1, LimitMode::RejectNew, now))
+            .await
+            .unwrap(),
+        Create::Created { evicted: vec![] },
+        "the exempt session is not counted"
+    );
+    // A writer that drops the flag, then a rotation: still exempt.
+    let cur = store.get(&e.id).await.unwrap().unwrap();
+    assert!(cur.exempt_from_limit);
+    let mut w = (*cur).clone();
+    w.exempt_from_limit = false;
+    let Update::Updated(after) = store.update(w, cur.version).await.unwrap() else {
+        panic!("update failed");
+    };
+    assert!(after.exempt_from_limit);
+    let new_t = SessionToken::generate().unwrap();
+    let mut next = (*after).clone();
+    next.token_hash = new_t.hash();
+    next.exempt_from_limit = false;
+    let Update::Updated(_) = store
+        .rotate(next, after.version, regen_tomb(&e, now))
+        .await
+        .unwrap()
+    else {
+        panic!("rotation failed");
+    };
+    assert!(found(store.load(&new_t.hash(), None).await.unwrap()).exempt_from_limit);
+    assert!(matches!(
+        store.load(&te.hash(), None).await.unwrap(),
+        Lookup::Ended(_)
+    ));
+    // At the limit, the counted session is evicted, never the exempt one.
+    let (_, r2) = record(Some("alice"), T0.add_millis(3));
+    match store
+        .create(r2.clone(), limit(1, LimitMode::EvictOldest, now))
+        .await
+        .unwrap()
+    {
+        Create::Created { evicted } => {
+            assert_eq!(
+                evicted.iter().map(|e| e.id).collect::<Vec<_>>(),
+                vec![r1.id]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let ids: BTreeSet<_> = store
+        .list_user(&user("alice"), now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, BTreeSet::from([e.id, r2.id]));
+}
+
 /// 50 parallel creates with a limit of 1 for each of 10 users at once, in 8
 /// rounds (a race window is narrow; rounds make a missing lock show); returns
 /// (created, rejected) per user and round.

@@ -70,6 +70,7 @@ pub fn record(user: Option<&str>, now: Timestamp) -> (SessionToken, SessionRecor
         version: 1,
         csrf_secret: CsrfSecret([7; 32]),
         counters: Default::default(),
+        exempt_from_limit: false,
         data: sessionary_core::Sealed::from_bytes(vec![0xAB; 64]),
     };
     (token, rec)
@@ -134,6 +135,7 @@ macro_rules! store_conformance {
             limit_evicts_oldest,
             limit_rejects_new,
             limit_ignores_expired_sessions,
+            limit_skips_exempt_sessions,
             race_parallel_creates_evict_oldest,
             race_parallel_creates_reject_new,
             race_concurrent_data_updates,

@@ -13,10 +13,10 @@ if u ~= '' and ARGV[8] ~= '' then
   local n = num(ARGV[10])
   local live_ids = {}
   for _, sid in ipairs(redis.call('ZRANGE', ix, 0, -1)) do
-    local v = redis.call('HMGET', okey(tag, 's:' .. sid), 'ls', 'idle', 'abs')
+    local v = redis.call('HMGET', okey(tag, 's:' .. sid), 'ls', 'idle', 'abs', 'x')
     if not v[1] then
       redis.call('ZREM', ix, sid)
-    elseif n < math.min(num(v[1]) + num(v[2]), num(v[3])) then
+    elseif not v[4] and n < math.min(num(v[1]) + num(v[2]), num(v[3])) then
       live_ids[#live_ids + 1] = sid
     end
   end

@@ -107,6 +107,7 @@ pub fn record(user: Option<&str>, now: i64) -> SessionRecord {
         version: 1,
         csrf_secret: CsrfSecret([7; 32]),
         counters,
+        exempt_from_limit: false,
         data: sealed(b"sealed-session-data"),
     }
 }

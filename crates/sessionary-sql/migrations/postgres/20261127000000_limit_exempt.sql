@@ -1,0 +1,4 @@
+-- Sessionary PostgreSQL schema, version 2: sessions the concurrent-session
+-- limit neither counts nor evicts (an OpenID Connect app session under a
+-- counted central session). Set at creation, never changed.
+ALTER TABLE sessions ADD COLUMN exempt_from_limit BOOLEAN NOT NULL DEFAULT FALSE;
