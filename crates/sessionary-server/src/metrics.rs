@@ -23,6 +23,7 @@
 //! | `sessionary_verify_failures_total` | counter | `reason` (`malformed`, `unknown_session`, or a suspicious end reason such as `revoked_by_admin`; tokens of timed-out or signed-out sessions are refused but not counted, as `SessionManager::report_failure` does not report them) |
 //! | `sessionary_store_errors_total` | counter | `kind` = `unavailable` / `corrupt` / `backend` |
 //! | `sessionary_quota_refusals_total` | counter | `limit` (`concurrent_sessions`, or a quota's name) |
+//! | `sessionary_oidc_events_total` | counter | `event` ([`OidcEvent`]: app sign-ins, tokens issued by grant, token requests refused, code reuse, logouts by scope, back-channel deliveries by outcome) |
 //!
 //! # Security model
 //!
@@ -64,6 +65,51 @@ struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// What the OpenID Connect provider counts in `sessionary_oidc_events_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OidcEvent {
+    /// An authorization answered with a code (`sign_in`).
+    SignIn,
+    /// Tokens issued for a code (`code_redeemed`).
+    CodeRedeemed,
+    /// Tokens issued for a refresh token (`refreshed`).
+    Refreshed,
+    /// A token request refused, any reason (`token_refused`).
+    TokenRefused,
+    /// A code presented a second time; its session ended (`code_reused`).
+    CodeReused,
+    /// An RP-initiated logout that ended the central session (`logout_everywhere`).
+    LogoutEverywhere,
+    /// An RP-initiated logout from another browser: that app only (`logout_app`).
+    LogoutApp,
+    /// A back-channel logout token the app accepted (`backchannel_delivered`).
+    BackchannelDelivered,
+    /// A back-channel logout token not accepted after the retries (`backchannel_failed`).
+    BackchannelFailed,
+}
+
+impl OidcEvent {
+    /// The `event` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "sign_in",
+            Self::CodeRedeemed => "code_redeemed",
+            Self::Refreshed => "refreshed",
+            Self::TokenRefused => "token_refused",
+            Self::CodeReused => "code_reused",
+            Self::LogoutEverywhere => "logout_everywhere",
+            Self::LogoutApp => "logout_app",
+            Self::BackchannelDelivered => "backchannel_delivered",
+            Self::BackchannelFailed => "backchannel_failed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,6 +217,7 @@ struct Inner {
     verify_failures: Family<ReasonLabel, Counter>,
     store_errors: Family<KindLabel, Counter>,
     quota_refusals: Family<LimitLabel, Counter>,
+    oidc: Family<EventLabel, Counter>,
 }
 
 /// The service's metrics: an [`EventSink`] for the manager, plus
@@ -249,8 +296,15 @@ impl Metrics {
             "Requests or sign-ins refused by a limit, by limit",
             quota_refusals.clone(),
         );
+        let oidc = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "oidc_events",
+            "OpenID Connect provider events: sign-ins, tokens, refusals, logouts, back-channel deliveries",
+            oidc.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
+            oidc,
             active,
             created,
             ended,
@@ -286,6 +340,16 @@ impl Metrics {
             .quota_refusals
             .get_or_create(&LimitLabel {
                 limit: limit.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one event of the OpenID Connect provider.
+    pub fn oidc(&self, event: OidcEvent) {
+        self.0
+            .oidc
+            .get_or_create(&EventLabel {
+                event: event.as_str(),
             })
             .inc();
     }

@@ -634,7 +634,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         None => say!("  metrics:  off"),
     }
     let mut state = AppState::new(manager.clone(), keys)
-        .with_metrics(metrics, metrics_access)
+        .with_metrics(metrics.clone(), metrics_access)
         .with_audit(Arc::clone(&audit))
         .with_tokens(Arc::clone(&tokens))
         .with_token_key_file(
@@ -675,7 +675,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
                     code_seal,
                 )
                 .map_err(ServeError::Oidc)?
-                .with_audit(Arc::clone(&audit));
+                .with_audit(Arc::clone(&audit))
+                .with_metrics(metrics.clone());
                 let provider = Arc::new(provider);
                 oidc_worker = Some(provider.spawn_logout_worker(logout_queue));
                 options = options.with_oidc(provider);

@@ -29,6 +29,7 @@ use sessionary_core::{
     UserId,
 };
 use sessionary_server::demo::{DemoOptions, DemoUsers};
+use sessionary_server::metrics::Metrics;
 use sessionary_server::oidc::{ChildLink, Client, IdTokenKeys, OidcSettings, Provider};
 use sessionary_server::{ApiKeys, AppState, app_with_demo};
 use sessionary_token::{AccessTokens, KeyRing, Revocations, SigningAlg, SigningKey};
@@ -57,6 +58,7 @@ struct Op {
     audit: Arc<AuditLog>,
     logouts: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
     rp: String,
+    metrics: Metrics,
 }
 
 fn client(id: &str, alg: SigningAlg, rp: &str, secret: Option<&str>) -> Client {
@@ -136,6 +138,7 @@ async fn provider() -> Op {
         ],
     };
     let keys = IdTokenKeys::generate(&settings.algs()).unwrap();
+    let metrics = Metrics::new();
     let provider = Arc::new(
         Provider::new(
             &settings,
@@ -146,7 +149,8 @@ async fn provider() -> Op {
             seal,
         )
         .unwrap()
-        .with_audit(Arc::clone(&audit)),
+        .with_audit(Arc::clone(&audit))
+        .with_metrics(metrics.clone()),
     );
     provider.spawn_logout_worker(queue);
     let state = AppState::new(manager.clone(), ApiKeys::new(["k".repeat(40)])).with_tokens(tokens);
@@ -165,6 +169,33 @@ async fn provider() -> Op {
         audit,
         logouts: tokio::sync::Mutex::new(rx),
         rp,
+        metrics,
+    }
+}
+
+impl Op {
+    /// `sessionary_oidc_events_total{event="<event>"}` (0 before the first).
+    fn count(&self, event: &str) -> u64 {
+        let prefix = format!("sessionary_oidc_events_total{{event=\"{event}\"}} ");
+        self.metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// Waits (at most 10 s) until the count of `event` is `n`; the
+    /// back-channel deliveries are counted in the background.
+    async fn wait_count(&self, event: &str, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.count(event) != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{event}: {} after 10 s, expected {n}",
+                self.count(event)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -667,6 +698,8 @@ async fn refresh_rotates_and_a_spent_refresh_token_is_refused() {
         .request_async(&rp.http)
         .await;
     assert!(after.is_err());
+    assert_eq!(op.count("refreshed"), 1);
+    assert_eq!(op.count("token_refused"), 2);
     // Another client cannot use app-b's refresh tokens.
     let (tokens_b, _) = sign_in_app(&browser, &rp).await;
     let other = self::rp(
@@ -760,7 +793,7 @@ async fn pkce_is_required_s256_only_and_checked() {
 
 #[tokio::test]
 async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
-    let (_op, browser, rp) = signed_in_at_app_a().await;
+    let (op, browser, rp) = signed_in_at_app_a().await;
     let p = rp.start(&[]);
     let code = code_for(&browser, &rp, &p).await;
     let verifier = PkceCodeVerifier::new(p.verifier.secret().clone());
@@ -785,6 +818,11 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
         .request_async(&rp.http)
         .await;
     assert!(refreshed.is_err());
+    assert_eq!(op.count("code_redeemed"), 1);
+    assert_eq!(op.count("code_reused"), 1);
+    // The second exchange and the dead refresh token.
+    assert_eq!(op.count("token_refused"), 2);
+    assert_eq!(op.count("refreshed"), 0);
 }
 
 #[tokio::test]
@@ -1185,6 +1223,13 @@ async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
         "{kinds:?}"
     );
     assert!(kinds.contains(&"oidc_logout"), "{kinds:?}");
+    // And the metrics count them.
+    assert_eq!(op.count("sign_in"), 2);
+    assert_eq!(op.count("code_redeemed"), 2);
+    assert_eq!(op.count("logout_everywhere"), 1);
+    assert_eq!(op.count("logout_app"), 0);
+    op.wait_count("backchannel_delivered", 2).await;
+    assert_eq!(op.count("backchannel_failed"), 0);
     // A new app sign-in needs the password again.
     let p = a.start(&[]);
     let res = browser.get(&p.url).await;
@@ -1402,4 +1447,6 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
         op.logouts.lock().await.try_recv().is_err(),
         "no back-channel logout"
     );
+    assert_eq!(op.count("logout_app"), 1);
+    assert_eq!(op.count("logout_everywhere"), 0);
 }

@@ -67,6 +67,8 @@ use sessionary_core::{EndReason, NewSession, SessionId, SessionManager, SessionR
 use sessionary_token::{AccessTokens, SigningAlg, SigningKey};
 use subtle::ConstantTimeEq as _;
 
+use crate::metrics::OidcEvent;
+
 pub use keys::{IdTokenKeys, OIDC_KEYS_FILE};
 
 /// How long an authorization code is valid.
@@ -197,6 +199,7 @@ pub struct Provider {
     seal: sessionary_core::KeyRing,
     http: reqwest::Client,
     audit: Option<Arc<sessionary_core::AuditLog>>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Provider {
@@ -231,6 +234,7 @@ impl Provider {
             seal,
             http,
             audit: None,
+            metrics: None,
         })
     }
 
@@ -243,6 +247,20 @@ impl Provider {
     pub fn with_audit(mut self, audit: Arc<sessionary_core::AuditLog>) -> Self {
         self.audit = Some(audit);
         self
+    }
+
+    /// Counts the provider's events in `metrics`
+    /// (`sessionary_oidc_events_total`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, event: OidcEvent) {
+        if let Some(m) = &self.metrics {
+            m.oidc(event);
+        }
     }
 
     fn audit(&self, kind: &str, sid: &SessionId, user: Option<&UserId>, detail: String) {
@@ -365,6 +383,11 @@ impl Provider {
             tokio::spawn(async move {
                 let delivered = send_logout(&me.http, &uri, &token, &id).await;
                 let outcome = if delivered { "delivered" } else { "failed" };
+                me.count(if delivered {
+                    OidcEvent::BackchannelDelivered
+                } else {
+                    OidcEvent::BackchannelFailed
+                });
                 me.audit(
                     "oidc_backchannel",
                     &sid,
@@ -883,6 +906,7 @@ async fn authorize(
         return fail("server_error", "cannot issue a code");
     };
     tracing::info!(sid = %child.id, parent = %central.id, client = %client.id, "oidc: app sign-in");
+    p.count(OidcEvent::SignIn);
     p.audit(
         "oidc_sign_in",
         &child.id,
@@ -1041,9 +1065,12 @@ async fn token(State(p): State<Arc<Provider>>, headers: HeaderMap, body: Bytes) 
     };
     let client = match authenticate(&p, &headers, &form) {
         Ok(c) => c,
-        Err(failure) => return failure.into_response(),
+        Err(failure) => {
+            p.count(OidcEvent::TokenRefused);
+            return failure.into_response();
+        }
     };
-    match form.get("grant_type").map(String::as_str) {
+    let res = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => code_grant(&p, client, &form).await,
         Some("refresh_token") => refresh_grant(&p, client, &form).await,
         Some(_) => oauth_error(
@@ -1056,7 +1083,13 @@ async fn token(State(p): State<Arc<Provider>>, headers: HeaderMap, body: Bytes) 
             "invalid_request",
             "grant_type is missing",
         ),
+    };
+    // Issued tokens are counted by `issue_tokens`; a store failure (503)
+    // is no refusal.
+    if res.status().is_client_error() {
+        p.count(OidcEvent::TokenRefused);
     }
+    res
 }
 
 async fn code_grant(p: &Provider, client: &Client, form: &BTreeMap<String, String>) -> Response {
@@ -1099,6 +1132,7 @@ async fn code_grant(p: &Provider, client: &Client, form: &BTreeMap<String, Strin
         Ok(sessionary_core::store::Counter::Incremented(_)) => {
             tracing::warn!(sid = %claims.sid, client = %client.id, "oidc: authorization code reused; its session ends");
             p.audit("oidc_code_reused", &claims.sid, None, client.id.clone());
+            p.count(OidcEvent::CodeReused);
             end_child().await;
             return invalid_grant("the code was already used");
         }
@@ -1216,6 +1250,11 @@ async fn issue_tokens(
             return invalid_grant("the session cannot have tokens");
         }
     };
+    let grant = if refresh.is_some() {
+        OidcEvent::Refreshed
+    } else {
+        OidcEvent::CodeRedeemed
+    };
     let refresh = match refresh {
         Some(r) => r,
         None => match p.manager.issue_refresh(&child.id).await {
@@ -1271,6 +1310,7 @@ async fn issue_tokens(
         }
     };
     let expires_in = access.expires_at.0.saturating_sub(now.0).max(0) / 1000;
+    p.count(grant);
     (
         [
             (header::CACHE_CONTROL, "no-store"),
@@ -1394,6 +1434,7 @@ async fn logout(
         if let Err(e) = session.logout().await {
             tracing::warn!(error = %e, "oidc: logout failed");
         }
+        p.count(OidcEvent::LogoutEverywhere);
         "everywhere"
     } else {
         // This browser does not hold the central session (signed out
@@ -1404,6 +1445,7 @@ async fn logout(
             Ok(user) => p.end_app_sessions(&user, &sid, &client.id).await,
             Err(_) => return error_page("the ID token has no user"),
         }
+        p.count(OidcEvent::LogoutApp);
         "app"
     };
     tracing::info!(sid = %sid, client = %client.id, scope, "oidc: RP-initiated logout");
