@@ -1450,3 +1450,31 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
     assert_eq!(op.count("logout_app"), 1);
     assert_eq!(op.count("logout_everywhere"), 0);
 }
+
+/// A sign-in abandoned at the app (the code never redeemed) leaves an app
+/// session for no one; once its code has expired, the app's next sign-in in
+/// that browser ends it, so "Manage sessions" does not list it until it idles
+/// out. A redeemed app session is never ended this way.
+#[tokio::test]
+async fn an_abandoned_app_sign_in_is_ended_by_the_next_one() {
+    let (op, browser, rp) = signed_in_at_app_a().await;
+    let alice = UserId::new("alice").unwrap();
+    let (tokens, _) = sign_in_app(&browser, &rp).await;
+    let p = rp.start(&[]);
+    code_for(&browser, &rp, &p).await; // never redeemed
+    assert_eq!(op.manager.list(&alice).await.unwrap().len(), 3);
+    // Within the code's minute, the next sign-in keeps it: it may still come.
+    let (_, _) = sign_in_app(&browser, &rp).await;
+    assert_eq!(op.manager.list(&alice).await.unwrap().len(), 4);
+    op.clock.advance(Duration::from_secs(61));
+    let (_, _) = sign_in_app(&browser, &rp).await;
+    let left = op.manager.list(&alice).await.unwrap();
+    assert_eq!(left.len(), 4, "the abandoned one ended, a new one came");
+    assert!(
+        left.iter().all(
+            |r| r.counters.contains_key("oidc:code") || ChildLink::of(&op.manager, r).is_none()
+        ),
+        "every app session left was redeemed"
+    );
+    assert!(userinfo_ok(&rp, &tokens).await, "redeemed ones stay");
+}

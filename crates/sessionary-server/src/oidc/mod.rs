@@ -430,14 +430,65 @@ impl Provider {
         }
     }
 
+    /// Ends the sessions of `client` under `central` whose sign-in was
+    /// abandoned: created for a code that expired unredeemed (no counter), so
+    /// nothing was ever issued for them. Without this they would be listed in
+    /// "Manage sessions" until they idle out. Returns the ids ended (or gone).
+    /// Best effort: a store error leaves them to their idle timeout.
+    async fn end_abandoned(
+        &self,
+        user: &UserId,
+        central: &SessionId,
+        client: &str,
+    ) -> Vec<SessionId> {
+        let Ok((_, data)) = self.manager.user_data(user).await else {
+            return Vec::new();
+        };
+        let children: Vec<ChildRef> = data
+            .get(SSO_KEY)
+            .and_then(|s| s.get(central.to_string()))
+            .cloned()
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        let now = self.manager.now();
+        let mut ended = Vec::new();
+        for child in children.iter().filter(|c| c.client == client) {
+            let abandoned = match self.manager.session(&child.sid).await {
+                Ok(r) => {
+                    !r.counters.contains_key(CODE_COUNTER) && r.created_at.plus(CODE_TTL) < now
+                }
+                Err(sessionary_core::Error::NotFound) => {
+                    ended.push(child.sid);
+                    continue;
+                }
+                Err(_) => false,
+            };
+            if abandoned {
+                match self
+                    .manager
+                    .end_session(&child.sid, EndReason::ExpiredIdle)
+                    .await
+                {
+                    Ok(_) | Err(sessionary_core::Error::NotFound) => ended.push(child.sid),
+                    Err(e) => {
+                        tracing::warn!(sid = %child.sid, error = &e as &dyn std::error::Error, "oidc: cannot end an abandoned app sign-in");
+                    }
+                }
+            }
+        }
+        ended
+    }
+
     /// Records `child` (of `client`) under `central` in the user's data, so the
-    /// end of `central`, even noticed after every session expired, finds it.
+    /// end of `central`, even noticed after every session expired, finds it;
+    /// drops the entries of `gone` (sessions ended since).
     async fn remember_child(
         &self,
         user: &UserId,
         central: &SessionId,
         child: &SessionId,
         client: &str,
+        gone: &[SessionId],
     ) -> sessionary_core::Result<()> {
         let key = central.to_string();
         let entry = serde_json::to_value(ChildRef {
@@ -464,6 +515,10 @@ impl Provider {
                 }
                 let list = map.entry(key.clone()).or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
+                    a.retain(|e| {
+                        serde_json::from_value::<ChildRef>(e.clone())
+                            .map_or(true, |c| !gone.contains(&c.sid))
+                    });
                     // Never silently unrecorded (it would outlive its central
                     // session): past the cap the oldest entry goes, whose
                     // child has long idled out in any real use.
@@ -880,8 +935,9 @@ async fn authorize(
             return fail("temporarily_unavailable", "cannot sign in now");
         }
     };
+    let abandoned = p.end_abandoned(&user, &central.id, &client.id).await;
     if let Err(e) = p
-        .remember_child(&user, &central.id, &child.id, &client.id)
+        .remember_child(&user, &central.id, &child.id, &client.id, &abandoned)
         .await
     {
         tracing::warn!(
