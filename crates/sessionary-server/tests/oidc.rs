@@ -262,13 +262,7 @@ impl Browser {
     }
 
     async fn csrf(&self, url: &str) -> String {
-        let page = self.get(url).await;
-        let at = page
-            .body
-            .find("name=\"csrf_token\" value=\"")
-            .expect("a CSRF field")
-            + 25;
-        page.body[at..].split('"').next().unwrap().to_owned()
+        csrf_in(&self.get(url).await.body)
     }
 
     async fn sign_in(&self, op: &Op) {
@@ -290,6 +284,15 @@ impl Browser {
             .await;
         assert_eq!(res.status, 303, "{}", res.body);
     }
+}
+
+/// The value of the page's `csrf_token` form field.
+fn csrf_in(body: &str) -> String {
+    let at = body
+        .find("name=\"csrf_token\" value=\"")
+        .expect("a CSRF field")
+        + 25;
+    body[at..].split('"').next().unwrap().to_owned()
 }
 
 /// A relying party: one registered client, discovered.
@@ -1449,6 +1452,59 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
     );
     assert_eq!(op.count("logout_app"), 1);
     assert_eq!(op.count("logout_everywhere"), 0);
+    // From a browser signed in with another session (alice again, elsewhere),
+    // app B's hint ends app B's sessions and asks whether to sign out of
+    // Sessionary too, offering the way back with the app's `state`.
+    let elsewhere = Browser::new();
+    elsewhere.sign_in(&op).await;
+    let hint_b = tokens_b.id_token().unwrap().to_string();
+    let back = format!("{}/app-b/", op.rp);
+    let page = elsewhere
+        .get(&format!(
+            "{}/oauth2/logout?id_token_hint={hint_b}&post_logout_redirect_uri={}&state=b",
+            op.base,
+            url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("action=\"/logout\""), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("href=\"{back}?state=b\"")),
+        "{}",
+        page.body
+    );
+    assert!(!userinfo_ok(&b, &tokens_b).await, "app B's session ended");
+    assert!(
+        op.manager
+            .session(&SessionId::parse(&sid).unwrap())
+            .await
+            .unwrap()
+            .is_live(op.manager.now()),
+        "the hinted central session stays"
+    );
+    assert_eq!(
+        op.manager
+            .list(&UserId::new("alice").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // "Sign out of Sessionary too" ends this browser's session only.
+    let csrf = csrf_in(&page.body);
+    let res = elsewhere
+        .post(&format!("{}/logout", op.base), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert!(elsewhere.cookie.lock().is_none());
+    assert_eq!(
+        op.manager
+            .list(&UserId::new("alice").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// A sign-in abandoned at the app (the code never redeemed) leaves an app

@@ -42,7 +42,9 @@
 //!   presented by another client ends its session.
 //! - An `id_token_hint` is no credential: RP-initiated logout ends the
 //!   central session only from the browser whose cookie is that session;
-//!   from anywhere else it ends just that app's sessions under it.
+//!   from anywhere else it ends just that app's sessions under it, and a
+//!   browser signed in with another session is asked whether to sign out of
+//!   Sessionary too.
 
 mod keys;
 
@@ -743,19 +745,24 @@ fn error_page(message: &str) -> Response {
         .into_response()
 }
 
-/// A redirect to `uri` with `pairs` added to its query.
-fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
-    let mut u = match url::Url::parse(uri) {
-        Ok(u) => u,
-        Err(_) => return error_page("the redirect URI is not a URL"),
-    };
+/// `uri` with `pairs` added to its query; `None` if `uri` is not a URL.
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
+    let mut u = url::Url::parse(uri).ok()?;
     {
         let mut q = u.query_pairs_mut();
         for (k, v) in pairs {
             q.append_pair(k, v);
         }
     }
-    let mut res = Redirect::to(u.as_str()).into_response();
+    Some(u.into())
+}
+
+/// A redirect to `uri` with `pairs` added to its query.
+fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
+    let Some(u) = with_query(uri, pairs) else {
+        return error_page("the redirect URI is not a URL");
+    };
+    let mut res = Redirect::to(&u).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
@@ -1506,14 +1513,60 @@ async fn logout(
     };
     tracing::info!(sid = %sid, client = %client.id, scope, "oidc: RP-initiated logout");
     p.audit("oidc_logout", &sid, None, format!("{} {scope}", client.id));
+    let mut pairs = Vec::new();
+    if let Some(s) = q.get("state") {
+        pairs.push(("state", s.as_str()));
+    }
+    // This browser is signed in with another session than the app's: ask
+    // whether to sign out of Sessionary too (OpenID Connect RP-Initiated
+    // Logout 1.0, section 2: the provider must ask when the ID token does not
+    // belong to the current session).
+    if let Some(current) = session.record().filter(|r| r.user.is_some() && r.id != sid) {
+        let back = match &back {
+            Some(uri) => with_query(uri, &pairs).unwrap_or_else(|| "/".to_owned()),
+            None => "/".to_owned(),
+        };
+        let who = current.user.as_ref().map_or("", UserId::as_str).to_owned();
+        return match session.csrf_token().await {
+            Ok(csrf) => signed_out_of_app_page(&client.name, &who, &csrf, &back),
+            Err(_) => Redirect::to(&back).into_response(),
+        };
+    }
     match back {
-        Some(uri) => {
-            let mut pairs = Vec::new();
-            if let Some(s) = q.get("state") {
-                pairs.push(("state", s.as_str()));
-            }
-            redirect_with(&uri, &pairs)
-        }
+        Some(uri) => redirect_with(&uri, &pairs),
         None => Redirect::to("/").into_response(),
     }
+}
+
+/// The page of an RP-initiated logout from a browser signed in with another
+/// session: the app's sessions ended; sign out of Sessionary too, or go back.
+fn signed_out_of_app_page(app: &str, user: &str, csrf: &str, back: &str) -> Response {
+    let body = html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Signed out of " (app) } }
+            body { main #oidc-logout {
+                h1 { "Signed out of " (app) }
+                p { "You are still signed in to Sessionary as " strong { (user) } "." }
+                form #sign-out-everywhere method="post" action="/logout" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    button type="submit" { "Sign out of Sessionary too" }
+                }
+                p { a #back href=(back) { "Stay signed in and go back" } }
+            } }
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body.into_string(),
+    )
+        .into_response()
 }
