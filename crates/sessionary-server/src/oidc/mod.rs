@@ -107,7 +107,14 @@ const MAX_CHILDREN: usize = 100;
 struct ChildRef {
     sid: SessionId,
     client: String,
+    /// When it was created (ms since the epoch; 0 in entries written before
+    /// this field existed).
+    #[serde(default)]
+    at: i64,
 }
+
+/// Most app sessions [`Provider::end_abandoned`] looks at per sign-in.
+const MAX_ABANDONED_CHECKS: usize = 8;
 
 /// The longest `state` and `nonce` an authorization request may carry.
 const MAX_ECHOED: usize = 512;
@@ -453,8 +460,17 @@ impl Provider {
             .and_then(|c| serde_json::from_value(c).ok())
             .unwrap_or_default();
         let now = self.manager.now();
+        // Only entries whose code has expired can be abandoned; the newest of
+        // them first, and a bounded number, so a page that sends the browser
+        // here again and again costs a few reads, not one per app session.
+        let expired_before = now.0 - i64::try_from(CODE_TTL.as_millis()).unwrap_or(i64::MAX);
         let mut ended = Vec::new();
-        for child in children.iter().filter(|c| c.client == client) {
+        let candidates = children
+            .iter()
+            .rev()
+            .filter(|c| c.client == client && c.at < expired_before)
+            .take(MAX_ABANDONED_CHECKS);
+        for child in candidates {
             let abandoned = match self.manager.session(&child.sid).await {
                 Ok(r) => {
                     !r.counters.contains_key(CODE_COUNTER) && r.created_at.plus(CODE_TTL) < now
@@ -496,6 +512,7 @@ impl Provider {
         let entry = serde_json::to_value(ChildRef {
             sid: *child,
             client: client.to_owned(),
+            at: self.manager.now().0,
         })
         .unwrap_or(Value::Null);
         self.manager
