@@ -633,12 +633,47 @@ impl RedisStore {
         span.saturating_add(g).clamp(g, MAXTTL.max(g))
     }
 
-    async fn run(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
-        let mut con = self.inner.con.clone();
-        match tokio::time::timeout(self.inner.timeout, inv.invoke_async::<Value>(&mut con)).await {
-            Ok(r) => r.map_err(store_error),
-            Err(_) => Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
+    /// Sends what `send` makes, bounded by the timeout. Cluster resharding:
+    /// a reply that says the command did not run and will soon
+    /// (`TRYAGAIN` — the owner's slot is migrating or importing, see the
+    /// guard in `lib.lua` — or an `ASK` / `MOVED` left after redis-rs's own
+    /// retries) is retried after 5, 10, 20 ... 100 ms while the timeout
+    /// allows (`MOVED`, which a dead master also gives, twice at most), and
+    /// is `Unavailable` after that.
+    async fn bounded<T, F>(&self, send: impl Fn(Con) -> F) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        let mut pause = Duration::from_millis(5);
+        let mut moved = 0;
+        loop {
+            let r = tokio::time::timeout_at(deadline, send(self.inner.con.clone())).await;
+            let again = match &r {
+                Ok(Err(e)) => match e.kind() {
+                    redis::ErrorKind::TryAgain | redis::ErrorKind::Ask => true,
+                    redis::ErrorKind::Moved => {
+                        moved += 1;
+                        moved <= 2
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            match r {
+                Ok(_) if again && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Ok(r) => return r.map_err(store_error),
+                Err(_) => return Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
+            }
         }
+    }
+
+    async fn run(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        self.bounded(|mut con| async move { inv.invoke_async::<Value>(&mut con).await })
+            .await
     }
 
     /// [`Self::run`] for a write: then `WAIT` for the replicas of
@@ -679,11 +714,8 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
-        let mut con = self.inner.con.clone();
-        match tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut con)).await {
-            Ok(r) => r.map_err(store_error),
-            Err(_) => Err(StoreError::unavailable(TimedOut(self.inner.timeout))),
-        }
+        self.bounded(|mut con| async move { cmd.query_async::<T>(&mut con).await })
+            .await
     }
 
     /// The nodes a `SCAN` must visit: the one server (`None`), or every

@@ -143,6 +143,109 @@ impl RedisCluster {
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+
+    /// Node `i`'s Cluster node id (`CLUSTER MYID`).
+    pub fn node_id(&self, i: usize) -> std::io::Result<String> {
+        let id = cli(self.nodes[i].port, &["cluster", "myid"])?
+            .trim()
+            .to_owned();
+        if id.len() == 40 {
+            Ok(id)
+        } else {
+            Err(std::io::Error::other(format!(
+                "CLUSTER MYID of node {i}: {id:?}"
+            )))
+        }
+    }
+
+    /// How many slots node `i` serves, as node `i` itself sees it.
+    pub fn slot_count(&self, i: usize) -> std::io::Result<usize> {
+        let map = slot_map(&cli(self.nodes[i].port, &["cluster", "nodes"])?);
+        let id = self.node_id(i)?;
+        Ok(map
+            .iter()
+            .filter(|(_, owner)| *owner == id)
+            .map(|(r, _)| usize::from(r.1 - r.0) + 1)
+            .sum())
+    }
+
+    /// Moves `count` slots from node `from` to node `to` with `redis-cli
+    /// --cluster reshard` (keys included, `MIGRATE` in batches, while the
+    /// Cluster keeps serving), then waits (at most 30 s) until every node
+    /// reports `cluster_state:ok`, no slot is left migrating or importing,
+    /// and every node has the same slot map. Blocking: call it from
+    /// `spawn_blocking` or `block_in_place` in async tests.
+    pub fn move_slots(&self, from: usize, to: usize, count: usize) -> std::io::Result<()> {
+        let (src, dst) = (self.node_id(from)?, self.node_id(to)?);
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard"])
+            .arg(format!("127.0.0.1:{}", self.nodes[from].port))
+            .args(["--cluster-from", &src, "--cluster-to", &dst])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // redis-cli exits with 0 after some failures too: its `[ERR]` lines count.
+        if !out.status.success() || text.contains("[ERR]") {
+            return Err(std::io::Error::other(format!(
+                "redis-cli --cluster reshard failed ({}): {}{}",
+                out.status,
+                text.lines()
+                    .filter(|l| l.contains("ERR") || l.contains("***"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        self.wait_agreed()
+    }
+
+    /// Waits (at most 30 s) until every node reports `cluster_state:ok`, no
+    /// slot is migrating or importing, and all nodes see the same slot map.
+    pub fn wait_agreed(&self) -> std::io::Result<()> {
+        self.wait_ok()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut maps = Vec::new();
+            let mut open = false;
+            for n in &self.nodes {
+                let text = cli(n.port, &["cluster", "nodes"])?;
+                open |= text.contains('[');
+                maps.push(slot_map(&text));
+            }
+            let full = maps[0]
+                .iter()
+                .map(|(r, _)| usize::from(r.1 - r.0) + 1)
+                .sum::<usize>();
+            if !open && full == 16384 && maps.iter().all(|m| *m == maps[0]) {
+                return self.wait_ok();
+            }
+            if Instant::now() >= deadline {
+                return Err(std::io::Error::other(
+                    "the nodes do not agree on the slot map after 30 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `CLUSTER NODES` → the served slot ranges, sorted, each with its owner's
+/// node id (migration markers `[slot->-id]` / `[slot-<-id]` are left out).
+fn slot_map(nodes: &str) -> Vec<((u16, u16), String)> {
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(id) = f.first() else { continue };
+        for r in f.iter().skip(8).filter(|r| !r.starts_with('[')) {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                out.push(((a, b), (*id).to_owned()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 impl Drop for RedisCluster {

@@ -6,6 +6,21 @@
 -- owner's slot.
 local P = ARGV[1]
 local CL = #KEYS > 0
+-- Cluster resharding: while the owner's slot is migrating (source) or
+-- importing (target), its keys can be split between the two nodes, and a
+-- script would read a key as missing that is on the other node, create one
+-- there, or stop half-way on a key Redis calls non-local. Before anything
+-- else, a two-key `EXISTS` on names that never exist in KEYS[1]'s slot (the
+-- first `{...}` decides): Redis answers it only while the slot is stable
+-- here (`TRYAGAIN` on a migrating or importing slot), and nothing can move
+-- while the script runs. Then the script does nothing and replies
+-- `TRYAGAIN`, which the store retries within its timeout.
+if CL then
+  local probe = redis.pcall('EXISTS', KEYS[1] .. ':#1', KEYS[1] .. ':#2')
+  if type(probe) == 'table' and probe.err then
+    return redis.error_reply('TRYAGAIN the owner slot is being resharded')
+  end
+end
 local GRACE = tonumber(ARGV[2])
 local MAXTTL = 400 * 86400000
 local function okey(tag, suffix) return P .. '{' .. tag .. '}:' .. suffix end
