@@ -75,6 +75,7 @@ mod fanout;
 mod scripts;
 mod sentinel;
 mod target;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -107,6 +108,7 @@ use crate::con::Con;
 use crate::scripts::Scripts;
 use crate::sentinel::SentinelCon;
 use crate::target::Target;
+use crate::tls::TlsConfig;
 
 /// Why connecting failed, or a stored value could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -185,10 +187,40 @@ fn store_error(e: RedisError) -> StoreError {
     }
 }
 
+/// Over TLS, one connection first, within `timeout`: a handshake that fails
+/// (a certificate no trusted CA signed, a server that is not TLS) is
+/// reported as it is, where the `ConnectionManager`'s retries would end in
+/// a time-out that hides the cause. Nothing for a plain URL.
+async fn probe_tls(client: &redis::Client, timeout: Duration) -> Result<(), Error> {
+    if !matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    ) {
+        return Ok(());
+    }
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    match tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Connect(e)),
+        Err(_) => Err(Error::Connect(RedisError::from((
+            redis::ErrorKind::IoError,
+            "TLS connection timed out",
+        )))),
+    }
+}
+
 /// A standalone server's connection: a `ConnectionManager` that reconnects
 /// by itself.
 async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
-    let client = redis::Client::open(url).map_err(Error::Url)?;
+    let client = options.tls.client(url).map_err(Error::Url)?;
+    probe_tls(&client, options.timeout).await?;
     // Few, short retries: an operation waits for the reconnection, and
     // must fail with `Unavailable` within the timeout rather than queue.
     let config = ConnectionManagerConfig::new()
@@ -231,6 +263,7 @@ pub struct RedisOptions {
     gc_grace: Duration,
     replica_acks: Option<(u32, Duration)>,
     route_cache: usize,
+    tls: TlsConfig,
 }
 
 impl Default for RedisOptions {
@@ -241,6 +274,7 @@ impl Default for RedisOptions {
             gc_grace: Duration::from_secs(7 * 86_400),
             replica_acks: None,
             route_cache: 100_000,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -315,6 +349,45 @@ impl RedisOptions {
         self
     }
 
+    /// TLS only (`rediss://`, `rediss+cluster://`, `rediss+sentinel://`):
+    /// trust the CA certificate(s) in `pem` (PEM, one or more `BEGIN
+    /// CERTIFICATE` blocks: the contents of a CA file, not its path) instead
+    /// of the webpki roots, e.g. for a deployment whose servers' certificates
+    /// a private CA signed. The server's certificate is always verified
+    /// (chain and host name or IP address); there is no insecure mode.
+    ///
+    /// [`RedisStore::connect`] and [`RedisFanout::connect_with_options`]
+    /// refuse PEM without a certificate, and TLS settings with a URL that is
+    /// not a TLS one, with [`Error::Url`].
+    #[must_use]
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.set_ca(pem.into());
+        self
+    }
+
+    /// TLS only: the client certificate (chain) and private key, both PEM,
+    /// shown to servers that ask for one (`tls-auth-clients yes`).
+    #[must_use]
+    pub fn with_tls_client_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.set_identity(cert_pem.into(), key_pem.into());
+        self
+    }
+
+    /// Checks the TLS settings against the URL's target.
+    fn check_tls(&self, target: &Target) -> Result<(), Error> {
+        if self.tls.is_set() && !target.tls() {
+            return Err(Error::Url(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "TLS settings (a CA or client certificate) need a TLS URL: rediss://, rediss+cluster:// or rediss+sentinel://",
+            ))));
+        }
+        self.tls.check().map_err(Error::Url)
+    }
+
     /// The replica acknowledgements every write waits for, if any
     /// ([`Self::with_replica_acks`]).
     pub fn replica_acks(&self) -> Option<(u32, Duration)> {
@@ -328,8 +401,9 @@ impl RedisOptions {
 
     /// Checks a URL as [`RedisStore::connect`] and
     /// [`RedisFanout::connect`] read it (`redis://`, `redis+cluster://`,
-    /// `redis+sentinel://`), without connecting: a configuration can be
-    /// refused before anything starts.
+    /// `redis+sentinel://`, and their TLS forms `rediss://`,
+    /// `rediss+cluster://`, `rediss+sentinel://`), without connecting: a
+    /// configuration can be refused before anything starts.
     ///
     /// # Errors
     ///
@@ -343,9 +417,27 @@ impl RedisOptions {
     /// assert!(RedisOptions::check_url("redis+cluster://a:7000,b:7001").is_ok());
     /// assert!(RedisOptions::check_url("redis+cluster://a").is_err());
     /// assert!(RedisOptions::check_url("redis+sentinel://s:26379").is_err());
+    /// assert!(RedisOptions::check_url("rediss+sentinel://s:26379/m").is_ok());
+    /// assert!(RedisOptions::check_url("rediss://cache:6380#insecure").is_err());
     /// ```
     pub fn check_url(url: &str) -> Result<(), Error> {
         Target::parse(url).map(drop)
+    }
+
+    /// Whether `url` is one of the TLS forms (`rediss://`,
+    /// `rediss+cluster://`, `rediss+sentinel://`); `false` for a malformed
+    /// URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionary_redis::RedisOptions;
+    ///
+    /// assert!(RedisOptions::is_tls_url("rediss+cluster://a:7000"));
+    /// assert!(!RedisOptions::is_tls_url("redis://a:6379"));
+    /// ```
+    pub fn is_tls_url(url: &str) -> bool {
+        Target::parse(url).is_ok_and(|t| t.tls())
     }
 
     /// Checks a key prefix as [`RedisStore::connect`] does (see
@@ -514,7 +606,9 @@ impl RedisStore {
     /// refuses, [`Error::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
-        let (con, routes) = match Target::parse(url)? {
+        let target = Target::parse(url)?;
+        options.check_tls(&target)?;
+        let (con, routes) = match target {
             Target::Standalone(url) => (Con::Direct(direct(&url, &options).await?), None),
             Target::Cluster(seeds) => {
                 if options.replica_acks.is_some() {
@@ -523,7 +617,7 @@ impl RedisStore {
                         "replica acknowledgements (WAIT) are not supported on Cluster yet",
                     ))));
                 }
-                let con = cluster::connect(seeds, options.timeout).await?;
+                let con = cluster::connect(seeds, options.timeout, &options.tls).await?;
                 (Con::Cluster(con), Some(Routes::new(options.route_cache)))
             }
             Target::Sentinel {
@@ -531,10 +625,18 @@ impl RedisStore {
                 master,
                 db,
                 credentials,
+                tls: _,
             } => (
                 Con::Sentinel(
-                    SentinelCon::connect(&sentinels, &master, db, &credentials, options.timeout)
-                        .await?,
+                    SentinelCon::connect(
+                        &sentinels,
+                        &master,
+                        db,
+                        &credentials,
+                        options.timeout,
+                        &options.tls,
+                    )
+                    .await?,
                 ),
                 None,
             ),
