@@ -98,10 +98,16 @@ pub struct StoreConfig {
     /// `redis://[user:password@]host[:port][/db]`, for a Redis Cluster
     /// `redis+cluster://[user:password@]host:port[,host:port...]` (seed
     /// nodes), or through Redis Sentinel
-    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`.
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`;
+    /// over TLS `rediss://`, `rediss+cluster://`, `rediss+sentinel://`.
     /// Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
+    /// A PEM file of the CA certificate(s) that signed the Redis servers'
+    /// certificates (for a TLS `url`, `rediss...://`), trusted instead of the
+    /// webpki roots; read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
@@ -138,6 +144,7 @@ impl Default for StoreConfig {
             path: None,
             exclusive: true,
             url: None,
+            tls_ca: None,
             key_prefix: None,
             replica_acks: None,
             replica_ack_timeout: None,
@@ -158,6 +165,8 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `replica_acks` and `replica_ack_timeout`, if set.
     pub replica_acks: Option<(u32, Duration)>,
+    /// `tls_ca`: the file and the PEM read from it.
+    pub tls_ca: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// The validated PostgreSQL store (`[store] kind = "postgres"`).
@@ -170,9 +179,9 @@ pub struct PostgresStore {
 }
 
 impl StoreConfig {
-    /// Checks `url`, `key_prefix`, `replica_acks` and `replica_ack_timeout`
-    /// for `kind = "redis"`: required (`url`) and valid there; the others
-    /// refused for the other kinds (`url` is checked by
+    /// Checks `url`, `key_prefix`, `replica_acks`, `replica_ack_timeout` and
+    /// `tls_ca` for `kind = "redis"`: required (`url`) and valid there; the
+    /// others refused for the other kinds (`url` is checked by
     /// [`Self::validate_postgres`] then).
     fn validate_redis(&self, errs: &mut Vec<ConfigError>) -> Option<RedisSettings> {
         if self.kind != StoreKind::Redis {
@@ -183,6 +192,7 @@ impl StoreConfig {
                     "store.replica_ack_timeout",
                     self.replica_ack_timeout.is_some(),
                 ),
+                ("store.tls_ca", self.tls_ca.is_some()),
             ] {
                 if set {
                     errs.push(ConfigError::new(
@@ -246,13 +256,17 @@ impl StoreConfig {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
-                        "expected redis://[user:password@]host[:port][/db], redis+cluster://[user:password@]host:port[,host:port...] or redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db] (TLS is not supported yet), got {:?}",
+                        "expected redis://[user:password@]host[:port][/db], redis+cluster://[user:password@]host:port[,host:port...] or redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db] (over TLS rediss://, rediss+cluster://, rediss+sentinel://), got {:?}",
                         redact_url(u.expose())
                     ),
                 ));
                 None
             }
-            Some(u) if u.expose().starts_with("redis+cluster://") && replica_acks.is_some() => {
+            Some(u)
+                if (u.expose().starts_with("redis+cluster://")
+                    || u.expose().starts_with("rediss+cluster://"))
+                    && replica_acks.is_some() =>
+            {
                 errs.push(ConfigError::new(
                     "store.replica_acks",
                     "not supported with a redis+cluster:// url yet",
@@ -261,6 +275,39 @@ impl StoreConfig {
             }
             Some(u) => Some(u.clone()),
         };
+        let before = errs.len();
+        let tls_ca = self.tls_ca.as_ref().and_then(|path| {
+            if url
+                .as_ref()
+                .is_some_and(|u| !sessionary_redis::RedisOptions::is_tls_url(u.expose()))
+            {
+                errs.push(ConfigError::new(
+                    "store.tls_ca",
+                    "only used with a TLS store.url (rediss://, rediss+cluster:// or rediss+sentinel://)",
+                ));
+                return None;
+            }
+            match std::fs::read(path) {
+                Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                    Some((path.clone(), pem))
+                }
+                Ok(_) => {
+                    errs.push(ConfigError::new(
+                        "store.tls_ca",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errs.push(ConfigError::new(
+                        "store.tls_ca",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    None
+                }
+            }
+        });
+        let tls_ok = errs.len() == before;
         let prefix = self.key_prefix.clone().unwrap_or_else(|| {
             sessionary_redis::RedisOptions::new()
                 .key_prefix()
@@ -274,10 +321,11 @@ impl StoreConfig {
             }
         };
         match url {
-            Some(url) if prefix_ok && acks_ok => Some(RedisSettings {
+            Some(url) if prefix_ok && acks_ok && tls_ok => Some(RedisSettings {
                 url,
                 key_prefix: prefix,
                 replica_acks,
+                tls_ca,
             }),
             _ => None,
         }
@@ -2264,6 +2312,74 @@ mod tests {
     }
 
     #[test]
+    fn redis_tls_ca_is_read_and_refused_where_it_does_not_apply() {
+        let dir = sessionary_testkit::TempDir::new("config-tls-ca");
+        let ca = dir.path().join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let ca = ca.to_str().unwrap();
+        let tls = |url: &'static str, ca: &str| {
+            env(&[
+                ("SESSIONARY_STORE__KIND", "redis"),
+                ("SESSIONARY_STORE__URL", url),
+                ("SESSIONARY_STORE__TLS_CA", ca),
+            ])
+            .unwrap()
+        };
+        for url in [
+            "rediss://:hunter2@cache:6380/1",
+            "rediss+cluster://a:7000,b:7001",
+            "rediss+sentinel://s1:26379,s2:26379/m",
+        ] {
+            let s = tls(url, ca).validate().unwrap();
+            let r = s.store_redis.unwrap();
+            let (path, read) = r.tls_ca.unwrap();
+            assert_eq!(path.to_str(), Some(ca));
+            assert_eq!(read, pem.as_bytes());
+        }
+        let t = tls("rediss://:hunter2@cache:6380/1", ca)
+            .to_redacted_toml()
+            .unwrap();
+        assert!(t.contains("tls_ca"), "{t}");
+        assert!(!t.contains("hunter2"), "{t}");
+
+        // A plain URL with a CA is a mistake, said with the key's name.
+        let err = tls("redis://:hunter2@cache:6379", ca)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // A file that is missing or holds no certificate.
+        let missing = dir.path().join("missing.pem");
+        let err = tls("rediss://cache", missing.to_str().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "nothing here").unwrap();
+        let err = tls("rediss://cache", empty.to_str().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        // Another kind.
+        let c = env(&[("SESSIONARY_STORE__TLS_CA", ca)]).unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.tls_ca");
+        // TLS URLs are accepted as they are, without a CA (webpki roots).
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "rediss://cache:6380"),
+        ])
+        .unwrap();
+        assert!(c.validate().unwrap().store_redis.unwrap().tls_ca.is_none());
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "rediss://cache:6380#insecure"),
+        ])
+        .unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
+    }
+
+    #[test]
     fn a_redis_cluster_url_is_accepted_without_replica_acks() {
         let cluster = [
             ("SESSIONARY_STORE__KIND", "redis"),
@@ -2442,7 +2558,8 @@ mod tests {
             ("SESSIONARY_STORE__KIND", "redis"),
             (
                 "SESSIONARY_STORE__URL",
-                "rediss+sentinel://app:hunter2@s1:1/m",
+                // No master name.
+                "rediss+sentinel://app:hunter2@s1:1",
             ),
         ])
         .unwrap();
