@@ -21,6 +21,31 @@
 //! [`StoreError::Unavailable`] within the configured timeout instead of
 //! hanging.
 //!
+//! # TLS
+//!
+//! Each form has a TLS one: `rediss://` (one server), `rediss+cluster://`
+//! (every Cluster node) and `rediss+sentinel://` (the sentinels and the data
+//! nodes they name), over rustls (ring). The server's certificate is always
+//! verified, against the webpki roots or, with
+//! [`RedisOptions::with_tls_ca`], against a private CA only; redis-rs's
+//! `#insecure` fragment is refused. [`RedisOptions::with_tls_client_identity`]
+//! answers servers that ask for a client certificate (`tls-auth-clients`).
+//!
+//! ```no_run
+//! use sessionary_redis::{RedisOptions, RedisStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = std::fs::read("/etc/sessionary/redis-ca.pem")?;
+//! let store = RedisStore::connect(
+//!     "rediss+sentinel://s1:26379,s2:26379,s3:26379/main",
+//!     RedisOptions::new().with_tls_ca(ca),
+//! )
+//! .await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -116,8 +141,11 @@ use crate::tls::TlsConfig;
 pub enum Error {
     /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
     /// or `redis+cluster://[user:password@]host:port[,host:port...]` or
-    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`),
-    /// or asks for what its mode does not support.
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`,
+    /// or their TLS forms `rediss://`, `rediss+cluster://`,
+    /// `rediss+sentinel://`), or asks for what its mode does not support,
+    /// or the TLS settings are unusable (PEM without a certificate, TLS
+    /// settings with a plain URL, `#insecure`).
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -597,13 +625,16 @@ impl RedisStore {
     ///   write on a failover, combine it with
     ///   [`RedisOptions::with_replica_acks`] set to the number of replicas
     ///   (see `ARCHITECTURE.md`, "Sentinel").
+    /// - `rediss://`, `rediss+cluster://`, `rediss+sentinel://`: the same over
+    ///   TLS (see the crate's "TLS" section and [`RedisOptions::with_tls_ca`]).
     ///
     /// # Errors
     ///
     /// [`Error::Url`] for a malformed URL (or, on Cluster,
     /// [`RedisOptions::with_replica_acks`], not supported there yet),
     /// [`Error::KeyPrefix`] for a prefix [`RedisOptions::with_key_prefix`]
-    /// refuses, [`Error::Connect`] if the server cannot be reached.
+    /// refuses, [`Error::Connect`] if the server cannot be reached (or, over
+    /// TLS, its certificate is not trusted: the cause is the source).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
         let target = Target::parse(url)?;

@@ -14,7 +14,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Clone, Default)]
 pub(crate) struct TlsConfig {
     ca: Option<Arc<[u8]>>,
-    identity: Option<(Arc<[u8]>, Arc<[u8]>)>,
+    identity: Option<Identity>,
+}
+
+/// A client certificate (chain) and its private key, PEM.
+#[derive(Clone)]
+struct Identity {
+    cert: Arc<[u8]>,
+    key: Arc<[u8]>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -53,7 +60,10 @@ impl TlsConfig {
     }
 
     pub(crate) fn set_identity(&mut self, cert: Vec<u8>, key: Vec<u8>) {
-        self.identity = Some((cert.into(), key.into()));
+        self.identity = Some(Identity {
+            cert: cert.into(),
+            key: key.into(),
+        });
     }
 
     /// Whether anything is set (a non-TLS URL with TLS settings is refused).
@@ -72,7 +82,7 @@ impl TlsConfig {
                 return Err(invalid("the TLS CA holds no PEM certificate"));
             }
         }
-        if let Some((cert, key)) = &self.identity {
+        if let Some(Identity { cert, key }) = &self.identity {
             let certs = CertificateDer::pem_slice_iter(cert)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|_| invalid("the TLS client certificate is not valid PEM"))?;
@@ -91,9 +101,9 @@ impl TlsConfig {
     /// client certificate).
     pub(crate) fn certificates(&self) -> Option<TlsCertificates> {
         self.is_set().then(|| TlsCertificates {
-            client_tls: self.identity.as_ref().map(|(cert, key)| ClientTlsConfig {
-                client_cert: cert.to_vec(),
-                client_key: key.to_vec(),
+            client_tls: self.identity.as_ref().map(|i| ClientTlsConfig {
+                client_cert: i.cert.to_vec(),
+                client_key: i.key.to_vec(),
             }),
             root_cert: self.ca.as_ref().map(|c| c.to_vec()),
         })
