@@ -249,6 +249,10 @@ async fn probe_tls(client: &redis::Client, timeout: Duration) -> Result<(), Erro
 async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
     let client = options.tls.client(url).map_err(Error::Url)?;
     probe_tls(&client, options.timeout).await?;
+    let tls = matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    );
     // Few, short retries: an operation waits for the reconnection, and
     // must fail with `Unavailable` within the timeout rather than queue.
     let config = ConnectionManagerConfig::new()
@@ -263,9 +267,15 @@ async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, 
     )
     .await
     .map_err(|_| {
+        // A TLS-only port closes a plain connection at once, and the
+        // manager's retries end here: say what may be wrong.
         Error::Connect(RedisError::from((
             redis::ErrorKind::IoError,
-            "connection timed out",
+            if tls {
+                "connection timed out"
+            } else {
+                "connection timed out (a TLS-only server needs a rediss:// URL)"
+            },
         )))
     })?
     .map_err(Error::Connect)

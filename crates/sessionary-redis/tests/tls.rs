@@ -264,7 +264,9 @@ async fn a_plain_url_against_the_tls_port_fails() {
         RedisOptions::new().with_timeout(Duration::from_secs(1)),
     )
     .await;
-    assert!(matches!(r, Err(Error::Connect(_))), "{:?}", r.map(drop));
+    let e = r.map(drop).unwrap_err();
+    assert!(matches!(e, Error::Connect(_)), "{e:?}");
+    assert!(chain(&e).contains("rediss://"), "{}", chain(&e));
     // TLS settings with a plain URL are a configuration mistake, said so
     // before connecting.
     let r = RedisStore::connect(&plain, options(&files)).await;

@@ -171,3 +171,40 @@ impl TlsFiles {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_written_and_the_key_is_private() {
+        let tls = TlsFiles::generate("test CA").unwrap();
+        for path in [tls.ca_path(), tls.cert_path(), tls.key_path()] {
+            assert!(path.is_file(), "{}", path.display());
+        }
+        assert!(tls.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(std::fs::read_to_string(tls.ca_path()).unwrap(), tls.ca_pem);
+        assert!(
+            std::fs::read_to_string(tls.key_path())
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+        assert!(tls.client_key_pem.contains("PRIVATE KEY"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(tls.key_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let args = tls.server_args(7000);
+        assert_eq!(&args[..4], ["--port", "0", "--tls-port", "7000"]);
+        // Each CA is a new one.
+        assert_ne!(TlsFiles::generate("test CA").unwrap().ca_pem, tls.ca_pem);
+        let dir = tls.ca_path().parent().unwrap().to_owned();
+        drop(tls);
+        assert!(!dir.exists());
+    }
+}
