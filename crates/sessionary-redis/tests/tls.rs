@@ -147,13 +147,60 @@ async fn sentinel_over_tls() {
     let url = set.url();
     assert!(url.starts_with("rediss+sentinel://"), "{url}");
     let store = RedisStore::connect(&url, options(&files)).await.unwrap();
-    create_verify_revoke(store).await;
+    create_verify_revoke(store.clone()).await;
     // The primary the store wrote to is a TLS node of the set.
     let primary = tokio::task::block_in_place(|| set.agreed_primary()).unwrap();
     let keys: Vec<String> =
         tokio::task::block_in_place(|| set.query(primary, redis::cmd("KEYS").arg("sessionary:*")))
             .unwrap();
     assert!(!keys.is_empty());
+
+    // The store listens for `+switch-master` on a sentinel, over TLS.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // Sentinels answer no `PUBSUB`; a subscribed client shows `sub=1`.
+        let listening = set.sentinel_ports.iter().any(|p| {
+            let r: Result<String, _> =
+                tokio::task::block_in_place(|| set.query(*p, redis::cmd("CLIENT").arg("LIST")));
+            r.is_ok_and(|list| list.contains(" sub=1 "))
+        });
+        if listening {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no +switch-master subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // After a failover the store finds the new primary through the
+    // sentinels, over TLS again, and writes there.
+    let old = tokio::task::block_in_place(|| set.failover().unwrap());
+    let new =
+        tokio::task::block_in_place(|| set.wait_new_primary(old, Duration::from_secs(30)).unwrap());
+    let manager = SessionManager::builder(Arc::new(store)).build().unwrap();
+    let bob = UserId::new("bob").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Unavailable, or still on the old primary, while the switch is
+        // under way.
+        if let Ok(s) = manager.create(NewSession::user(bob.clone())).await {
+            manager.verify(&s.token.encode()).await.unwrap();
+            let hex: String = s.session.id.0.iter().map(|b| format!("{b:02x}")).collect();
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(format!("sessionary:i:{hex}"));
+            let on_new: i64 = tokio::task::block_in_place(|| set.query(new, &cmd)).unwrap();
+            if on_new == 1 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store did not move to the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Two managers on the same store, each with its own fanout (`a`, `b`): a
