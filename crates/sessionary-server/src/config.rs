@@ -108,6 +108,14 @@ pub struct StoreConfig {
     /// webpki roots; read at start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
+    /// A PEM file of this client's certificate (chain), shown to Redis
+    /// servers that ask for one (`tls-auth-clients yes`); with `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// A PEM file of the private key of `tls_cert`; read at start, never
+    /// printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
@@ -145,6 +153,8 @@ impl Default for StoreConfig {
             exclusive: true,
             url: None,
             tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             key_prefix: None,
             replica_acks: None,
             replica_ack_timeout: None,
@@ -167,6 +177,60 @@ pub struct RedisSettings {
     pub replica_acks: Option<(u32, Duration)>,
     /// `tls_ca`: the file and the PEM read from it.
     pub tls_ca: Option<(PathBuf, Vec<u8>)>,
+    /// `tls_cert` and `tls_key`, read.
+    pub tls_identity: Option<TlsIdentity>,
+}
+
+/// A client certificate for Redis (`[store] tls_cert`, `tls_key`), read at
+/// start; `Debug` shows the files, never the key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// The certificate (chain), PEM.
+    pub cert: Vec<u8>,
+    /// The private key, PEM.
+    pub key: Secret,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a PEM file for `key`, refused (with the key's name) when missing or
+/// without a `-----BEGIN ...<label>-----` block (`CERTIFICATE`, `PRIVATE
+/// KEY`); the message never holds the contents.
+fn read_pem(key: &str, path: &Path, label: &str, errs: &mut Vec<ConfigError>) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(pem)
+            if String::from_utf8_lossy(&pem)
+                .lines()
+                .any(|l| l.starts_with("-----BEGIN ") && l.ends_with(&format!("{label}-----"))) =>
+        {
+            Some(pem)
+        }
+        Ok(_) => {
+            errs.push(ConfigError::new(
+                key,
+                format!("{} holds no PEM {}", path.display(), label.to_lowercase()),
+            ));
+            None
+        }
+        Err(e) => {
+            errs.push(ConfigError::new(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// The validated PostgreSQL store (`[store] kind = "postgres"`).
@@ -193,6 +257,8 @@ impl StoreConfig {
                     self.replica_ack_timeout.is_some(),
                 ),
                 ("store.tls_ca", self.tls_ca.is_some()),
+                ("store.tls_cert", self.tls_cert.is_some()),
+                ("store.tls_key", self.tls_key.is_some()),
             ] {
                 if set {
                     errs.push(ConfigError::new(
@@ -276,37 +342,55 @@ impl StoreConfig {
             Some(u) => Some(u.clone()),
         };
         let before = errs.len();
-        let tls_ca = self.tls_ca.as_ref().and_then(|path| {
-            if url
-                .as_ref()
-                .is_some_and(|u| !sessionary_redis::RedisOptions::is_tls_url(u.expose()))
-            {
+        let plain = url
+            .as_ref()
+            .is_some_and(|u| !sessionary_redis::RedisOptions::is_tls_url(u.expose()));
+        for (key, set) in [
+            ("store.tls_ca", self.tls_ca.is_some()),
+            ("store.tls_cert", self.tls_cert.is_some()),
+            ("store.tls_key", self.tls_key.is_some()),
+        ] {
+            if set && plain {
                 errs.push(ConfigError::new(
-                    "store.tls_ca",
+                    key,
                     "only used with a TLS store.url (rediss://, rediss+cluster:// or rediss+sentinel://)",
                 ));
-                return None;
             }
-            match std::fs::read(path) {
-                Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
-                    Some((path.clone(), pem))
-                }
-                Ok(_) => {
-                    errs.push(ConfigError::new(
-                        "store.tls_ca",
-                        format!("{} holds no PEM certificate", path.display()),
-                    ));
-                    None
-                }
-                Err(e) => {
-                    errs.push(ConfigError::new(
-                        "store.tls_ca",
-                        format!("cannot read {}: {e}", path.display()),
-                    ));
-                    None
-                }
+        }
+        let tls_ca = match &self.tls_ca {
+            Some(path) if !plain => {
+                read_pem("store.tls_ca", path, "CERTIFICATE", errs).map(|pem| (path.clone(), pem))
             }
-        });
+            _ => None,
+        };
+        let tls_identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert_path), Some(key_path)) if !plain => {
+                let cert = read_pem("store.tls_cert", cert_path, "CERTIFICATE", errs);
+                let key = read_pem("store.tls_key", key_path, "PRIVATE KEY", errs)
+                    .map(|k| Secret::new(String::from_utf8_lossy(&k).into_owned()));
+                cert.zip(key).map(|(cert, key)| TlsIdentity {
+                    cert_path: cert_path.clone(),
+                    key_path: key_path.clone(),
+                    cert,
+                    key,
+                })
+            }
+            (Some(_), None) => {
+                errs.push(ConfigError::new(
+                    "store.tls_key",
+                    "required with store.tls_cert",
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                errs.push(ConfigError::new(
+                    "store.tls_cert",
+                    "required with store.tls_key",
+                ));
+                None
+            }
+            _ => None,
+        };
         let tls_ok = errs.len() == before;
         let prefix = self.key_prefix.clone().unwrap_or_else(|| {
             sessionary_redis::RedisOptions::new()
@@ -326,6 +410,7 @@ impl StoreConfig {
                 key_prefix: prefix,
                 replica_acks,
                 tls_ca,
+                tls_identity,
             }),
             _ => None,
         }
@@ -2377,6 +2462,71 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
+    }
+
+    #[test]
+    fn redis_tls_client_certificate_is_read_and_its_key_never_shown() {
+        let dir = sessionary_testkit::TempDir::new("config-tls-identity");
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEY\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let with = |url: &'static str, extra: &[(&'static str, &str)]| {
+            let mut vars = vec![
+                ("SESSIONARY_STORE__KIND", "redis"),
+                ("SESSIONARY_STORE__URL", url),
+            ];
+            vars.extend_from_slice(extra);
+            env(&vars).unwrap()
+        };
+        let both = [
+            ("SESSIONARY_STORE__TLS_CERT", cert),
+            ("SESSIONARY_STORE__TLS_KEY", key),
+        ];
+        let s = with("rediss://cache:6380", &both).validate().unwrap();
+        let i = s
+            .store_redis
+            .as_ref()
+            .unwrap()
+            .tls_identity
+            .as_ref()
+            .unwrap();
+        assert!(i.key.expose().contains("TOPSECRETKEY"));
+        assert!(String::from_utf8_lossy(&i.cert).contains("MIIB"));
+        assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
+        // One without the other.
+        let err = with("rediss://cache:6380", &both[..1])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_key", "{err}");
+        let err = with("rediss://cache:6380", &both[1..])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_cert", "{err}");
+        // A key file that holds a certificate, and a plain URL.
+        let err = with(
+            "rediss://cache:6380",
+            &[
+                ("SESSIONARY_STORE__TLS_CERT", cert),
+                ("SESSIONARY_STORE__TLS_KEY", cert),
+            ],
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_key", "{err}");
+        let err = with("redis://cache:6379", &both).validate().unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["store.tls_cert", "store.tls_key"], "{err}");
+        assert!(!err.to_string().contains("TOPSECRETKEY"), "{err}");
     }
 
     #[test]

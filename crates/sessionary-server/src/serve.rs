@@ -407,7 +407,7 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
         StoreKind::Redis => {
             // Validated settings of this kind always have `store_redis`; without
             // it, the empty URL fails to parse and says so.
-            let (url, prefix, acks, tls_ca) = settings
+            let (url, prefix, acks, tls_ca, tls_identity) = settings
                 .store_redis
                 .as_ref()
                 .map(|r| {
@@ -416,6 +416,9 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
                         r.key_prefix.clone(),
                         r.replica_acks,
                         r.tls_ca.as_ref().map(|(_, pem)| pem.clone()),
+                        r.tls_identity
+                            .as_ref()
+                            .map(|i| (i.cert.clone(), i.key.expose().as_bytes().to_vec())),
                     )
                 })
                 .unwrap_or_default();
@@ -425,6 +428,9 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
             }
             if let Some(pem) = tls_ca {
                 options = options.with_tls_ca(pem);
+            }
+            if let Some((cert, key)) = tls_identity {
+                options = options.with_tls_client_identity(cert, key);
             }
             let redis_error = |source| ServeError::RedisStore {
                 url: crate::config::redact_url(url),
@@ -806,6 +812,12 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
                 );
                 if let Some((path, _)) = &r.tls_ca {
                     say!("  store:    TLS, trusting the CA in {}", path.display());
+                }
+                if let Some(i) = &r.tls_identity {
+                    say!(
+                        "  store:    TLS client certificate {}",
+                        i.cert_path.display()
+                    );
                 }
                 if let Some((replicas, timeout)) = r.replica_acks {
                     say!(
