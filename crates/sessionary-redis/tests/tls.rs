@@ -94,6 +94,20 @@ async fn create_verify_revoke(store: RedisStore) {
     );
 }
 
+/// A store trusting another CA than the one that signed the servers'
+/// certificates does not connect, and says why.
+async fn refused_with_another_ca(url: &str) {
+    let other = TlsFiles::generate("another CA").unwrap();
+    let r = RedisStore::connect(url, options(&other).with_timeout(Duration::from_secs(1))).await;
+    let e = r.map(drop).unwrap_err();
+    assert!(matches!(e, Error::Connect(_)), "{e:?}");
+    assert!(
+        chain(&e).to_lowercase().contains("certificate"),
+        "{}",
+        chain(&e)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_tls() {
     let started = tokio::task::spawn_blocking(|| {
@@ -112,6 +126,7 @@ async fn a_cluster_over_tls() {
     };
     let url = cluster.url();
     assert!(url.starts_with("rediss+cluster://"), "{url}");
+    refused_with_another_ca(&url).await;
     let options = options(&files).with_timeout(Duration::from_secs(5));
     let store = RedisStore::connect(&url, options.clone()).await.unwrap();
     create_verify_revoke(store).await;
@@ -146,6 +161,7 @@ async fn sentinel_over_tls() {
     };
     let url = set.url();
     assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    refused_with_another_ca(&url).await;
     let store = RedisStore::connect(&url, options(&files)).await.unwrap();
     create_verify_revoke(store.clone()).await;
     // The primary the store wrote to is a TLS node of the set.
