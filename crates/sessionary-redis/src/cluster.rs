@@ -18,22 +18,31 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisError, RedisResult, Value};
 
 use crate::Error;
+use crate::tls::TlsConfig;
 
 /// Connects to the Cluster through `seeds` (`redis://[user:password@]host:port`
-/// each). Retries are few and short: an operation must fail with
-/// `Unavailable` within the store's timeout rather than wait for a failover.
+/// each, `rediss://` for TLS to every node with `tls`' certificates). Retries
+/// are few and short: an operation must fail with `Unavailable` within the
+/// store's timeout rather than wait for a failover.
 pub(crate) async fn connect(
     seeds: Vec<String>,
     timeout: Duration,
+    tls: &TlsConfig,
 ) -> Result<ClusterConnection, Error> {
-    let client = ClusterClientBuilder::new(seeds)
+    let secure = seeds.iter().any(|s| s.starts_with("rediss://"));
+    let mut builder = ClusterClientBuilder::new(seeds)
         .connection_timeout(timeout)
         .response_timeout(timeout)
         .retries(2)
         .min_retry_wait(10)
-        .max_retry_wait(200)
-        .build()
-        .map_err(Error::Url)?;
+        .max_retry_wait(200);
+    if secure {
+        crate::tls::install_crypto_provider();
+        if let Some(certs) = tls.certificates() {
+            builder = builder.certs(certs);
+        }
+    }
+    let client = builder.build().map_err(Error::Url)?;
     tokio::time::timeout(timeout, client.get_async_connection())
         .await
         .map_err(|_| {

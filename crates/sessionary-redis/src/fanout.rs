@@ -10,10 +10,10 @@ use sessionary_core::Timestamp;
 use sessionary_core::fanout::{Fanout, Relay, RemoteEvent};
 use tokio::sync::{broadcast, watch};
 
-use crate::Error;
 use crate::con::Con;
 use crate::sentinel::SentinelCon;
 use crate::target::Target;
+use crate::{Error, RedisOptions};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -59,26 +59,43 @@ impl RedisFanout {
     /// [`Error::Url`] for a malformed URL, [`Error::Connect`] if Redis cannot
     /// be reached at first.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, Error> {
-        let channel = format!("{key_prefix}events");
+        Self::connect_with_options(url, &RedisOptions::new().with_key_prefix(key_prefix)).await
+    }
+
+    /// As [`Self::connect`], for the store of `options`: its key prefix (the
+    /// channel is `<key prefix>events`) and its TLS settings
+    /// ([`RedisOptions::with_tls_ca`], [`RedisOptions::with_tls_client_identity`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for a malformed URL or TLS settings
+    /// [`RedisStore::connect`](crate::RedisStore::connect) would refuse,
+    /// [`Error::Connect`] if Redis cannot be reached at first.
+    pub async fn connect_with_options(url: &str, options: &RedisOptions) -> Result<Self, Error> {
+        let channel = format!("{}events", options.key_prefix());
         let timeout = Duration::from_secs(2);
-        let (mut publisher, source) = match Target::parse(url)? {
+        let target = Target::parse(url)?;
+        options.check_tls(&target)?;
+        let tls = &options.tls;
+        let (mut publisher, source) = match target {
             Target::Sentinel {
                 sentinels,
                 master,
                 db,
                 credentials,
+                tls: _,
             } => {
-                let con =
-                    SentinelCon::connect(&sentinels, &master, db, &credentials, timeout).await?;
+                let con = SentinelCon::connect(&sentinels, &master, db, &credentials, timeout, tls)
+                    .await?;
                 (Con::Sentinel(con.clone()), Source::Sentinel(con))
             }
             Target::Cluster(seeds) => {
                 let clients = seeds
                     .iter()
-                    .map(|s| redis::Client::open(s.as_str()))
+                    .map(|s| tls.client(s))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(Error::Url)?;
-                let publisher = crate::cluster::connect(seeds, timeout).await?;
+                let publisher = crate::cluster::connect(seeds, timeout, tls).await?;
                 (
                     Con::Cluster(publisher),
                     Source::Seeds {
@@ -88,7 +105,8 @@ impl RedisFanout {
                 )
             }
             Target::Standalone(url) => {
-                let client = redis::Client::open(url).map_err(Error::Url)?;
+                let client = tls.client(&url).map_err(Error::Url)?;
+                crate::probe_tls(&client, timeout).await?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(timeout)
                     .set_response_timeout(timeout);

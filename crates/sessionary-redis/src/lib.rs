@@ -21,6 +21,31 @@
 //! [`StoreError::Unavailable`] within the configured timeout instead of
 //! hanging.
 //!
+//! # TLS
+//!
+//! Each form has a TLS one: `rediss://` (one server), `rediss+cluster://`
+//! (every Cluster node) and `rediss+sentinel://` (the sentinels and the data
+//! nodes they name), over rustls (ring). The server's certificate is always
+//! verified, against the webpki roots or, with
+//! [`RedisOptions::with_tls_ca`], against a private CA only; redis-rs's
+//! `#insecure` fragment is refused. [`RedisOptions::with_tls_client_identity`]
+//! answers servers that ask for a client certificate (`tls-auth-clients`).
+//!
+//! ```no_run
+//! use sessionary_redis::{RedisOptions, RedisStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = std::fs::read("/etc/sessionary/redis-ca.pem")?;
+//! let store = RedisStore::connect(
+//!     "rediss+sentinel://s1:26379,s2:26379,s3:26379/main",
+//!     RedisOptions::new().with_tls_ca(ca),
+//! )
+//! .await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -75,6 +100,7 @@ mod fanout;
 mod scripts;
 mod sentinel;
 mod target;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -107,6 +133,7 @@ use crate::con::Con;
 use crate::scripts::Scripts;
 use crate::sentinel::SentinelCon;
 use crate::target::Target;
+use crate::tls::TlsConfig;
 
 /// Why connecting failed, or a stored value could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +141,11 @@ use crate::target::Target;
 pub enum Error {
     /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`
     /// or `redis+cluster://[user:password@]host:port[,host:port...]` or
-    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`),
-    /// or asks for what its mode does not support.
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`,
+    /// or their TLS forms `rediss://`, `rediss+cluster://`,
+    /// `rediss+sentinel://`), or asks for what its mode does not support,
+    /// or the TLS settings are unusable (PEM without a certificate, TLS
+    /// settings with a plain URL, `#insecure`).
     #[error("invalid Redis URL")]
     Url(#[source] RedisError),
     /// The key prefix is not allowed (see [`RedisOptions::with_key_prefix`]).
@@ -185,10 +215,44 @@ fn store_error(e: RedisError) -> StoreError {
     }
 }
 
+/// Over TLS, one connection first, within `timeout`: a handshake that fails
+/// (a certificate no trusted CA signed, a server that is not TLS) is
+/// reported as it is, where the `ConnectionManager`'s retries would end in
+/// a time-out that hides the cause. Nothing for a plain URL.
+async fn probe_tls(client: &redis::Client, timeout: Duration) -> Result<(), Error> {
+    if !matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    ) {
+        return Ok(());
+    }
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    match tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Connect(e)),
+        Err(_) => Err(Error::Connect(RedisError::from((
+            redis::ErrorKind::IoError,
+            "TLS connection timed out",
+        )))),
+    }
+}
+
 /// A standalone server's connection: a `ConnectionManager` that reconnects
 /// by itself.
 async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
-    let client = redis::Client::open(url).map_err(Error::Url)?;
+    let client = options.tls.client(url).map_err(Error::Url)?;
+    probe_tls(&client, options.timeout).await?;
+    let tls = matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    );
     // Few, short retries: an operation waits for the reconnection, and
     // must fail with `Unavailable` within the timeout rather than queue.
     let config = ConnectionManagerConfig::new()
@@ -203,9 +267,15 @@ async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, 
     )
     .await
     .map_err(|_| {
+        // A TLS-only port closes a plain connection at once, and the
+        // manager's retries end here: say what may be wrong.
         Error::Connect(RedisError::from((
             redis::ErrorKind::IoError,
-            "connection timed out",
+            if tls {
+                "connection timed out"
+            } else {
+                "connection timed out (a TLS-only server needs a rediss:// URL)"
+            },
         )))
     })?
     .map_err(Error::Connect)
@@ -231,6 +301,7 @@ pub struct RedisOptions {
     gc_grace: Duration,
     replica_acks: Option<(u32, Duration)>,
     route_cache: usize,
+    tls: TlsConfig,
 }
 
 impl Default for RedisOptions {
@@ -241,6 +312,7 @@ impl Default for RedisOptions {
             gc_grace: Duration::from_secs(7 * 86_400),
             replica_acks: None,
             route_cache: 100_000,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -315,6 +387,45 @@ impl RedisOptions {
         self
     }
 
+    /// TLS only (`rediss://`, `rediss+cluster://`, `rediss+sentinel://`):
+    /// trust the CA certificate(s) in `pem` (PEM, one or more `BEGIN
+    /// CERTIFICATE` blocks: the contents of a CA file, not its path) instead
+    /// of the webpki roots, e.g. for a deployment whose servers' certificates
+    /// a private CA signed. The server's certificate is always verified
+    /// (chain and host name or IP address); there is no insecure mode.
+    ///
+    /// [`RedisStore::connect`] and [`RedisFanout::connect_with_options`]
+    /// refuse PEM without a certificate, and TLS settings with a URL that is
+    /// not a TLS one, with [`Error::Url`].
+    #[must_use]
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.set_ca(pem.into());
+        self
+    }
+
+    /// TLS only: the client certificate (chain) and private key, both PEM,
+    /// shown to servers that ask for one (`tls-auth-clients yes`).
+    #[must_use]
+    pub fn with_tls_client_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.set_identity(cert_pem.into(), key_pem.into());
+        self
+    }
+
+    /// Checks the TLS settings against the URL's target.
+    fn check_tls(&self, target: &Target) -> Result<(), Error> {
+        if self.tls.is_set() && !target.tls() {
+            return Err(Error::Url(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "TLS settings (a CA or client certificate) need a TLS URL: rediss://, rediss+cluster:// or rediss+sentinel://",
+            ))));
+        }
+        self.tls.check().map_err(Error::Url)
+    }
+
     /// The replica acknowledgements every write waits for, if any
     /// ([`Self::with_replica_acks`]).
     pub fn replica_acks(&self) -> Option<(u32, Duration)> {
@@ -328,8 +439,9 @@ impl RedisOptions {
 
     /// Checks a URL as [`RedisStore::connect`] and
     /// [`RedisFanout::connect`] read it (`redis://`, `redis+cluster://`,
-    /// `redis+sentinel://`), without connecting: a configuration can be
-    /// refused before anything starts.
+    /// `redis+sentinel://`, and their TLS forms `rediss://`,
+    /// `rediss+cluster://`, `rediss+sentinel://`), without connecting: a
+    /// configuration can be refused before anything starts.
     ///
     /// # Errors
     ///
@@ -343,9 +455,27 @@ impl RedisOptions {
     /// assert!(RedisOptions::check_url("redis+cluster://a:7000,b:7001").is_ok());
     /// assert!(RedisOptions::check_url("redis+cluster://a").is_err());
     /// assert!(RedisOptions::check_url("redis+sentinel://s:26379").is_err());
+    /// assert!(RedisOptions::check_url("rediss+sentinel://s:26379/m").is_ok());
+    /// assert!(RedisOptions::check_url("rediss://cache:6380#insecure").is_err());
     /// ```
     pub fn check_url(url: &str) -> Result<(), Error> {
         Target::parse(url).map(drop)
+    }
+
+    /// Whether `url` is one of the TLS forms (`rediss://`,
+    /// `rediss+cluster://`, `rediss+sentinel://`); `false` for a malformed
+    /// URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionary_redis::RedisOptions;
+    ///
+    /// assert!(RedisOptions::is_tls_url("rediss+cluster://a:7000"));
+    /// assert!(!RedisOptions::is_tls_url("redis://a:6379"));
+    /// ```
+    pub fn is_tls_url(url: &str) -> bool {
+        Target::parse(url).is_ok_and(|t| t.tls())
     }
 
     /// Checks a key prefix as [`RedisStore::connect`] does (see
@@ -505,16 +635,21 @@ impl RedisStore {
     ///   write on a failover, combine it with
     ///   [`RedisOptions::with_replica_acks`] set to the number of replicas
     ///   (see `ARCHITECTURE.md`, "Sentinel").
+    /// - `rediss://`, `rediss+cluster://`, `rediss+sentinel://`: the same over
+    ///   TLS (see the crate's "TLS" section and [`RedisOptions::with_tls_ca`]).
     ///
     /// # Errors
     ///
     /// [`Error::Url`] for a malformed URL (or, on Cluster,
     /// [`RedisOptions::with_replica_acks`], not supported there yet),
     /// [`Error::KeyPrefix`] for a prefix [`RedisOptions::with_key_prefix`]
-    /// refuses, [`Error::Connect`] if the server cannot be reached.
+    /// refuses, [`Error::Connect`] if the server cannot be reached (or, over
+    /// TLS, its certificate is not trusted: the cause is the source).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, Error> {
         RedisOptions::check_key_prefix(&options.key_prefix)?;
-        let (con, routes) = match Target::parse(url)? {
+        let target = Target::parse(url)?;
+        options.check_tls(&target)?;
+        let (con, routes) = match target {
             Target::Standalone(url) => (Con::Direct(direct(&url, &options).await?), None),
             Target::Cluster(seeds) => {
                 if options.replica_acks.is_some() {
@@ -523,7 +658,7 @@ impl RedisStore {
                         "replica acknowledgements (WAIT) are not supported on Cluster yet",
                     ))));
                 }
-                let con = cluster::connect(seeds, options.timeout).await?;
+                let con = cluster::connect(seeds, options.timeout, &options.tls).await?;
                 (Con::Cluster(con), Some(Routes::new(options.route_cache)))
             }
             Target::Sentinel {
@@ -531,10 +666,18 @@ impl RedisStore {
                 master,
                 db,
                 credentials,
+                tls: _,
             } => (
                 Con::Sentinel(
-                    SentinelCon::connect(&sentinels, &master, db, &credentials, options.timeout)
-                        .await?,
+                    SentinelCon::connect(
+                        &sentinels,
+                        &master,
+                        db,
+                        &credentials,
+                        options.timeout,
+                        &options.tls,
+                    )
+                    .await?,
                 ),
                 None,
             ),

@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture};
-use redis::{RedisResult, Role, Value};
+use redis::{IntoConnectionInfo as _, RedisResult, Role, TlsMode, Value};
 use tokio::sync::watch;
+
+use crate::tls::TlsConfig;
 
 /// The pub/sub channel on which sentinels announce a new primary.
 const SWITCH_MASTER: &str = "+switch-master";
@@ -48,10 +50,9 @@ struct Shared {
     master: String,
     db: i64,
     timeout: Duration,
-    node: SentinelNodeConnectionInfo,
     config: AsyncConnectionConfig,
     /// Held while finding the primary: one reconnection at a time.
-    sentinel: tokio::sync::Mutex<Sentinel>,
+    sentinel: tokio::sync::Mutex<SentinelClient>,
     current: parking_lot::Mutex<Current>,
     /// Bumped on every new connection and every invalidation.
     changes: watch::Sender<u64>,
@@ -82,6 +83,50 @@ fn node_info(credentials: &str, db: i64) -> Result<redis::RedisConnectionInfo, c
     Ok(info.redis)
 }
 
+/// redis-rs' client for the primary behind `sentinels`: `credentials` and
+/// `db` for the data nodes; over TLS (with `tls`' certificates) to the
+/// sentinels and the data nodes when the sentinels are `rediss://`.
+fn sentinel_client(
+    sentinels: &[String],
+    master: &str,
+    db: i64,
+    credentials: &str,
+    tls: &TlsConfig,
+) -> RedisResult<SentinelClient> {
+    let secure = sentinels.iter().any(|s| s.starts_with("rediss://"));
+    let addrs = sentinels
+        .iter()
+        .map(|s| s.as_str().into_connection_info().map(|i| i.addr))
+        .collect::<RedisResult<Vec<_>>>()?;
+    let node = node_info(credentials, db).map_err(|_| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "invalid credentials for the data nodes",
+        ))
+    })?;
+    let mut builder =
+        SentinelClientBuilder::new(addrs, master.to_owned(), SentinelServerType::Master)?
+            .set_client_to_redis_db(db);
+    if let Some(user) = node.username {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = node.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if secure {
+        crate::tls::install_crypto_provider();
+        builder = builder
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(certs) = tls.certificates() {
+            builder = builder
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs);
+        }
+    }
+    builder.build()
+}
+
 fn io_error(what: &'static str) -> RedisError {
     RedisError::from((ErrorKind::IoError, what))
 }
@@ -104,24 +149,23 @@ fn refused(e: &RedisError) -> bool {
 impl SentinelCon {
     /// Finds the primary `master` through `sentinels` (`redis://host:port`
     /// each) and connects to it; `credentials` (`user:password@` or empty)
-    /// and `db` are for the data nodes. Starts the `+switch-master` listener.
+    /// and `db` are for the data nodes. With `rediss://host:port` sentinels,
+    /// the sentinels and the data nodes are reached over TLS with `tls`'
+    /// certificates. Starts the `+switch-master` listener.
     pub(crate) async fn connect(
         sentinels: &[String],
         master: &str,
         db: i64,
         credentials: &str,
         timeout: Duration,
+        tls: &TlsConfig,
     ) -> Result<Self, crate::Error> {
-        let sentinel = Sentinel::build(sentinels.to_vec()).map_err(crate::Error::Url)?;
-        let node = SentinelNodeConnectionInfo {
-            tls_mode: None,
-            redis_connection_info: Some(node_info(credentials, db)?),
-        };
+        let sentinel =
+            sentinel_client(sentinels, master, db, credentials, tls).map_err(crate::Error::Url)?;
         let shared = Arc::new(Shared {
             master: master.to_owned(),
             db,
             timeout,
-            node,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(timeout)
                 .set_response_timeout(timeout),
@@ -133,7 +177,11 @@ impl SentinelCon {
             changes: watch::channel(0).0,
             watcher: parking_lot::Mutex::new(None),
         });
-        let task = tokio::spawn(watch_sentinels(Arc::downgrade(&shared), sentinels.to_vec()));
+        let task = tokio::spawn(watch_sentinels(
+            Arc::downgrade(&shared),
+            sentinels.to_vec(),
+            tls.clone(),
+        ));
         *shared.watcher.lock() = Some(task.abort_handle());
         let con = Self { shared };
         con.primary().await.map_err(crate::Error::Connect)?;
@@ -211,7 +259,7 @@ impl SentinelCon {
         let mut last = io_error("the sentinels named no reachable primary in time");
         loop {
             let attempt = async {
-                let client = sentinel.async_master_for(&s.master, Some(&s.node)).await?;
+                let client = sentinel.async_get_client().await?;
                 let mut con = client
                     .get_multiplexed_async_connection_with_config(&s.config)
                     .await?;
@@ -333,10 +381,10 @@ impl ConnectionLike for SentinelCon {
 /// Listens for `+switch-master` on one sentinel after the other (the next
 /// one when a subscription breaks) and drops the connection to the old
 /// primary as soon as a switch of this master is announced.
-async fn watch_sentinels(shared: Weak<Shared>, sentinels: Vec<String>) {
+async fn watch_sentinels(shared: Weak<Shared>, sentinels: Vec<String>, tls: TlsConfig) {
     for url in sentinels.iter().cycle() {
         let subscribed = async {
-            let client = Client::open(url.as_str())?;
+            let client = tls.client(url)?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(SWITCH_MASTER).await?;
             Ok::<_, RedisError>(pubsub)
@@ -393,9 +441,16 @@ mod tests {
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect();
-        let con = SentinelCon::connect(&sentinels, MASTER, 0, "", Duration::from_secs(2))
-            .await
-            .unwrap();
+        let con = SentinelCon::connect(
+            &sentinels,
+            MASTER,
+            0,
+            "",
+            Duration::from_secs(2),
+            &TlsConfig::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(con.epoch(), 1);
         con.invalidate(1);
         assert_eq!(con.live_epoch(), None);
@@ -441,9 +496,16 @@ mod tests {
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect();
-        let mut con = SentinelCon::connect(&sentinels, MASTER, 0, "", Duration::from_secs(2))
-            .await
-            .unwrap();
+        let mut con = SentinelCon::connect(
+            &sentinels,
+            MASTER,
+            0,
+            "",
+            Duration::from_secs(2),
+            &TlsConfig::default(),
+        )
+        .await
+        .unwrap();
         let primary = tokio::task::block_in_place(|| set.agreed_primary()).unwrap();
         let replica = set.nodes.iter().find(|n| n.port != primary).unwrap().port;
         // Point the current connection at the replica, as if the primary had
@@ -495,6 +557,7 @@ mod tests {
             0,
             "",
             Duration::from_millis(300),
+            &TlsConfig::default(),
         )
         .await;
         assert!(matches!(r, Err(crate::Error::Connect(_))));

@@ -6,18 +6,28 @@
 //! - `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/db]`
 //!   — the primary the sentinels name `<master name>`; credentials are those
 //!   of the data nodes (the sentinels are asked without).
+//!
+//! Each has a TLS form, `rediss://`, `rediss+cluster://` and
+//! `rediss+sentinel://` (TLS to the sentinels and to the data nodes): the
+//! server's certificate is always verified, against the webpki roots or the
+//! CA of [`RedisOptions::with_tls_ca`](crate::RedisOptions::with_tls_ca).
+//! redis-rs's `#insecure` fragment (no verification) is refused.
 
 use crate::Error;
 
 /// A parsed Redis URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// One server, as redis-rs reads the URL.
+    /// One server, as redis-rs reads the URL (`redis://` or `rediss://`).
     Standalone(String),
-    /// Seed nodes of a Cluster, each as a `redis://` URL with the credentials.
+    /// Seed nodes of a Cluster, each as a `redis://` (`rediss://` for TLS)
+    /// URL with the credentials.
     Cluster(Vec<String>),
-    /// Sentinels (`redis://host:port` each) watching `master`.
+    /// Sentinels (`redis://host:port` each, `rediss://` for TLS) watching
+    /// `master`.
     Sentinel {
+        /// Whether the sentinels and the data nodes are reached over TLS.
+        tls: bool,
         /// The sentinels, without credentials.
         sentinels: Vec<String>,
         /// The name the sentinels know the primary by.
@@ -60,9 +70,36 @@ fn hosts(rest: &str) -> Result<(String, Vec<String>, &str), Error> {
 }
 
 impl Target {
-    /// Parses a URL of one of the three forms above.
+    /// Whether the URL asks for TLS.
+    pub(crate) fn tls(&self) -> bool {
+        match self {
+            Target::Standalone(url) => url.starts_with("rediss://"),
+            Target::Cluster(seeds) => seeds.iter().any(|s| s.starts_with("rediss://")),
+            Target::Sentinel { tls, .. } => *tls,
+        }
+    }
+
+    /// Parses a URL of one of the three forms above (or their TLS forms).
     pub(crate) fn parse(url: &str) -> Result<Self, Error> {
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+        if url.ends_with("#insecure") {
+            return Err(bad(
+                "#insecure is not supported: the server's certificate is always verified",
+            ));
+        }
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("rediss+") {
+            ("rediss", Some(r))
+        } else if let Some(r) = url.strip_prefix("redis+") {
+            ("redis", Some(r))
+        } else {
+            ("redis", None)
+        };
+        let Some(rest) = rest else {
+            // Let redis-rs judge the plain form, `redis://` or `rediss://`
+            // (and refuse other schemes).
+            redis::Client::open(url).map_err(Error::Url)?;
+            return Ok(Target::Standalone(url.to_owned()));
+        };
+        if let Some(rest) = rest.strip_prefix("cluster://") {
             let (credentials, nodes, path) = hosts(rest)?;
             if !path.is_empty() {
                 return Err(bad("a Cluster URL has no path (Cluster has one database)"));
@@ -70,11 +107,11 @@ impl Target {
             return Ok(Target::Cluster(
                 nodes
                     .into_iter()
-                    .map(|n| format!("redis://{credentials}{n}"))
+                    .map(|n| format!("{scheme}://{credentials}{n}"))
                     .collect(),
             ));
         }
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        if let Some(rest) = rest.strip_prefix("sentinel://") {
             let (credentials, sentinels, path) = hosts(rest)?;
             let mut parts = path.split('/');
             let master = parts.next().unwrap_or_default();
@@ -91,18 +128,19 @@ impl Target {
                 return Err(bad("a Sentinel URL is .../<master name>[/db]"));
             }
             return Ok(Target::Sentinel {
+                tls: scheme == "rediss",
                 sentinels: sentinels
                     .into_iter()
-                    .map(|s| format!("redis://{s}"))
+                    .map(|s| format!("{scheme}://{s}"))
                     .collect(),
                 master: master.to_owned(),
                 db,
                 credentials,
             });
         }
-        // Let redis-rs judge the plain form (and refuse other schemes).
-        redis::Client::open(url).map_err(Error::Url)?;
-        Ok(Target::Standalone(url.to_owned()))
+        Err(bad(
+            "expected redis+cluster://, redis+sentinel:// or their TLS forms rediss+cluster://, rediss+sentinel://",
+        ))
     }
 }
 
@@ -126,12 +164,43 @@ mod tests {
         assert_eq!(
             Target::parse("redis+sentinel://s1:26379,s2:26380/shop/3").unwrap(),
             Target::Sentinel {
+                tls: false,
                 sentinels: vec!["redis://s1:26379".into(), "redis://s2:26380".into()],
                 master: "shop".into(),
                 db: 3,
                 credentials: String::new(),
             }
         );
+    }
+
+    #[test]
+    fn the_three_tls_forms() {
+        let t = Target::parse("rediss://127.0.0.1:6380/2").unwrap();
+        assert_eq!(t, Target::Standalone("rediss://127.0.0.1:6380/2".into()));
+        assert!(t.tls());
+        let t = Target::parse("rediss+cluster://u:p@a:7000,b:7001").unwrap();
+        assert_eq!(
+            t,
+            Target::Cluster(vec![
+                "rediss://u:p@a:7000".into(),
+                "rediss://u:p@b:7001".into()
+            ])
+        );
+        assert!(t.tls());
+        let t = Target::parse("rediss+sentinel://:pw@s1:26379,s2:26380/shop").unwrap();
+        assert_eq!(
+            t,
+            Target::Sentinel {
+                tls: true,
+                sentinels: vec!["rediss://s1:26379".into(), "rediss://s2:26380".into()],
+                master: "shop".into(),
+                db: 0,
+                credentials: ":pw@".into(),
+            }
+        );
+        assert!(t.tls());
+        assert!(!Target::parse("redis+cluster://a:1").unwrap().tls());
+        assert!(!Target::parse("redis://a:1").unwrap().tls());
     }
 
     #[test]
@@ -145,6 +214,11 @@ mod tests {
             "redis+sentinel://s:26379/m/x",
             "redis+sentinel://s:26379/m/1/2",
             "redis+sentinel://:26379/m",
+            "rediss+sentinel://s:26379",
+            "rediss+other://a:1",
+            "rediss://127.0.0.1:6380#insecure",
+            "rediss+cluster://a:7000#insecure",
+            "redis+rediss://a:1",
         ] {
             assert!(Target::parse(url).is_err(), "{url}");
         }

@@ -98,10 +98,24 @@ pub struct StoreConfig {
     /// `redis://[user:password@]host[:port][/db]`, for a Redis Cluster
     /// `redis+cluster://[user:password@]host:port[,host:port...]` (seed
     /// nodes), or through Redis Sentinel
-    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`.
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]`;
+    /// over TLS `rediss://`, `rediss+cluster://`, `rediss+sentinel://`.
     /// Its password is never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
+    /// A PEM file of the CA certificate(s) that signed the Redis servers'
+    /// certificates (for a TLS `url`, `rediss...://`), trusted instead of the
+    /// webpki roots; read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// A PEM file of this client's certificate (chain), shown to Redis
+    /// servers that ask for one (`tls-auth-clients yes`); with `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// A PEM file of the private key of `tls_cert`; read at start, never
+    /// printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Prefix of every Redis key (for `kind = "redis"`); default `sessionary:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
@@ -138,6 +152,9 @@ impl Default for StoreConfig {
             path: None,
             exclusive: true,
             url: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             key_prefix: None,
             replica_acks: None,
             replica_ack_timeout: None,
@@ -158,6 +175,62 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `replica_acks` and `replica_ack_timeout`, if set.
     pub replica_acks: Option<(u32, Duration)>,
+    /// `tls_ca`: the file and the PEM read from it.
+    pub tls_ca: Option<(PathBuf, Vec<u8>)>,
+    /// `tls_cert` and `tls_key`, read.
+    pub tls_identity: Option<TlsIdentity>,
+}
+
+/// A client certificate for Redis (`[store] tls_cert`, `tls_key`), read at
+/// start; `Debug` shows the files, never the key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// The certificate (chain), PEM.
+    pub cert: Vec<u8>,
+    /// The private key, PEM.
+    pub key: Secret,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a PEM file for `key`, refused (with the key's name) when missing or
+/// without a `-----BEGIN ...<label>-----` block (`CERTIFICATE`, `PRIVATE
+/// KEY`); the message never holds the contents.
+fn read_pem(key: &str, path: &Path, label: &str, errs: &mut Vec<ConfigError>) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(pem)
+            if String::from_utf8_lossy(&pem)
+                .lines()
+                .any(|l| l.starts_with("-----BEGIN ") && l.ends_with(&format!("{label}-----"))) =>
+        {
+            Some(pem)
+        }
+        Ok(_) => {
+            errs.push(ConfigError::new(
+                key,
+                format!("{} holds no PEM {}", path.display(), label.to_lowercase()),
+            ));
+            None
+        }
+        Err(e) => {
+            errs.push(ConfigError::new(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// The validated PostgreSQL store (`[store] kind = "postgres"`).
@@ -170,9 +243,9 @@ pub struct PostgresStore {
 }
 
 impl StoreConfig {
-    /// Checks `url`, `key_prefix`, `replica_acks` and `replica_ack_timeout`
-    /// for `kind = "redis"`: required (`url`) and valid there; the others
-    /// refused for the other kinds (`url` is checked by
+    /// Checks `url`, `key_prefix`, `replica_acks`, `replica_ack_timeout` and
+    /// `tls_ca` for `kind = "redis"`: required (`url`) and valid there; the
+    /// others refused for the other kinds (`url` is checked by
     /// [`Self::validate_postgres`] then).
     fn validate_redis(&self, errs: &mut Vec<ConfigError>) -> Option<RedisSettings> {
         if self.kind != StoreKind::Redis {
@@ -183,6 +256,9 @@ impl StoreConfig {
                     "store.replica_ack_timeout",
                     self.replica_ack_timeout.is_some(),
                 ),
+                ("store.tls_ca", self.tls_ca.is_some()),
+                ("store.tls_cert", self.tls_cert.is_some()),
+                ("store.tls_key", self.tls_key.is_some()),
             ] {
                 if set {
                     errs.push(ConfigError::new(
@@ -246,13 +322,17 @@ impl StoreConfig {
                 errs.push(ConfigError::new(
                     "store.url",
                     format!(
-                        "expected redis://[user:password@]host[:port][/db], redis+cluster://[user:password@]host:port[,host:port...] or redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db] (TLS is not supported yet), got {:?}",
+                        "expected redis://[user:password@]host[:port][/db], redis+cluster://[user:password@]host:port[,host:port...] or redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db] (over TLS rediss://, rediss+cluster://, rediss+sentinel://), got {:?}",
                         redact_url(u.expose())
                     ),
                 ));
                 None
             }
-            Some(u) if u.expose().starts_with("redis+cluster://") && replica_acks.is_some() => {
+            Some(u)
+                if (u.expose().starts_with("redis+cluster://")
+                    || u.expose().starts_with("rediss+cluster://"))
+                    && replica_acks.is_some() =>
+            {
                 errs.push(ConfigError::new(
                     "store.replica_acks",
                     "not supported with a redis+cluster:// url yet",
@@ -261,6 +341,57 @@ impl StoreConfig {
             }
             Some(u) => Some(u.clone()),
         };
+        let before = errs.len();
+        let plain = url
+            .as_ref()
+            .is_some_and(|u| !sessionary_redis::RedisOptions::is_tls_url(u.expose()));
+        for (key, set) in [
+            ("store.tls_ca", self.tls_ca.is_some()),
+            ("store.tls_cert", self.tls_cert.is_some()),
+            ("store.tls_key", self.tls_key.is_some()),
+        ] {
+            if set && plain {
+                errs.push(ConfigError::new(
+                    key,
+                    "only used with a TLS store.url (rediss://, rediss+cluster:// or rediss+sentinel://)",
+                ));
+            }
+        }
+        let tls_ca = match &self.tls_ca {
+            Some(path) if !plain => {
+                read_pem("store.tls_ca", path, "CERTIFICATE", errs).map(|pem| (path.clone(), pem))
+            }
+            _ => None,
+        };
+        let tls_identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert_path), Some(key_path)) if !plain => {
+                let cert = read_pem("store.tls_cert", cert_path, "CERTIFICATE", errs);
+                let key = read_pem("store.tls_key", key_path, "PRIVATE KEY", errs)
+                    .map(|k| Secret::new(String::from_utf8_lossy(&k).into_owned()));
+                cert.zip(key).map(|(cert, key)| TlsIdentity {
+                    cert_path: cert_path.clone(),
+                    key_path: key_path.clone(),
+                    cert,
+                    key,
+                })
+            }
+            (Some(_), None) => {
+                errs.push(ConfigError::new(
+                    "store.tls_key",
+                    "required with store.tls_cert",
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                errs.push(ConfigError::new(
+                    "store.tls_cert",
+                    "required with store.tls_key",
+                ));
+                None
+            }
+            _ => None,
+        };
+        let tls_ok = errs.len() == before;
         let prefix = self.key_prefix.clone().unwrap_or_else(|| {
             sessionary_redis::RedisOptions::new()
                 .key_prefix()
@@ -274,10 +405,12 @@ impl StoreConfig {
             }
         };
         match url {
-            Some(url) if prefix_ok && acks_ok => Some(RedisSettings {
+            Some(url) if prefix_ok && acks_ok && tls_ok => Some(RedisSettings {
                 url,
                 key_prefix: prefix,
                 replica_acks,
+                tls_ca,
+                tls_identity,
             }),
             _ => None,
         }
@@ -2264,6 +2397,139 @@ mod tests {
     }
 
     #[test]
+    fn redis_tls_ca_is_read_and_refused_where_it_does_not_apply() {
+        let dir = sessionary_testkit::TempDir::new("config-tls-ca");
+        let ca = dir.path().join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let ca = ca.to_str().unwrap();
+        let tls = |url: &'static str, ca: &str| {
+            env(&[
+                ("SESSIONARY_STORE__KIND", "redis"),
+                ("SESSIONARY_STORE__URL", url),
+                ("SESSIONARY_STORE__TLS_CA", ca),
+            ])
+            .unwrap()
+        };
+        for url in [
+            "rediss://:hunter2@cache:6380/1",
+            "rediss+cluster://a:7000,b:7001",
+            "rediss+sentinel://s1:26379,s2:26379/m",
+        ] {
+            let s = tls(url, ca).validate().unwrap();
+            let r = s.store_redis.unwrap();
+            let (path, read) = r.tls_ca.unwrap();
+            assert_eq!(path.to_str(), Some(ca));
+            assert_eq!(read, pem.as_bytes());
+        }
+        let t = tls("rediss://:hunter2@cache:6380/1", ca)
+            .to_redacted_toml()
+            .unwrap();
+        assert!(t.contains("tls_ca"), "{t}");
+        assert!(!t.contains("hunter2"), "{t}");
+
+        // A plain URL with a CA is a mistake, said with the key's name.
+        let err = tls("redis://:hunter2@cache:6379", ca)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // A file that is missing or holds no certificate.
+        let missing = dir.path().join("missing.pem");
+        let err = tls("rediss://cache", missing.to_str().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "nothing here").unwrap();
+        let err = tls("rediss://cache", empty.to_str().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        // Another kind.
+        let c = env(&[("SESSIONARY_STORE__TLS_CA", ca)]).unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.tls_ca");
+        // TLS URLs are accepted as they are, without a CA (webpki roots).
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "rediss://cache:6380"),
+        ])
+        .unwrap();
+        assert!(c.validate().unwrap().store_redis.unwrap().tls_ca.is_none());
+        let c = env(&[
+            ("SESSIONARY_STORE__KIND", "redis"),
+            ("SESSIONARY_STORE__URL", "rediss://cache:6380#insecure"),
+        ])
+        .unwrap();
+        assert_eq!(c.validate().unwrap_err().0[0].key, "store.url");
+    }
+
+    #[test]
+    fn redis_tls_client_certificate_is_read_and_its_key_never_shown() {
+        let dir = sessionary_testkit::TempDir::new("config-tls-identity");
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEY\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let with = |url: &'static str, extra: &[(&'static str, &str)]| {
+            let mut vars = vec![
+                ("SESSIONARY_STORE__KIND", "redis"),
+                ("SESSIONARY_STORE__URL", url),
+            ];
+            vars.extend_from_slice(extra);
+            env(&vars).unwrap()
+        };
+        let both = [
+            ("SESSIONARY_STORE__TLS_CERT", cert),
+            ("SESSIONARY_STORE__TLS_KEY", key),
+        ];
+        let s = with("rediss://cache:6380", &both).validate().unwrap();
+        let i = s
+            .store_redis
+            .as_ref()
+            .unwrap()
+            .tls_identity
+            .as_ref()
+            .unwrap();
+        assert!(i.key.expose().contains("TOPSECRETKEY"));
+        assert!(String::from_utf8_lossy(&i.cert).contains("MIIB"));
+        assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
+        // One without the other.
+        let err = with("rediss://cache:6380", &both[..1])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_key", "{err}");
+        let err = with("rediss://cache:6380", &both[1..])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_cert", "{err}");
+        // A key file that holds a certificate, and a plain URL.
+        let err = with(
+            "rediss://cache:6380",
+            &[
+                ("SESSIONARY_STORE__TLS_CERT", cert),
+                ("SESSIONARY_STORE__TLS_KEY", cert),
+            ],
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_key", "{err}");
+        let err = with("redis://cache:6379", &both).validate().unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["store.tls_cert", "store.tls_key"], "{err}");
+        assert!(!err.to_string().contains("TOPSECRETKEY"), "{err}");
+    }
+
+    #[test]
     fn a_redis_cluster_url_is_accepted_without_replica_acks() {
         let cluster = [
             ("SESSIONARY_STORE__KIND", "redis"),
@@ -2442,7 +2708,8 @@ mod tests {
             ("SESSIONARY_STORE__KIND", "redis"),
             (
                 "SESSIONARY_STORE__URL",
-                "rediss+sentinel://app:hunter2@s1:1/m",
+                // No master name.
+                "rediss+sentinel://app:hunter2@s1:1",
             ),
         ])
         .unwrap();

@@ -1,6 +1,11 @@
 //! `sessionary`: the session service. Parses the command line, loads the
 //! configuration, sets up tracing and runs [`sessionary_server::serve::run`].
 
+// With redis-rs' TLS features on, rustc needs more than its default query
+// depth (128) to lay out the serve future ("queries overflow the depth
+// limit" in `cargo check`).
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

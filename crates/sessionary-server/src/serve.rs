@@ -407,20 +407,36 @@ pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServeError> 
         StoreKind::Redis => {
             // Validated settings of this kind always have `store_redis`; without
             // it, the empty URL fails to parse and says so.
-            let (url, prefix, acks) = settings
+            let (url, prefix, acks, tls_ca, tls_identity) = settings
                 .store_redis
                 .as_ref()
-                .map(|r| (r.url.expose(), r.key_prefix.clone(), r.replica_acks))
+                .map(|r| {
+                    (
+                        r.url.expose(),
+                        r.key_prefix.clone(),
+                        r.replica_acks,
+                        r.tls_ca.as_ref().map(|(_, pem)| pem.clone()),
+                        r.tls_identity
+                            .as_ref()
+                            .map(|i| (i.cert.clone(), i.key.expose().as_bytes().to_vec())),
+                    )
+                })
                 .unwrap_or_default();
             let mut options = sessionary_redis::RedisOptions::new().with_key_prefix(prefix);
             if let Some((replicas, timeout)) = acks {
                 options = options.with_replica_acks(replicas, timeout);
             }
+            if let Some(pem) = tls_ca {
+                options = options.with_tls_ca(pem);
+            }
+            if let Some((cert, key)) = tls_identity {
+                options = options.with_tls_client_identity(cert, key);
+            }
             let redis_error = |source| ServeError::RedisStore {
                 url: crate::config::redact_url(url),
                 source,
             };
-            let fanout = sessionary_redis::RedisFanout::connect(url, options.key_prefix())
+            let fanout = sessionary_redis::RedisFanout::connect_with_options(url, &options)
                 .await
                 .map_err(redis_error)?;
             let store = sessionary_redis::RedisStore::connect(url, options)
@@ -795,6 +811,15 @@ fn print_banner(settings: &Settings, addr: SocketAddr, keys: &ApiKeySource) {
                     crate::config::redact_url(r.url.expose()),
                     r.key_prefix
                 );
+                if let Some((path, _)) = &r.tls_ca {
+                    say!("  store:    TLS, trusting the CA in {}", path.display());
+                }
+                if let Some(i) = &r.tls_identity {
+                    say!(
+                        "  store:    TLS client certificate {}",
+                        i.cert_path.display()
+                    );
+                }
                 if let Some((replicas, timeout)) = r.replica_acks {
                     say!(
                         "  store:    every write waits for {replicas} replica(s), at most {timeout:?}"

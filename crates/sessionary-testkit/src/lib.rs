@@ -24,6 +24,7 @@ pub mod probe;
 pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod redis_server;
+pub mod redis_tls;
 mod refresh_cases;
 mod temp;
 pub mod yielding;

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::redis_server::{RedisServer, free_port};
+use crate::redis_tls::TlsFiles;
 
 /// A Cluster of `masters` primaries (no replicas) on free ports of
 /// 127.0.0.1, each node's `nodes.conf` in a temporary directory; the nodes
@@ -17,10 +19,13 @@ pub struct RedisCluster {
     /// Each node's Cluster bus port, kept for [`RedisCluster::restart`].
     buses: Vec<u16>,
     dir: PathBuf,
+    /// TLS only (nodes, clients and the Cluster bus), for [`RedisCluster::start_tls`].
+    tls: Option<Arc<TlsFiles>>,
 }
 
-fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+fn cli(tls: Option<&TlsFiles>, port: u16, args: &[&str]) -> std::io::Result<String> {
     let out = Command::new("redis-cli")
+        .args(tls.map(TlsFiles::cli_args).unwrap_or_default())
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
@@ -36,6 +41,17 @@ impl RedisCluster {
     /// `cluster_state:ok`. An error if `redis-server` or `redis-cli` is
     /// missing or the Cluster does not form.
     pub fn start(masters: usize) -> std::io::Result<Self> {
+        Self::start_with(masters, None)
+    }
+
+    /// As [`Self::start`], TLS only: every node listens with the
+    /// certificate of `tls` on its TLS port only, the Cluster bus is TLS
+    /// too, and [`Self::url`] is `rediss+cluster://...`.
+    pub fn start_tls(masters: usize, tls: Arc<TlsFiles>) -> std::io::Result<Self> {
+        Self::start_with(masters, Some(tls))
+    }
+
+    fn start_with(masters: usize, tls: Option<Arc<TlsFiles>>) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "sessionary-cluster-{}-{}",
             std::process::id(),
@@ -46,6 +62,7 @@ impl RedisCluster {
             nodes: Vec::new(),
             buses: Vec::new(),
             dir,
+            tls,
         };
         for _ in 0..masters {
             // A few tries: a port free when handed out can still be taken
@@ -63,6 +80,13 @@ impl RedisCluster {
             cluster.nodes.push(node.0);
         }
         let mut create = Command::new("redis-cli");
+        create.args(
+            cluster
+                .tls
+                .as_deref()
+                .map(TlsFiles::cli_args)
+                .unwrap_or_default(),
+        );
         create.arg("--cluster").arg("create");
         for n in &cluster.nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
@@ -90,21 +114,22 @@ impl RedisCluster {
         let bus = bus.to_string();
         let conf = format!("nodes-{port}.conf");
         let dir = self.dir.to_string_lossy().into_owned();
-        RedisServer::start(
-            port,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                &conf,
-                "--cluster-port",
-                &bus,
-                "--cluster-node-timeout",
-                "2000",
-                "--dir",
-                &dir,
-            ],
-        )
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &conf,
+            "--cluster-port",
+            &bus,
+            "--cluster-node-timeout",
+            "2000",
+            "--dir",
+            &dir,
+        ];
+        match &self.tls {
+            Some(tls) => RedisServer::start_tls(port, tls, &args),
+            None => RedisServer::start(port, &args),
+        }
     }
 
     /// Starts node `i` again (after [`RedisServer::stop`]) on its port with
@@ -119,7 +144,9 @@ impl RedisCluster {
     fn wait_ok(&self) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         for n in &self.nodes {
-            while !cli(n.port, &["cluster", "info"])?.contains("cluster_state:ok") {
+            while !cli(self.tls.as_deref(), n.port, &["cluster", "info"])?
+                .contains("cluster_state:ok")
+            {
                 if Instant::now() >= deadline {
                     return Err(std::io::Error::other("the Cluster is not ok after 30 s"));
                 }
@@ -136,10 +163,15 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+cluster://{}", seeds.join(","))
     }
 
-    /// `redis://127.0.0.1:port` of each node.
+    /// `redis://127.0.0.1:port` (`rediss://` with TLS) of each node.
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }

@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::redis_server::{RedisServer, free_port};
+use crate::redis_tls::TlsFiles;
 
 /// The name the sentinels monitor the primary under.
 pub const MASTER: &str = "m";
@@ -30,11 +32,16 @@ pub struct SentinelSet {
     pub sentinel_ports: Vec<u16>,
     sentinels: Vec<Child>,
     dir: PathBuf,
+    /// TLS only (data nodes, replication, sentinels), for [`SentinelSet::start_tls`].
+    tls: Option<Arc<TlsFiles>>,
 }
 
-/// A short synchronous connection to `127.0.0.1:port`.
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+/// A short synchronous connection to `127.0.0.1:port` (TLS with `tls`).
+fn connect(tls: Option<&TlsFiles>, port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = match tls {
+        Some(tls) => tls.client(port)?,
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}"))?,
+    };
     let con = client.get_connection_with_timeout(Duration::from_secs(1))?;
     con.set_read_timeout(Some(Duration::from_secs(2)))?;
     con.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -43,11 +50,19 @@ fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
 
 /// Runs `cmd` on `127.0.0.1:port`.
 pub fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    cmd.query(&mut connect(port)?)
+    cmd.query(&mut connect(None, port)?)
 }
 
-fn role(port: u16) -> Option<String> {
-    let v: Vec<redis::Value> = query(port, &redis::cmd("ROLE")).ok()?;
+fn query_with<T: redis::FromRedisValue>(
+    tls: Option<&TlsFiles>,
+    port: u16,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    cmd.query(&mut connect(tls, port)?)
+}
+
+fn role(tls: Option<&TlsFiles>, port: u16) -> Option<String> {
+    let v: Vec<redis::Value> = query_with(tls, port, &redis::cmd("ROLE")).ok()?;
     match v.first()? {
         redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         _ => None,
@@ -74,6 +89,34 @@ impl SentinelSet {
     /// sentinels, so that a failover can happen. An error if `redis-server`
     /// cannot be run or the set does not come up.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// As [`Self::start`], TLS only: the data nodes and the sentinels listen
+    /// with the certificate of `tls` on their TLS ports only, replication
+    /// and the sentinels' connections are TLS too, and [`Self::url`] is
+    /// `rediss+sentinel://...`.
+    pub fn start_tls(tls: Arc<TlsFiles>) -> std::io::Result<Self> {
+        Self::start_with(Some(tls))
+    }
+
+    /// Runs `cmd` on `127.0.0.1:port` (over TLS for a set of [`Self::start_tls`]).
+    pub fn query<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        query_with(self.tls.as_deref(), port, cmd)
+    }
+
+    fn node(&self, port: u16, args: &[&str]) -> std::io::Result<RedisServer> {
+        match &self.tls {
+            Some(tls) => RedisServer::start_tls(port, tls, args),
+            None => RedisServer::start(port, args),
+        }
+    }
+
+    fn start_with(tls: Option<Arc<TlsFiles>>) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "sessionary-sentinel-{}-{}",
             std::process::id(),
@@ -85,14 +128,15 @@ impl SentinelSet {
             sentinel_ports: Vec::new(),
             sentinels: Vec::new(),
             dir,
+            tls,
         };
         // A replica writes the primary's snapshot to its directory on sync.
         let data_dir = set.dir.display().to_string();
-        let primary = RedisServer::start(free_port(), &["--dir", data_dir.as_str()])?;
+        let primary = set.node(free_port(), &["--dir", data_dir.as_str()])?;
         let primary_port = primary.port.to_string();
         set.nodes.push(primary);
         for i in 0..2 {
-            let replica = RedisServer::start(
+            let replica = set.node(
                 free_port(),
                 &[
                     "--replicaof",
@@ -113,10 +157,14 @@ impl SentinelSet {
         for i in 0..3 {
             let port = free_port();
             let conf = set.dir.join(format!("sentinel-{i}.conf"));
+            let listen = match &set.tls {
+                Some(tls) => tls.config_lines(port),
+                None => format!("port {port}\n"),
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                    "{listen}bind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
                      sentinel down-after-milliseconds {MASTER} {down}\n\
                      sentinel failover-timeout {MASTER} {failover}\n\
@@ -146,14 +194,19 @@ impl SentinelSet {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+sentinel://{}/{MASTER}", hosts.join(","))
     }
 
     /// The port of the primary according to sentinel `i`.
     pub fn primary_by(&self, i: usize) -> Option<u16> {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER);
-        let (_, port): (String, u16) = query(self.sentinel_ports[i], &cmd).ok()?;
+        let (_, port): (String, u16) = self.query(self.sentinel_ports[i], &cmd).ok()?;
         Some(port)
     }
 
@@ -162,7 +215,8 @@ impl SentinelSet {
     pub fn agreed_primary(&self) -> Option<u16> {
         let first = self.primary_by(0)?;
         let agree = (1..3).all(|i| self.primary_by(i) == Some(first));
-        (agree && role(first).as_deref() == Some("master")).then_some(first)
+        let tls = self.tls.as_deref();
+        (agree && role(tls, first).as_deref() == Some("master")).then_some(first)
     }
 
     /// Waits until the deployment is usable and a failover can happen: the
@@ -178,11 +232,12 @@ impl SentinelSet {
                 .nodes
                 .iter()
                 .map(|n| n.port)
-                .filter(|p| *p != primary && role(*p).is_some())
+                .filter(|p| *p != primary && role(self.tls.as_deref(), *p).is_some())
                 .collect();
             let synced = replicas.iter().all(|p| {
-                let info: String =
-                    query(*p, redis::cmd("INFO").arg("replication")).unwrap_or_default();
+                let info: String = self
+                    .query(*p, redis::cmd("INFO").arg("replication"))
+                    .unwrap_or_default();
                 info.contains("master_link_status:up")
                     && info.contains(&format!("master_port:{primary}"))
             });
@@ -190,7 +245,7 @@ impl SentinelSet {
                 && (0..3).all(|i| {
                     let port = self.sentinel_ports[i];
                     let seen = |what: &str| -> Vec<HashMap<String, String>> {
-                        query(port, redis::cmd("SENTINEL").arg(what).arg(MASTER))
+                        self.query(port, redis::cmd("SENTINEL").arg(what).arg(MASTER))
                             .unwrap_or_default()
                     };
                     let healthy = |n: &HashMap<String, String>| {
@@ -209,7 +264,7 @@ impl SentinelSet {
         let old = self
             .agreed_primary()
             .ok_or_else(|| std::io::Error::other("the sentinels do not agree on a primary"))?;
-        query::<()>(
+        self.query::<()>(
             self.sentinel_ports[0],
             redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
         )
@@ -237,7 +292,7 @@ impl SentinelSet {
     /// accepts connections.
     pub fn restart_as_replica(&mut self, port: u16, primary: u16) -> std::io::Result<()> {
         let data_dir = self.dir.display().to_string();
-        let node = RedisServer::start(
+        let node = self.node(
             port,
             &[
                 "--replicaof",

@@ -14,6 +14,7 @@ pub struct RedisServer {
     /// The port it listens on.
     pub port: u16,
     child: Option<Child>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -31,6 +32,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             child: Some(child),
+            tls: false,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -49,9 +51,28 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:port`.
+    /// As [`Self::start`], TLS only: `port` is the TLS port (`--port 0
+    /// --tls-port port`) with the certificate of `tls` (see
+    /// [`TlsFiles::server_args`](crate::redis_tls::TlsFiles::server_args)),
+    /// which must outlive the server.
+    pub fn start_tls(
+        port: u16,
+        tls: &crate::redis_tls::TlsFiles,
+        extra_args: &[&str],
+    ) -> std::io::Result<Self> {
+        let mut args = tls.server_args(port);
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = Self::start(port, &args)?;
+        server.tls = true;
+        Ok(server)
+    }
+
+    /// `redis://127.0.0.1:port` (`rediss://` for a server of
+    /// [`Self::start_tls`]).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server with SIGKILL (no shutdown work: a crash) and waits for it.
