@@ -178,9 +178,13 @@ impl RedisCluster {
 
     /// Node `i`'s Cluster node id (`CLUSTER MYID`).
     pub fn node_id(&self, i: usize) -> std::io::Result<String> {
-        let id = cli(self.nodes[i].port, &["cluster", "myid"])?
-            .trim()
-            .to_owned();
+        let id = cli(
+            self.tls.as_deref(),
+            self.nodes[i].port,
+            &["cluster", "myid"],
+        )?
+        .trim()
+        .to_owned();
         if id.len() == 40 {
             Ok(id)
         } else {
@@ -192,7 +196,11 @@ impl RedisCluster {
 
     /// How many slots node `i` serves, as node `i` itself sees it.
     pub fn slot_count(&self, i: usize) -> std::io::Result<usize> {
-        let map = slot_map(&cli(self.nodes[i].port, &["cluster", "nodes"])?);
+        let map = slot_map(&cli(
+            self.tls.as_deref(),
+            self.nodes[i].port,
+            &["cluster", "nodes"],
+        )?);
         let id = self.node_id(i)?;
         Ok(map
             .iter()
@@ -210,6 +218,12 @@ impl RedisCluster {
     pub fn move_slots(&self, from: usize, to: usize, count: usize) -> std::io::Result<()> {
         let (src, dst) = (self.node_id(from)?, self.node_id(to)?);
         let out = Command::new("redis-cli")
+            .args(
+                self.tls
+                    .as_deref()
+                    .map(TlsFiles::cli_args)
+                    .unwrap_or_default(),
+            )
             .args(["--cluster", "reshard"])
             .arg(format!("127.0.0.1:{}", self.nodes[from].port))
             .args(["--cluster-from", &src, "--cluster-to", &dst])
@@ -241,7 +255,7 @@ impl RedisCluster {
             let mut maps = Vec::new();
             let mut open = false;
             for n in &self.nodes {
-                let text = cli(n.port, &["cluster", "nodes"])?;
+                let text = cli(self.tls.as_deref(), n.port, &["cluster", "nodes"])?;
                 open |= text.contains('[');
                 maps.push(slot_map(&text));
             }
