@@ -295,6 +295,22 @@ fn csrf_in(body: &str) -> String {
     body[at..].split('"').next().unwrap().to_owned()
 }
 
+/// The relying party of a client `provider` registers, with its secret and
+/// the algorithm of its ID tokens.
+async fn app(op: &Op, id: &str) -> Rp {
+    let (secret, alg) = match id {
+        "app-a" => (Some("secret-a"), CoreJwsSigningAlgorithm::EdDsa),
+        "app-b" => (Some("secret-b"), CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+        "app-c" => (
+            Some("secret-c"),
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        ),
+        "app-p" => (None, CoreJwsSigningAlgorithm::EdDsa),
+        other => panic!("no client {other}"),
+    };
+    rp(op, id, secret, alg).await
+}
+
 /// A relying party: one registered client, discovered.
 struct Rp {
     client: CoreClient<
@@ -397,13 +413,7 @@ async fn signed_in_at_app_a() -> (Op, Browser, Rp) {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let rp = app(&op, "app-a").await;
     (op, browser, rp)
 }
 
@@ -505,13 +515,7 @@ async fn discovery_advertises_the_agreed_endpoints() {
             .all(|k| k["kid"].is_string() && k.get("d").is_none())
     );
     // The RP library accepts the document and the keys.
-    let _ = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let _ = app(&op, "app-a").await;
 }
 
 #[tokio::test]
@@ -602,7 +606,7 @@ async fn public_clients_use_pkce_alone_and_wrong_secrets_are_invalid_client() {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let public = rp(&op, "app-p", None, CoreJwsSigningAlgorithm::EdDsa).await;
+    let public = app(&op, "app-p").await;
     let (tokens, _) = sign_in_app(&browser, &public).await;
     assert!(tokens.id_token().is_some());
 
@@ -650,13 +654,7 @@ async fn refresh_rotates_and_a_spent_refresh_token_is_refused() {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let rp = rp(
-        &op,
-        "app-b",
-        Some("secret-b"),
-        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    )
-    .await;
+    let rp = app(&op, "app-b").await;
     let (tokens, sid) = sign_in_app(&browser, &rp).await;
     let first = tokens.refresh_token().unwrap().clone();
     let again = rp
@@ -705,13 +703,7 @@ async fn refresh_rotates_and_a_spent_refresh_token_is_refused() {
     assert_eq!(op.count("token_refused"), 2);
     // Another client cannot use app-b's refresh tokens.
     let (tokens_b, _) = sign_in_app(&browser, &rp).await;
-    let other = self::rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let other = app(&op, "app-a").await;
     let stolen = other
         .client
         .exchange_refresh_token(tokens_b.refresh_token().unwrap())
@@ -868,13 +860,7 @@ async fn single_sign_on_needs_no_second_password_and_children_are_listed() {
     let op = provider().await;
     let browser = Browser::new();
     // Not signed in: the sign-in page, coming back to the authorization request.
-    let a = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let a = app(&op, "app-a").await;
     let p = a.start(&[]);
     let res = browser.get(&p.url).await;
     assert_eq!(res.status, 303);
@@ -915,13 +901,7 @@ async fn single_sign_on_needs_no_second_password_and_children_are_listed() {
     let tokens_a = a.exchange(&code, Some(p.verifier)).await.unwrap();
     let sid_a = jwt_claims(&tokens_a.id_token().unwrap().to_string())["sid"].clone();
     // The second app: a code at once, no password.
-    let b = rp(
-        &op,
-        "app-b",
-        Some("secret-b"),
-        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    )
-    .await;
+    let b = app(&op, "app-b").await;
     let (_, sid_b) = sign_in_app(&browser, &b).await;
     assert_eq!(sid_a, sid_b);
     // "Manage sessions": both app sessions, under the central one.
@@ -969,13 +949,7 @@ async fn prompt_login_and_max_age_ask_for_the_password_again() {
     let browser = Browser::new();
     browser.sign_in(&op).await;
     let signed_in_at = op.manager.now();
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let rp = app(&op, "app-a").await;
     op.clock.advance(Duration::from_secs(120));
     // max_age=60 with a 2-minute-old sign-in: re-authenticate (prompt=none: an error).
     let none = rp.start(&[("max_age", "60"), ("prompt", "none")]);
@@ -1145,20 +1119,8 @@ async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let a = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
-    let b = rp(
-        &op,
-        "app-b",
-        Some("secret-b"),
-        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    )
-    .await;
+    let a = app(&op, "app-a").await;
+    let b = app(&op, "app-b").await;
     let (tokens_a, sid) = sign_in_app(&browser, &a).await;
     let (tokens_b, _) = sign_in_app(&browser, &b).await;
     let hint = tokens_a.id_token().unwrap().to_string();
@@ -1244,20 +1206,8 @@ async fn signing_out_of_the_shop_logs_every_app_out_through_the_back_channel() {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let a = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
-    let c = rp(
-        &op,
-        "app-c",
-        Some("secret-c"),
-        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    )
-    .await;
+    let a = app(&op, "app-a").await;
+    let c = app(&op, "app-c").await;
     let (_, sid) = sign_in_app(&browser, &a).await;
     let _ = sign_in_app(&browser, &c).await;
     let csrf = browser.csrf(&format!("{}/", op.base)).await;
@@ -1357,13 +1307,7 @@ async fn app_sign_ins_never_evict_the_central_session() {
     let admin = UserId::new("admin").unwrap();
     let central = op.manager.list(&admin).await.unwrap();
     assert_eq!(central.len(), 1);
-    let rp = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
+    let rp = app(&op, "app-a").await;
     for _ in 0..3 {
         let p = rp.start(&[]);
         code_for(&browser, &rp, &p).await;
@@ -1409,20 +1353,8 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
-    let a = rp(
-        &op,
-        "app-a",
-        Some("secret-a"),
-        CoreJwsSigningAlgorithm::EdDsa,
-    )
-    .await;
-    let b = rp(
-        &op,
-        "app-b",
-        Some("secret-b"),
-        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    )
-    .await;
+    let a = app(&op, "app-a").await;
+    let b = app(&op, "app-b").await;
     let (tokens_a, sid) = sign_in_app(&browser, &a).await;
     let (tokens_b, _) = sign_in_app(&browser, &b).await;
     let hint = tokens_a.id_token().unwrap().to_string();
