@@ -341,15 +341,9 @@ impl Provider {
     async fn central_ended(self: &Arc<Self>, ended: EndedSession) {
         let key = ended.id.to_string();
         // Most ended sessions had no app sign-in: one read, no write.
-        let children = match self.manager.user_data(&ended.user).await {
-            Ok((_, data)) => data.get(SSO_KEY).and_then(|s| s.get(&key)).cloned(),
-            Err(e) => {
-                tracing::warn!(sid = %ended.id, error = &e as &dyn std::error::Error, "oidc: cannot read the app sessions of an ended session");
-                return;
-            }
+        let Some(children) = self.children_of(&ended.user, &ended.id).await else {
+            return;
         };
-        let Some(children) = children else { return };
-        let children: Vec<ChildRef> = serde_json::from_value(children).unwrap_or_default();
         let forgot = self
             .manager
             .update_user_data(&ended.user, None, |d| {
@@ -363,12 +357,7 @@ impl Provider {
         }
         let mut clients: Vec<String> = Vec::new();
         for child in children {
-            match self.manager.end_session(&child.sid, ended.reason).await {
-                Ok(_) | Err(sessionary_core::Error::NotFound) => {}
-                Err(e) => {
-                    tracing::warn!(sid = %child.sid, error = &e as &dyn std::error::Error, "oidc: cannot end an app session");
-                }
-            }
+            self.end_child(&child.sid, ended.reason).await;
             if !clients.contains(&child.client) {
                 clients.push(child.client);
             }
@@ -412,29 +401,47 @@ impl Provider {
     /// from a browser that does not hold `central`); `central` and its other
     /// apps' sessions stay. The entries stay too, for when `central` ends.
     async fn end_app_sessions(&self, user: &UserId, central: &SessionId, client: &str) {
-        let children = match self.manager.user_data(user).await {
-            Ok((_, data)) => data
-                .get(SSO_KEY)
-                .and_then(|s| s.get(central.to_string()))
-                .cloned(),
+        for child in self.children_of(user, central).await.unwrap_or_default() {
+            if child.client == client {
+                self.end_child(&child.sid, EndReason::LoggedOut).await;
+            }
+        }
+    }
+
+    /// The app sessions recorded under `central` in `user`'s data; `None`
+    /// when there is no entry or it cannot be read (a warning). An element
+    /// that does not decode is skipped with a warning, never the whole list.
+    async fn children_of(&self, user: &UserId, central: &SessionId) -> Option<Vec<ChildRef>> {
+        let data = match self.manager.user_data(user).await {
+            Ok((_, data)) => data,
             Err(e) => {
                 tracing::warn!(sid = %central, error = &e as &dyn std::error::Error, "oidc: cannot read the app sessions of a session");
-                return;
+                return None;
             }
         };
-        let children: Vec<ChildRef> = children
-            .and_then(|c| serde_json::from_value(c).ok())
-            .unwrap_or_default();
-        for child in children.iter().filter(|c| c.client == client) {
-            match self
-                .manager
-                .end_session(&child.sid, EndReason::LoggedOut)
-                .await
-            {
-                Ok(_) | Err(sessionary_core::Error::NotFound) => {}
-                Err(e) => {
-                    tracing::warn!(sid = %child.sid, error = &e as &dyn std::error::Error, "oidc: cannot end an app session");
+        let list = data
+            .get(SSO_KEY)?
+            .get(central.to_string())?
+            .as_array()?
+            .iter()
+            .filter_map(|e| match ChildRef::deserialize(e) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    tracing::warn!(sid = %central, error = %err, "oidc: an unreadable app session entry is skipped");
+                    None
                 }
+            })
+            .collect();
+        Some(list)
+    }
+
+    /// Ends an app session; whether it is over (ended now, or gone before).
+    async fn end_child(&self, sid: &SessionId, reason: EndReason) -> bool {
+        match self.manager.end_session(sid, reason).await {
+            Ok(_) | Err(sessionary_core::Error::NotFound) => true,
+            Err(e) => {
+                tracing::warn!(sid = %sid, error = &e as &dyn std::error::Error, "oidc: cannot end an app session");
+                false
             }
         }
     }
@@ -450,15 +457,7 @@ impl Provider {
         central: &SessionId,
         client: &str,
     ) -> Vec<SessionId> {
-        let Ok((_, data)) = self.manager.user_data(user).await else {
-            return Vec::new();
-        };
-        let children: Vec<ChildRef> = data
-            .get(SSO_KEY)
-            .and_then(|s| s.get(central.to_string()))
-            .cloned()
-            .and_then(|c| serde_json::from_value(c).ok())
-            .unwrap_or_default();
+        let children = self.children_of(user, central).await.unwrap_or_default();
         let now = self.manager.now();
         // Only entries whose code has expired can be abandoned; the newest of
         // them first, and a bounded number, so a page that sends the browser
@@ -481,17 +480,8 @@ impl Provider {
                 }
                 Err(_) => false,
             };
-            if abandoned {
-                match self
-                    .manager
-                    .end_session(&child.sid, EndReason::ExpiredIdle)
-                    .await
-                {
-                    Ok(_) | Err(sessionary_core::Error::NotFound) => ended.push(child.sid),
-                    Err(e) => {
-                        tracing::warn!(sid = %child.sid, error = &e as &dyn std::error::Error, "oidc: cannot end an abandoned app sign-in");
-                    }
-                }
+            if abandoned && self.end_child(&child.sid, EndReason::ExpiredIdle).await {
+                ended.push(child.sid);
             }
         }
         ended
@@ -534,10 +524,7 @@ impl Provider {
                 }
                 let list = map.entry(key.clone()).or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
-                    a.retain(|e| {
-                        serde_json::from_value::<ChildRef>(e.clone())
-                            .map_or(true, |c| !gone.contains(&c.sid))
-                    });
+                    a.retain(|e| ChildRef::deserialize(e).map_or(true, |c| !gone.contains(&c.sid)));
                     // Never silently unrecorded (it would outlive its central
                     // session): past the cap the oldest entry goes, whose
                     // child has long idled out in any real use.
@@ -746,15 +733,21 @@ fn error_page(message: &str) -> Response {
             } }
         }
     };
-    (
+    html_page(
         StatusCode::BAD_REQUEST,
+        "default-src 'none'; frame-ancestors 'none'",
+        body,
+    )
+}
+
+/// A page of the provider's own: not cached, framed by no one, with `csp`.
+fn html_page(status: StatusCode, csp: &'static str, body: maud::Markup) -> Response {
+    (
+        status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body.into_string(),
@@ -1573,17 +1566,9 @@ fn signed_out_of_app_page(app: &str, user: &str, csrf: &str, back: &str) -> Resp
             } }
         }
     };
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body.into_string(),
+    html_page(
+        StatusCode::OK,
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        body,
     )
-        .into_response()
 }
