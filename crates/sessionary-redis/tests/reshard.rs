@@ -122,6 +122,24 @@ impl Log {
         }
     }
 
+    /// The outcome of a write to session `s`: its value, or `None` with the
+    /// session marked uncertain (the write may or may not have landed) and a
+    /// failure recorded.
+    fn settle<T>(&mut self, s: usize, what: &str, r: Option<Result<T, Error>>) -> Option<T> {
+        match r {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                self.failed(&e, what);
+                self.sessions[s].uncertain = true;
+                None
+            }
+            None => {
+                self.sessions[s].uncertain = true;
+                None
+            }
+        }
+    }
+
     fn failed(&mut self, e: &Error, what: &str) {
         if unavailable(e) {
             self.unavailable.push(format!("{what}: {e:?}"));
@@ -225,20 +243,13 @@ async fn client(
                     ..Privilege::default()
                 };
                 let id = log.sessions[s].id;
-                match log.bounded("rotate", manager.regenerate(&id, change)).await {
-                    Some(Ok(issued)) => {
+                let r = log.bounded("rotate", manager.regenerate(&id, change)).await;
+                match log.settle(s, "rotation of a live session", r) {
+                    Some(issued) => {
                         log.sessions[s].tokens.push(issued.token);
                         true
                     }
-                    Some(Err(e)) => {
-                        log.failed(&e, "rotation of a live session");
-                        log.sessions[s].uncertain = true;
-                        false
-                    }
-                    None => {
-                        log.sessions[s].uncertain = true;
-                        false
-                    }
+                    None => false,
                 }
             }
             Kind::End => {
@@ -250,21 +261,9 @@ async fn client(
                         manager.end_session(&id, EndReason::RevokedByAdmin),
                     )
                     .await;
-                match r {
-                    Some(Ok(_)) => {
-                        log.sessions[s].ended = true;
-                        true
-                    }
-                    Some(Err(e)) => {
-                        log.failed(&e, "revocation of a live session");
-                        log.sessions[s].uncertain = true;
-                        false
-                    }
-                    None => {
-                        log.sessions[s].uncertain = true;
-                        false
-                    }
-                }
+                let ended = log.settle(s, "revocation of a live session", r).is_some();
+                log.sessions[s].ended |= ended;
+                ended
             }
             Kind::Dead => {
                 let s = dead[(i * 104_729) % dead.len()];
