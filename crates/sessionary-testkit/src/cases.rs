@@ -11,8 +11,8 @@ use sessionary_core::store::{
     Counter, Create, Ending, Lookup, SessionLimit, SweepSpec, Touch, Update,
 };
 use sessionary_core::{
-    EndReason, Error, NewSession, Policy, Privilege, Sealed, SessionStore, SessionToken, Timestamp,
-    UserId,
+    EndReason, Error, NewSession, Policy, Privilege, Sealed, SessionId, SessionStore, SessionToken,
+    Timestamp, UserId,
 };
 
 use crate::{manager, manager_with, record, start};
@@ -546,6 +546,25 @@ pub async fn list_user_is_live_and_oldest_first(store: Store) {
     assert_eq!(ids, vec![first.id, second.id]);
 }
 
+/// The sessions a create evicted; a panic if it did not create.
+fn evicted_ids(out: Create) -> Vec<SessionId> {
+    match out {
+        Create::Created { evicted } => evicted.iter().map(|e| e.id).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The ids of `user`'s live sessions at `now`.
+async fn live_ids(store: &Store, user_id: &str, now: Timestamp) -> BTreeSet<SessionId> {
+    store
+        .list_user(&user(user_id), now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}
+
 /// At the limit with `EvictOldest`, the oldest session ends with `evicted_by_limit`.
 pub async fn limit_evicts_oldest(store: Store) {
     let (t1, r1) = record(Some("alice"), T0);
@@ -559,29 +578,17 @@ pub async fn limit_evicts_oldest(store: Store) {
             .unwrap();
         assert_eq!(out, Create::Created { evicted: vec![] });
     }
-    match store
+    let out = store
         .create(r3.clone(), limit(2, LimitMode::EvictOldest, now))
         .await
-        .unwrap()
-    {
-        Create::Created { evicted } => {
-            assert_eq!(
-                evicted.iter().map(|e| e.id).collect::<Vec<_>>(),
-                vec![r1.id]
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+        .unwrap();
+    assert_eq!(evicted_ids(out), vec![r1.id]);
     let tomb = ended(store.load(&t1.hash(), None).await.unwrap());
     assert_eq!(tomb.reason, EndReason::EvictedByLimit);
-    let ids: BTreeSet<_> = store
-        .list_user(&user("alice"), now)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, BTreeSet::from([r2.id, r3.id]));
+    assert_eq!(
+        live_ids(&store, "alice", now).await,
+        BTreeSet::from([r2.id, r3.id])
+    );
 }
 
 /// At the limit with `RejectNew`, nothing is written.
@@ -674,27 +681,15 @@ pub async fn limit_skips_exempt_sessions(store: Store) {
     ));
     // At the limit, the counted session is evicted, never the exempt one.
     let (_, r2) = record(Some("alice"), T0.add_millis(3));
-    match store
+    let out = store
         .create(r2.clone(), limit(1, LimitMode::EvictOldest, now))
         .await
-        .unwrap()
-    {
-        Create::Created { evicted } => {
-            assert_eq!(
-                evicted.iter().map(|e| e.id).collect::<Vec<_>>(),
-                vec![r1.id]
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    let ids: BTreeSet<_> = store
-        .list_user(&user("alice"), now)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, BTreeSet::from([e.id, r2.id]));
+        .unwrap();
+    assert_eq!(evicted_ids(out), vec![r1.id]);
+    assert_eq!(
+        live_ids(&store, "alice", now).await,
+        BTreeSet::from([e.id, r2.id])
+    );
 }
 
 /// 50 parallel creates with a limit of 1 for each of 10 users at once, in 8
