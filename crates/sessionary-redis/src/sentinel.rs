@@ -419,21 +419,17 @@ mod tests {
     use super::*;
     use sessionary_testkit::redis_sentinel::{MASTER, SentinelSet};
 
-    /// After the connection is dropped, 64 concurrent commands reconnect
-    /// once: the first finds the primary, the others take its connection.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_callers_reconnect_once() {
+    /// A Sentinel set of its own and a connection through its sentinels, or
+    /// `None` (skipped, a failure when `CI=true`) without `redis-server`.
+    async fn started(test: &str) -> Option<(SentinelSet, SentinelCon)> {
         let set = match tokio::task::spawn_blocking(SentinelSet::start)
             .await
             .unwrap()
         {
             Ok(s) => s,
             Err(e) => {
-                sessionary_testkit::redis_server::skip(
-                    "sentinel reconnect",
-                    &format!("cannot start: {e}"),
-                );
-                return;
+                sessionary_testkit::redis_server::skip(test, &format!("cannot start: {e}"));
+                return None;
             }
         };
         let sentinels: Vec<String> = set
@@ -451,6 +447,16 @@ mod tests {
         )
         .await
         .unwrap();
+        Some((set, con))
+    }
+
+    /// After the connection is dropped, 64 concurrent commands reconnect
+    /// once: the first finds the primary, the others take its connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_callers_reconnect_once() {
+        let Some((_set, con)) = started("sentinel reconnect").await else {
+            return;
+        };
         assert_eq!(con.epoch(), 1);
         con.invalidate(1);
         assert_eq!(con.live_epoch(), None);
@@ -478,34 +484,9 @@ mod tests {
     /// sentinels name, and succeeds there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_readonly_reply_moves_to_the_primary_and_resends() {
-        let set = match tokio::task::spawn_blocking(SentinelSet::start)
-            .await
-            .unwrap()
-        {
-            Ok(s) => s,
-            Err(e) => {
-                sessionary_testkit::redis_server::skip(
-                    "sentinel readonly",
-                    &format!("cannot start: {e}"),
-                );
-                return;
-            }
+        let Some((set, mut con)) = started("sentinel readonly").await else {
+            return;
         };
-        let sentinels: Vec<String> = set
-            .sentinel_ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect();
-        let mut con = SentinelCon::connect(
-            &sentinels,
-            MASTER,
-            0,
-            "",
-            Duration::from_secs(2),
-            &TlsConfig::default(),
-        )
-        .await
-        .unwrap();
         let primary = tokio::task::block_in_place(|| set.agreed_primary()).unwrap();
         let replica = set.nodes.iter().find(|n| n.port != primary).unwrap().port;
         // Point the current connection at the replica, as if the primary had
