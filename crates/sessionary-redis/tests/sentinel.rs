@@ -275,30 +275,6 @@ enum Fault {
     Kill,
 }
 
-/// The primary all sentinels name, once they have named the same one for a
-/// second (polled every 100 ms, at most `RECOVERY_LIMIT`).
-fn stable_primary(set: &SentinelSet) -> u16 {
-    let deadline = Instant::now() + RECOVERY_LIMIT;
-    let (mut last, mut same) = (None, 0);
-    loop {
-        let now = set.agreed_primary();
-        same = if now.is_some() && now == last {
-            same + 1
-        } else {
-            0
-        };
-        last = now;
-        if same >= 10 {
-            return now.unwrap_or_default();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sentinels did not settle on a primary"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 async fn under_fault(fault: Fault) {
     let name = format!("sentinel {fault:?}");
     let mut set = match tokio::task::spawn_blocking(SentinelSet::start)
@@ -366,7 +342,7 @@ async fn under_fault(fault: Fault) {
     // machine can miss `down-after-milliseconds`); with `WAIT 2` every
     // promoted node holds every acknowledged write, so the checks hold on
     // any later primary. They wait until it is stable and takes writes.
-    let settled = tokio::task::block_in_place(|| stable_primary(&set));
+    let settled = tokio::task::block_in_place(|| set.settled_primary(RECOVERY_LIMIT)).unwrap();
     if settled != new {
         eprintln!(
             "{name}: the sentinels failed over once more ({new} -> {settled}); checking there"

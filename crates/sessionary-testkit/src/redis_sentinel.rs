@@ -311,6 +311,24 @@ impl SentinelSet {
         Ok(())
     }
 
+    /// Waits until all three sentinels have named the same primary (which
+    /// says it is one) for a second, as after a failover that may be
+    /// followed by another; returns its port.
+    pub fn settled_primary(&self, limit: Duration) -> std::io::Result<u16> {
+        let (mut last, mut same) = (None, 0);
+        wait_until("the sentinels to settle on a primary", limit, || {
+            let now = self.agreed_primary();
+            same = if now.is_some() && now == last {
+                same + 1
+            } else {
+                0
+            };
+            last = now;
+            same >= 20 // polls 50 ms apart
+        })?;
+        last.ok_or_else(|| std::io::Error::other("no primary"))
+    }
+
     /// Waits until all three sentinels name the same primary, other than
     /// `old`, and it says it is a primary; returns its port.
     pub fn wait_new_primary(&self, old: u16, limit: Duration) -> std::io::Result<u16> {
