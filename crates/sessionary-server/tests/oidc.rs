@@ -409,10 +409,16 @@ fn param(url: &str, name: &str) -> Option<String> {
 /// Signs in through `rp` with `browser` (already signed in at the provider):
 /// the code from the redirect, checked against the request's state.
 /// The provider, a browser signed in at the shop, and app A (EdDSA) as the RP.
-async fn signed_in_at_app_a() -> (Op, Browser, Rp) {
+/// A provider and a browser signed in there as alice.
+async fn signed_in() -> (Op, Browser) {
     let op = provider().await;
     let browser = Browser::new();
     browser.sign_in(&op).await;
+    (op, browser)
+}
+
+async fn signed_in_at_app_a() -> (Op, Browser, Rp) {
+    let (op, browser) = signed_in().await;
     let rp = app(&op, "app-a").await;
     (op, browser, rp)
 }
@@ -520,9 +526,7 @@ async fn discovery_advertises_the_agreed_endpoints() {
 
 #[tokio::test]
 async fn code_flow_with_pkce_gives_verified_id_tokens_in_all_three_algorithms() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     for (id, secret, alg) in [
         ("app-a", "secret-a", CoreJwsSigningAlgorithm::EdDsa),
         (
@@ -603,9 +607,7 @@ async fn code_flow_with_pkce_gives_verified_id_tokens_in_all_three_algorithms() 
 
 #[tokio::test]
 async fn public_clients_use_pkce_alone_and_wrong_secrets_are_invalid_client() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let public = app(&op, "app-p").await;
     let (tokens, _) = sign_in_app(&browser, &public).await;
     assert!(tokens.id_token().is_some());
@@ -651,9 +653,7 @@ async fn public_clients_use_pkce_alone_and_wrong_secrets_are_invalid_client() {
 
 #[tokio::test]
 async fn refresh_rotates_and_a_spent_refresh_token_is_refused() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let rp = app(&op, "app-b").await;
     let (tokens, sid) = sign_in_app(&browser, &rp).await;
     let first = tokens.refresh_token().unwrap().clone();
@@ -945,9 +945,7 @@ async fn res_location(browser: &Browser, url: &str) -> String {
 
 #[tokio::test]
 async fn prompt_login_and_max_age_ask_for_the_password_again() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let signed_in_at = op.manager.now();
     let rp = app(&op, "app-a").await;
     op.clock.advance(Duration::from_secs(120));
@@ -1116,9 +1114,7 @@ async fn check_logout_token(op: &Op, received: &Received, sid: &str) -> Value {
 
 #[tokio::test]
 async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let a = app(&op, "app-a").await;
     let b = app(&op, "app-b").await;
     let (tokens_a, sid) = sign_in_app(&browser, &a).await;
@@ -1203,9 +1199,7 @@ async fn rp_initiated_logout_ends_everything_and_tells_every_app() {
 
 #[tokio::test]
 async fn signing_out_of_the_shop_logs_every_app_out_through_the_back_channel() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let a = app(&op, "app-a").await;
     let c = app(&op, "app-c").await;
     let (_, sid) = sign_in_app(&browser, &a).await;
@@ -1350,9 +1344,7 @@ async fn app_sign_ins_never_evict_the_central_session() {
 /// sign-in stay, and no app is told to sign out.
 #[tokio::test]
 async fn logout_without_the_central_cookie_ends_only_that_app() {
-    let op = provider().await;
-    let browser = Browser::new();
-    browser.sign_in(&op).await;
+    let (op, browser) = signed_in().await;
     let a = app(&op, "app-a").await;
     let b = app(&op, "app-b").await;
     let (tokens_a, sid) = sign_in_app(&browser, &a).await;
