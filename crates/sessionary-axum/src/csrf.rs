@@ -584,7 +584,7 @@ pub fn check_request_origin(parts: &Parts, config: &CsrfConfig) -> Result<(), Cs
     };
 
     let fetch_site = headers
-        .get("sec-fetch-site")
+        .get(crate::layer::SEC_FETCH_SITE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
     match fetch_site.as_deref() {

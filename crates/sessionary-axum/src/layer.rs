@@ -27,6 +27,10 @@ use crate::rejection::{ExpiredMarker, NotSignedInMarker, SessionRejection, StepU
 /// The response header that says when the session ends (RFC 3339, UTC).
 pub const EXPIRES_HEADER: HeaderName = HeaderName::from_static("sessionary-expires");
 
+/// `Sec-Fetch-Site` (not among `http`'s constants), named once instead of
+/// parsed from a string on every request.
+pub(crate) const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
 /// Adds sessions to every request of the wrapped service.
 ///
 /// Per request: the session cookie is read and, if well formed, verified with one
@@ -228,11 +232,7 @@ where
         // A `SameSite=Strict` route group: a cross-site request would not have
         // carried a strict cookie, so it is served without the session.
         if token.is_some()
-            && req
-                .headers()
-                .get("sec-fetch-site")
-                .map(HeaderValue::as_bytes)
-                == Some(b"cross-site")
+            && req.headers().get(SEC_FETCH_SITE).map(HeaderValue::as_bytes) == Some(b"cross-site")
             && shared.config.is_strict_path(req.uri().path())
         {
             token = None;
@@ -242,7 +242,8 @@ where
             && shared.config.is_passive_path(req.uri().path());
         // Only kept for HTML requests, which may need a redirect with `return_to`.
         let html_uri = accepts_html(req.headers()).then(|| Box::new(req.uri().clone()));
-        let session = Session::new(LayerShared::mine(shared));
+        // `shared` is already this thread's copy (see `Clone`).
+        let session = Session::new(Arc::clone(shared));
         // `CsrfLayer`, inside this layer, reads the session's CSRF secret from it.
         req.extensions_mut().insert(session.clone());
         if let Some(token) = token {

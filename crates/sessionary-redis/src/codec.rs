@@ -7,8 +7,6 @@
 //! (token hash, hex), `u` (user), `id` (hex), `d` (sealed data, raw bytes)
 //! and `n:<name>` per counter. Decoding takes those fields over the JSON.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use redis::Value;
@@ -20,9 +18,11 @@ use crate::Error;
 
 /// Lowercase hex (keys and hash members, so that lexical order is byte order).
 pub(crate) fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
-        let _ = write!(s, "{x:02x}");
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 0xf)]));
     }
     s
 }
@@ -31,12 +31,30 @@ fn unhex(s: &[u8]) -> Result<Vec<u8>, Error> {
     if s.len() % 2 != 0 {
         return Err(Error::Decode("odd hex length"));
     }
-    let d = |c: u8| match c {
+    s.chunks(2)
+        .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+fn digit(c: u8) -> Result<u8, Error> {
+    match c {
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
         _ => Err(Error::Decode("bad hex digit")),
-    };
-    s.chunks(2).map(|p| Ok(d(p[0])? << 4 | d(p[1])?)).collect()
+    }
+}
+
+/// Exactly `N` bytes of lowercase hex, without a buffer in between (token
+/// hashes and session ids, decoded on every read of a session).
+fn unhex_array<const N: usize>(s: &[u8], what: &'static str) -> Result<[u8; N], Error> {
+    if s.len() != 2 * N {
+        return Err(Error::Decode(what));
+    }
+    let mut out = [0u8; N];
+    for (o, p) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = digit(p[0])? << 4 | digit(p[1])?;
+    }
+    Ok(out)
 }
 
 /// The bytes of a bulk string.
@@ -70,25 +88,55 @@ fn parse<T: std::str::FromStr>(b: &[u8]) -> Result<T, Error> {
         .ok_or(Error::Decode("expected a number"))
 }
 
-/// A flat HGETALL reply as a map.
-pub(crate) fn fields(v: &Value) -> Result<BTreeMap<&[u8], &[u8]>, Error> {
+/// The field/value pairs of a hash or a snapshot, in reply order. A record has
+/// about a dozen fields: a linear search is cheaper than building a map, and
+/// this runs on every verification that reads Redis.
+pub(crate) struct Fields<'a>(Vec<(&'a [u8], &'a [u8])>);
+
+impl<'a> Fields<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    fn push(&mut self, k: &'a [u8], v: &'a [u8]) {
+        self.0.push((k, v));
+    }
+
+    /// The value of `k` (the last one, should a field repeat).
+    fn get(&self, k: &[u8]) -> Option<&'a [u8]> {
+        self.0.iter().rev().find(|(f, _)| *f == k).map(|(_, v)| *v)
+    }
+
+    fn contains_key(&self, k: &[u8]) -> bool {
+        self.get(k).is_some()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// A flat HGETALL reply.
+pub(crate) fn fields(v: &Value) -> Result<Fields<'_>, Error> {
     let a = array(v)?;
-    let mut m = BTreeMap::new();
+    let mut m = Fields::with_capacity(a.len() / 2);
     for p in a.chunks(2) {
         if let [k, v] = p {
-            m.insert(bytes(k)?, bytes(v)?);
+            m.push(bytes(k)?, bytes(v)?);
         }
     }
     Ok(m)
 }
 
-fn get<'a>(m: &BTreeMap<&[u8], &'a [u8]>, k: &str) -> Result<&'a [u8], Error> {
-    m.get(k.as_bytes())
-        .copied()
-        .ok_or(Error::Decode("missing field"))
+fn get<'a>(m: &Fields<'a>, k: &str) -> Result<&'a [u8], Error> {
+    m.get(k.as_bytes()).ok_or(Error::Decode("missing field"))
 }
 
-fn ts(m: &BTreeMap<&[u8], &[u8]>, k: &str) -> Result<Timestamp, Error> {
+fn ts(m: &Fields<'_>, k: &str) -> Result<Timestamp, Error> {
     parse(get(m, k)?).map(Timestamp)
 }
 
@@ -98,11 +146,11 @@ fn user(b: &[u8]) -> Result<UserId, Error> {
 }
 
 fn hash(b: &[u8]) -> Result<TokenHash, Error> {
-    TokenHash::from_slice(&unhex(b)?).map_err(|_| Error::Decode("token hash length"))
+    unhex_array(b, "token hash length").map(TokenHash)
 }
 
 fn sid(b: &[u8]) -> Result<SessionId, Error> {
-    SessionId::from_slice(&unhex(b)?).map_err(|_| Error::Decode("session id length"))
+    unhex_array(b, "session id length").map(SessionId)
 }
 
 /// The field pairs `create` writes (every field).
@@ -161,15 +209,15 @@ pub(crate) fn record(v: &Value) -> Result<Option<SessionRecord>, Error> {
     record_of(&m).map(Some)
 }
 
-fn record_of(m: &BTreeMap<&[u8], &[u8]>) -> Result<SessionRecord, Error> {
+fn record_of(m: &Fields<'_>) -> Result<SessionRecord, Error> {
     let mut r: SessionRecord = serde_json::from_slice(get(m, "j")?).map_err(Error::Json)?;
     r.data = Sealed::from_bytes(get(m, "d").unwrap_or_default().to_vec());
     r.last_seen_at = ts(m, "ls")?;
     r.created_at = ts(m, "c")?;
     r.version = parse(get(m, "v")?)?;
     r.token_hash = hash(get(m, "h")?)?;
-    r.user = m.get(&b"u"[..]).map(|u| user(u)).transpose()?;
-    r.exempt_from_limit = m.contains_key(&b"x"[..]);
+    r.user = m.get(b"u").map(user).transpose()?;
+    r.exempt_from_limit = m.contains_key(b"x");
     r.counters = m
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(b"n:").map(|n| (n, v)))
@@ -183,14 +231,14 @@ pub(crate) fn tombstone(v: &Value) -> Result<Tombstone, Error> {
     tombstone_of(&fields(v)?)
 }
 
-fn tombstone_of(m: &BTreeMap<&[u8], &[u8]>) -> Result<Tombstone, Error> {
+fn tombstone_of(m: &Fields<'_>) -> Result<Tombstone, Error> {
     let reason = std::str::from_utf8(get(m, "r")?)
         .ok()
         .and_then(EndReason::parse)
         .ok_or(Error::Decode("unknown end reason"))?;
     Ok(Tombstone {
         session_id: sid(get(m, "sid")?)?,
-        user: m.get(&b"u"[..]).map(|u| user(u)).transpose()?,
+        user: m.get(b"u").map(user).transpose()?,
         reason,
         ended_at: ts(m, "at")?,
         keep_until: ts(m, "k")?,
@@ -217,7 +265,7 @@ pub(crate) fn snapshot(v: &[u8]) -> Result<Snapshot, Error> {
     let (kind, mut rest) = v[nl + 1..]
         .split_first()
         .ok_or(Error::Decode("empty snapshot"))?;
-    let mut m = BTreeMap::new();
+    let mut m = Fields::with_capacity(16);
     let mut key: Option<&[u8]> = None;
     while !rest.is_empty() {
         let colon = rest
@@ -233,9 +281,7 @@ pub(crate) fn snapshot(v: &[u8]) -> Result<Snapshot, Error> {
         rest = &rest[end..];
         match key.take() {
             None => key = Some(item),
-            Some(k) => {
-                m.insert(k, item);
-            }
+            Some(k) => m.push(k, item),
         }
     }
     if key.is_some() {
@@ -292,7 +338,7 @@ pub(crate) fn family(v: &Value) -> Result<Option<RefreshFamily>, Error> {
     if m.is_empty() {
         return Ok(None);
     }
-    let opt = |k: &str| m.get(k.as_bytes()).copied().filter(|b| !b.is_empty());
+    let opt = |k: &str| m.get(k.as_bytes()).filter(|b| !b.is_empty());
     Ok(Some(RefreshFamily {
         id: FamilyId::from_slice(&unhex(get(&m, "id")?)?)
             .map_err(|_| Error::Decode("family id length"))?,
@@ -327,6 +373,11 @@ mod tests {
         assert_eq!(unhex(b"00ff10").unwrap(), a);
         assert!(hex(&[0x0a]) < hex(&[0xa0]));
         assert!(unhex(b"0g").is_err());
+        assert_eq!(unhex_array::<3>(b"00ff10", "x").unwrap(), a);
+        assert!(unhex_array::<3>(b"00ff1", "x").is_err());
+        assert!(unhex_array::<3>(b"00ff1000", "x").is_err());
+        assert!(unhex_array::<3>(b"00fF10", "x").is_err());
+        assert_eq!(hex(&[0x01, 0xab, 0xff]), "01abff");
     }
 
     #[test]
