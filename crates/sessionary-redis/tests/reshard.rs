@@ -2,15 +2,19 @@
 //! slots move to another master (`redis-cli --cluster reshard`, keys
 //! migrated with `MIGRATE` while the Cluster keeps serving) while clients
 //! verify (with touches), create, rotate and revoke sessions of 300 users
-//! whose owner tags are spread over every master.
+//! whose owner tags are spread over every master, and rotate the refresh
+//! tokens of some of them (the API transport).
 //!
 //! Checked: during the move an operation either answers right or fails
 //! with `StoreError::Unavailable` (never a wrong answer, another error or a
 //! hang: every operation is bounded); afterwards every acknowledged session
 //! verifies by its latest token unless it was revoked, no revoked session
 //! and no replaced token verifies, each user's index lists its live
-//! sessions, and the same store (no restart, a warm route cache) creates
-//! sessions on the new owner and answers for all of them.
+//! sessions, every refresh family rotates from its latest token (none lost,
+//! none resurrected with its session's end), a spent refresh token is still
+//! caught as reuse (and ends its session), and the same store (no restart, a
+//! warm route cache) creates sessions on the new owner and answers for all
+//! of them.
 //!
 //! Skips without `redis-server` on PATH (fails when `CI=true`).
 
@@ -58,6 +62,8 @@ enum Kind {
     End,
     /// A verification of a token that must not work (replaced or revoked).
     Dead,
+    /// A refresh-token rotation (retried with the same token when unavailable).
+    Refresh,
 }
 
 /// One operation: what was done, whether it failed (only "unavailable" is
@@ -82,6 +88,18 @@ struct Tracked {
     ended: bool,
     /// A rotation or end failed (unavailable): its outcome is unknown, the
     /// session is no longer used.
+    uncertain: bool,
+    /// Its refresh family, if it has one.
+    refresh: Option<Family>,
+}
+
+/// A refresh family as its client knows it.
+#[derive(Debug)]
+struct Family {
+    /// Every refresh token it had, encoded; the last one is current unless
+    /// `uncertain`.
+    tokens: Vec<String>,
+    /// A rotation failed even when retried: which token is current is unknown.
     uncertain: bool,
 }
 
@@ -175,13 +193,24 @@ async fn client(
         let dead: Vec<usize> = (0..log.sessions.len())
             .filter(|&s| log.sessions[s].ended || log.sessions[s].tokens.len() > 1)
             .collect();
-        let kind = match i % 10 {
+        let families: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&s| {
+                log.sessions[s]
+                    .refresh
+                    .as_ref()
+                    .is_some_and(|f| !f.uncertain)
+            })
+            .collect();
+        let kind = match i % 12 {
             _ if live.is_empty() => Kind::Create,
             0 | 1 => Kind::Create,
             2 | 3 => Kind::Verify,
             4 | 5 => Kind::Touch,
             6 => Kind::Rotate,
             7 => Kind::End,
+            8 | 9 if !families.is_empty() => Kind::Refresh,
             _ if dead.is_empty() => Kind::Verify,
             _ => Kind::Dead,
         };
@@ -202,6 +231,7 @@ async fn client(
                             tokens: vec![issued.token],
                             ended: false,
                             uncertain: false,
+                            refresh: None,
                         });
                         true
                     }
@@ -264,6 +294,10 @@ async fn client(
                 let ended = log.settle(s, "revocation of a live session", r).is_some();
                 log.sessions[s].ended |= ended;
                 ended
+            }
+            Kind::Refresh => {
+                let s = families[(i * 7919) % families.len()];
+                refresh(&manager, &mut log, s).await
             }
             Kind::Dead => {
                 let s = dead[(i * 104_729) % dead.len()];
@@ -352,6 +386,117 @@ async fn check(manager: &SessionManager, logs: &[Log]) -> (usize, Vec<String>) {
             if t.user == user && t.live() && !listed.contains(&t.id) {
                 bad.push(format!("{user:?}'s list lacks live session {:?}", t.id));
             }
+        }
+    }
+    (checked, bad)
+}
+
+/// Rotates session `s`'s refresh token. A rotation that fails with
+/// "unavailable" is retried with the same token: if the first attempt
+/// landed, the retry is answered with its successor (the grace window; the
+/// clock does not move), else it rotates; either way the client learns the
+/// current token. Three failures in a row leave the family uncertain.
+async fn refresh(manager: &SessionManager, log: &mut Log, s: usize) -> bool {
+    let id = log.sessions[s].id;
+    let Some(token) = log.sessions[s]
+        .refresh
+        .as_ref()
+        .and_then(|f| f.tokens.last().cloned())
+    else {
+        return false;
+    };
+    for attempt in 0..3 {
+        match log.bounded("refresh", manager.refresh(&token)).await {
+            Some(Ok(r)) if r.session.id == id => {
+                if r.retried && attempt == 0 {
+                    log.anomalies
+                        .push(format!("a first refresh was answered as a retry ({id:?})"));
+                }
+                if let Some(f) = log.sessions[s].refresh.as_mut() {
+                    f.tokens.push(r.token.encode());
+                }
+                return true;
+            }
+            Some(Ok(r)) => {
+                log.anomalies.push(format!(
+                    "a refresh of {id:?} answered another session {:?}",
+                    r.session.id
+                ));
+                return false;
+            }
+            Some(Err(e)) if unavailable(&e) => {
+                log.unavailable.push(format!("refresh: {e:?}"));
+            }
+            Some(Err(e)) => {
+                log.anomalies.push(format!(
+                    "a refresh of a live session failed: {e:?} ({id:?})"
+                ));
+                return false;
+            }
+            None => break,
+        }
+    }
+    if let Some(f) = log.sessions[s].refresh.as_mut() {
+        f.uncertain = true;
+    }
+    false
+}
+
+/// After the move and [`check`]: every refresh family of an acknowledged
+/// session rotates from its latest token (refused if the session was
+/// revoked); then a spent token (two rotations old) of each live family that
+/// rotated during the workload is caught as reuse and ends its session. Returns the families checked and
+/// the violations.
+async fn check_refresh(manager: &SessionManager, logs: &[Log]) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    // (session, its first refresh token, its current session token)
+    let mut spent = Vec::new();
+    for t in logs.iter().flat_map(|l| &l.sessions) {
+        let Some(f) = t.refresh.as_ref().filter(|f| !f.uncertain && !t.uncertain) else {
+            continue;
+        };
+        checked += 1;
+        let latest = f.tokens.last().unwrap();
+        let r = manager.refresh(latest).await;
+        if t.ended {
+            if r.is_ok() {
+                bad.push(format!(
+                    "a revoked session's refresh token rotates ({:?})",
+                    t.id
+                ));
+            }
+            continue;
+        }
+        match r {
+            Ok(r) if r.session.id == t.id && !r.retried => {
+                // Rotated at least once before: its first token is now two
+                // rotations old (the one before the latest is answered as a
+                // retry within the grace window, and the clock stands still).
+                if f.tokens.len() >= 2 {
+                    spent.push((t.id, f.tokens[0].clone(), t.tokens.last().unwrap().encode()));
+                }
+            }
+            other => bad.push(format!(
+                "an acknowledged refresh family does not rotate from its latest token: {other:?} ({:?})",
+                t.id
+            )),
+        }
+    }
+    if spent.is_empty() {
+        bad.push("no refresh family rotated during the workload".to_owned());
+    }
+    for (id, first, session_token) in spent {
+        match manager.refresh(&first).await {
+            Err(Error::RefreshRefused(why)) if why.as_str() == "refresh_reused" => {}
+            other => bad.push(format!(
+                "a spent refresh token was not caught as reuse: {other:?} ({id:?})"
+            )),
+        }
+        if manager.verify(&session_token).await.is_ok() {
+            bad.push(format!(
+                "reuse of a refresh token did not end its session ({id:?})"
+            ));
         }
     }
     (checked, bad)
@@ -467,7 +612,22 @@ async fn resharding_under_load_gives_no_wrong_answer() {
                 tokens: vec![issued.token],
                 ended: false,
                 uncertain: false,
+                refresh: None,
             });
+        }
+    }
+    // Refresh families for one session in three (so many in the hot slots).
+    let mut families = 0;
+    for log in &mut logs {
+        for (k, t) in log.sessions.iter_mut().enumerate() {
+            if k % 3 == 0 {
+                let issued = manager.issue_refresh(&t.id).await.unwrap();
+                t.refresh = Some(Family {
+                    tokens: vec![issued.token.encode()],
+                    uncertain: false,
+                });
+                families += 1;
+            }
         }
     }
     let before: Vec<usize> = (0..3).map(|i| cluster.slot_count(i).unwrap()).collect();
@@ -550,6 +710,8 @@ async fn resharding_under_load_gives_no_wrong_answer() {
     }
 
     let (checked, mut violations) = check(&manager, &logs).await;
+    let (families_checked, refresh_violations) = check_refresh(&manager, &logs).await;
+    violations.extend(refresh_violations);
     violations.extend(logs.iter().flat_map(|l| l.anomalies.iter().cloned()));
 
     // The same store, no restart: new sessions for every user (so on every
@@ -601,9 +763,10 @@ async fn resharding_under_load_gives_no_wrong_answer() {
     eprintln!(
         "reshard: {moving} slots node 0 -> node 1 (slots {before:?} -> {after:?}; the 3 hot \
          slots with {} keys) in {took:?}; \
-         {} ops ({} during the move): {}, {}, {}, {}, {}, {}; {} failed with Unavailable \
+         {} ops ({} during the move): {}, {}, {}, {}, {}, {}, {}; {} failed with Unavailable \
          ({late} after the move ended); errors the nodes answered {redirects:?}; \
-         {checked} sessions checked, {} violations",
+         {checked} sessions and {families_checked} of {families} refresh families checked, \
+         {} violations",
         hot_keys[1],
         ops.len(),
         during.len(),
@@ -613,6 +776,7 @@ async fn resharding_under_load_gives_no_wrong_answer() {
         count(Kind::Rotate),
         count(Kind::End),
         count(Kind::Dead),
+        count(Kind::Refresh),
         failed.len(),
         violations.len(),
     );
