@@ -1,9 +1,9 @@
 //! The Redis store over TLS, against TLS-only `redis-server` processes whose
 //! certificates a CA made at test time signed
 //! (`sessionary_testkit::redis_tls`): the whole store conformance suite over
-//! `rediss://` (each case on a server of its own), a Cluster
-//! (`rediss+cluster://`) and a Sentinel set (`rediss+sentinel://`) through
-//! the store, `RedisFanout` over TLS, a client certificate for
+//! `rediss://` (each case on a server of its own) and over
+//! `rediss+cluster://` (each case on a 3-master Cluster of its own), a
+//! Cluster and a Sentinel set (`rediss+sentinel://`) through the store, `RedisFanout` over TLS, a client certificate for
 //! `tls-auth-clients yes`, and the refusals: a certificate another CA signed,
 //! a plain `redis://` URL against a TLS port, TLS settings with a plain URL.
 //! Without `redis-server` the tests skip (and fail when `CI=true`).
@@ -108,8 +108,9 @@ async fn refused_with_another_ca(url: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_over_tls() {
+/// A fresh CA and a 3-master TLS-only Cluster whose certificates it signed,
+/// or `None` (skipped) without `redis-server`.
+async fn tls_cluster(test: &str) -> Option<(RedisCluster, Arc<TlsFiles>)> {
     let started = tokio::task::spawn_blocking(|| {
         let files = Arc::new(TlsFiles::generate("sessionary cluster CA")?);
         let cluster = RedisCluster::start_tls(3, Arc::clone(&files))?;
@@ -117,12 +118,38 @@ async fn a_cluster_over_tls() {
     })
     .await
     .unwrap();
-    let (cluster, files) = match started {
-        Ok(c) => c,
+    match started {
+        Ok(c) => Some(c),
         Err(e) => {
-            common::skip("tls cluster", &format!("cannot start a TLS Cluster: {e}"));
-            return;
+            common::skip(test, &format!("cannot start a TLS Cluster: {e}"));
+            None
         }
+    }
+}
+
+/// The whole conformance suite on a TLS Cluster too (a fresh one per case):
+/// the Cluster connection is built differently (TLS to every node the slot
+/// map names), and every script runs through it.
+mod cluster_conformance {
+    use super::*;
+
+    async fn make() -> Option<Arc<dyn SessionStore>> {
+        let (cluster, files) = tls_cluster("tls cluster conformance").await?;
+        // A generous timeout, as in `tests/cluster.rs`: the contract is
+        // checked here, with bursts of concurrent operations on a shared machine.
+        let options = options(&files).with_timeout(Duration::from_secs(10));
+        let store = RedisStore::connect(&cluster.url(), options).await.unwrap();
+        // The Cluster stops (and the certificates go) when the store drops.
+        Some(Keeping::store(Arc::new(store), (cluster, files)))
+    }
+
+    sessionary_testkit::store_conformance!(optional make);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls() {
+    let Some((cluster, files)) = tls_cluster("tls cluster").await else {
+        return;
     };
     let url = cluster.url();
     assert!(url.starts_with("rediss+cluster://"), "{url}");
