@@ -288,7 +288,7 @@ impl SessionStore for MemoryStore {
             let mut live: Vec<_> = s
                 .user_sessions(user)
                 .into_iter()
-                .filter(|r| r.is_live(limit.now) && !r.exempt_from_limit)
+                .filter(|r| r.counts_toward_limit(limit.now))
                 .collect();
             let max = limit.max.max(1) as usize;
             if live.len() >= max {

@@ -267,6 +267,13 @@ impl SessionRecord {
         self.is_live(now) && now.millis_since(self.last_seen_at) >= self.touch_interval_ms
     }
 
+    /// Whether the session counts toward its user's concurrent-session limit
+    /// at `now`: live, and not [`Self::exempt_from_limit`]. Every store's
+    /// limit count uses this (Redis's `create.lua` the same rule on its fields).
+    pub fn counts_toward_limit(&self, now: Timestamp) -> bool {
+        self.is_live(now) && !self.exempt_from_limit
+    }
+
     /// Whether the session has a user.
     pub fn is_authenticated(&self) -> bool {
         self.user.is_some()

@@ -29,7 +29,7 @@ pub(crate) async fn connect(
     timeout: Duration,
     tls: &TlsConfig,
 ) -> Result<ClusterConnection, Error> {
-    let secure = seeds.iter().any(|s| s.starts_with("rediss://"));
+    let secure = crate::tls::any_tls(&seeds);
     let mut builder = ClusterClientBuilder::new(seeds)
         .connection_timeout(timeout)
         .response_timeout(timeout)

@@ -83,7 +83,6 @@ impl RedisFanout {
                 master,
                 db,
                 credentials,
-                tls: _,
             } => {
                 let con = SentinelCon::connect(&sentinels, &master, db, &credentials, timeout, tls)
                     .await?;

@@ -220,10 +220,7 @@ fn store_error(e: RedisError) -> StoreError {
 /// reported as it is, where the `ConnectionManager`'s retries would end in
 /// a time-out that hides the cause. Nothing for a plain URL.
 async fn probe_tls(client: &redis::Client, timeout: Duration) -> Result<(), Error> {
-    if !matches!(
-        client.get_connection_info().addr,
-        redis::ConnectionAddr::TcpTls { .. }
-    ) {
+    if !uses_tls(client) {
         return Ok(());
     }
     let config = redis::AsyncConnectionConfig::new()
@@ -244,15 +241,20 @@ async fn probe_tls(client: &redis::Client, timeout: Duration) -> Result<(), Erro
     }
 }
 
+/// Whether `client` connects over TLS.
+fn uses_tls(client: &redis::Client) -> bool {
+    matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    )
+}
+
 /// A standalone server's connection: a `ConnectionManager` that reconnects
 /// by itself.
 async fn direct(url: &str, options: &RedisOptions) -> Result<ConnectionManager, Error> {
     let client = options.tls.client(url).map_err(Error::Url)?;
     probe_tls(&client, options.timeout).await?;
-    let tls = matches!(
-        client.get_connection_info().addr,
-        redis::ConnectionAddr::TcpTls { .. }
-    );
+    let tls = uses_tls(&client);
     // Few, short retries: an operation waits for the reconnection, and
     // must fail with `Unavailable` within the timeout rather than queue.
     let config = ConnectionManagerConfig::new()
@@ -413,6 +415,31 @@ impl RedisOptions {
     ) -> Self {
         self.tls.set_identity(cert_pem.into(), key_pem.into());
         self
+    }
+
+    /// Whether `pem` is what [`Self::with_tls_ca`] and the certificate of
+    /// [`Self::with_tls_client_identity`] take: valid PEM with at least one
+    /// certificate (the check [`RedisStore::connect`] makes, for a
+    /// configuration to refuse a file before anything starts).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionary_redis::RedisOptions;
+    ///
+    /// assert!(!RedisOptions::is_certificate_pem(b"nothing here"));
+    /// assert!(!RedisOptions::is_certificate_pem(
+    ///     b"-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n"
+    /// ));
+    /// ```
+    pub fn is_certificate_pem(pem: &[u8]) -> bool {
+        tls::has_certificates(pem)
+    }
+
+    /// Whether `pem` holds the private key [`Self::with_tls_client_identity`]
+    /// takes (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub fn is_private_key_pem(pem: &[u8]) -> bool {
+        tls::has_private_key(pem)
     }
 
     /// Checks the TLS settings against the URL's target.
@@ -666,7 +693,6 @@ impl RedisStore {
                 master,
                 db,
                 credentials,
-                tls: _,
             } => (
                 Con::Sentinel(
                     SentinelCon::connect(

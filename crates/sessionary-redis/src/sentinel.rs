@@ -93,7 +93,7 @@ fn sentinel_client(
     credentials: &str,
     tls: &TlsConfig,
 ) -> RedisResult<SentinelClient> {
-    let secure = sentinels.iter().any(|s| s.starts_with("rediss://"));
+    let secure = crate::tls::any_tls(sentinels);
     let addrs = sentinels
         .iter()
         .map(|s| s.as_str().into_connection_info().map(|i| i.addr))

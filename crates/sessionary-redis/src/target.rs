@@ -26,8 +26,6 @@ pub(crate) enum Target {
     /// Sentinels (`redis://host:port` each, `rediss://` for TLS) watching
     /// `master`.
     Sentinel {
-        /// Whether the sentinels and the data nodes are reached over TLS.
-        tls: bool,
         /// The sentinels, without credentials.
         sentinels: Vec<String>,
         /// The name the sentinels know the primary by.
@@ -70,12 +68,13 @@ fn hosts(rest: &str) -> Result<(String, Vec<String>, &str), Error> {
 }
 
 impl Target {
-    /// Whether the URL asks for TLS.
+    /// Whether the URL asks for TLS (for Sentinel: to the sentinels and to
+    /// the data nodes).
     pub(crate) fn tls(&self) -> bool {
         match self {
-            Target::Standalone(url) => url.starts_with("rediss://"),
-            Target::Cluster(seeds) => seeds.iter().any(|s| s.starts_with("rediss://")),
-            Target::Sentinel { tls, .. } => *tls,
+            Target::Standalone(url) => crate::tls::is_tls(url),
+            Target::Cluster(seeds) => crate::tls::any_tls(seeds),
+            Target::Sentinel { sentinels, .. } => crate::tls::any_tls(sentinels),
         }
     }
 
@@ -128,7 +127,6 @@ impl Target {
                 return Err(bad("a Sentinel URL is .../<master name>[/db]"));
             }
             return Ok(Target::Sentinel {
-                tls: scheme == "rediss",
                 sentinels: sentinels
                     .into_iter()
                     .map(|s| format!("{scheme}://{s}"))
@@ -164,7 +162,6 @@ mod tests {
         assert_eq!(
             Target::parse("redis+sentinel://s1:26379,s2:26380/shop/3").unwrap(),
             Target::Sentinel {
-                tls: false,
                 sentinels: vec!["redis://s1:26379".into(), "redis://s2:26380".into()],
                 master: "shop".into(),
                 db: 3,
@@ -191,7 +188,6 @@ mod tests {
         assert_eq!(
             t,
             Target::Sentinel {
-                tls: true,
                 sentinels: vec!["rediss://s1:26379".into(), "rediss://s2:26380".into()],
                 master: "shop".into(),
                 db: 0,

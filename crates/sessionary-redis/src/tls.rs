@@ -40,6 +40,29 @@ impl fmt::Debug for TlsConfig {
     }
 }
 
+/// Whether one node's URL (as [`crate::target::Target`] spells them) is a
+/// TLS one: `rediss://`.
+pub(crate) fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://")
+}
+
+/// Whether any of `urls` is a TLS one (a Target's nodes share one scheme).
+pub(crate) fn any_tls(urls: &[String]) -> bool {
+    urls.iter().any(|u| is_tls(u))
+}
+
+/// Whether `pem` is PEM holding at least one certificate.
+pub(crate) fn has_certificates(pem: &[u8]) -> bool {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .is_ok_and(|certs| !certs.is_empty())
+}
+
+/// Whether `pem` holds a private key (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn has_private_key(pem: &[u8]) -> bool {
+    PrivateKeyDer::from_pem_slice(pem).is_ok()
+}
+
 fn invalid(what: &'static str) -> RedisError {
     RedisError::from((ErrorKind::InvalidClientConfig, what))
 }
@@ -74,25 +97,18 @@ impl TlsConfig {
     /// Checks the PEM: the CA holds at least one certificate, the identity a
     /// certificate and a private key. The messages never hold the PEM.
     pub(crate) fn check(&self) -> Result<(), RedisError> {
-        if let Some(ca) = &self.ca {
-            let certs = CertificateDer::pem_slice_iter(ca)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| invalid("the TLS CA is not valid PEM"))?;
-            if certs.is_empty() {
-                return Err(invalid("the TLS CA holds no PEM certificate"));
-            }
+        if self.ca.as_deref().is_some_and(|ca| !has_certificates(ca)) {
+            return Err(invalid("the TLS CA holds no valid PEM certificate"));
         }
         if let Some(Identity { cert, key }) = &self.identity {
-            let certs = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| invalid("the TLS client certificate is not valid PEM"))?;
-            if certs.is_empty() {
+            if !has_certificates(cert) {
                 return Err(invalid(
-                    "the TLS client certificate holds no PEM certificate",
+                    "the TLS client certificate holds no valid PEM certificate",
                 ));
             }
-            PrivateKeyDer::from_pem_slice(key)
-                .map_err(|_| invalid("the TLS client key holds no PEM private key"))?;
+            if !has_private_key(key) {
+                return Err(invalid("the TLS client key holds no PEM private key"));
+            }
         }
         Ok(())
     }
@@ -112,7 +128,7 @@ impl TlsConfig {
     /// A client for one server: `rediss://` URLs get the certificates,
     /// `redis://` ones are opened as they are.
     pub(crate) fn client(&self, url: &str) -> Result<redis::Client, RedisError> {
-        match (url.starts_with("rediss://"), self.certificates()) {
+        match (is_tls(url), self.certificates()) {
             (true, Some(certs)) => {
                 install_crypto_provider();
                 redis::Client::build_with_tls(url, certs)

@@ -205,21 +205,22 @@ impl fmt::Debug for TlsIdentity {
 }
 
 /// Reads a PEM file for `key`, refused (with the key's name) when missing or
-/// without a `-----BEGIN ...<label>-----` block (`CERTIFICATE`, `PRIVATE
-/// KEY`); the message never holds the contents.
-fn read_pem(key: &str, path: &Path, label: &str, errs: &mut Vec<ConfigError>) -> Option<Vec<u8>> {
+/// when `valid` (the Redis store's own check, so a file passes here exactly
+/// when the store would take it) says it holds no `what`; the message never
+/// holds the contents.
+fn read_pem(
+    key: &str,
+    path: &Path,
+    what: &str,
+    valid: fn(&[u8]) -> bool,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Vec<u8>> {
     match std::fs::read(path) {
-        Ok(pem)
-            if String::from_utf8_lossy(&pem)
-                .lines()
-                .any(|l| l.starts_with("-----BEGIN ") && l.ends_with(&format!("{label}-----"))) =>
-        {
-            Some(pem)
-        }
+        Ok(pem) if valid(&pem) => Some(pem),
         Ok(_) => {
             errs.push(ConfigError::new(
                 key,
-                format!("{} holds no PEM {}", path.display(), label.to_lowercase()),
+                format!("{} holds no valid PEM {what}", path.display()),
             ));
             None
         }
@@ -358,16 +359,33 @@ impl StoreConfig {
             }
         }
         let tls_ca = match &self.tls_ca {
-            Some(path) if !plain => {
-                read_pem("store.tls_ca", path, "CERTIFICATE", errs).map(|pem| (path.clone(), pem))
-            }
+            Some(path) if !plain => read_pem(
+                "store.tls_ca",
+                path,
+                "certificate",
+                sessionary_redis::RedisOptions::is_certificate_pem,
+                errs,
+            )
+            .map(|pem| (path.clone(), pem)),
             _ => None,
         };
         let tls_identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert_path), Some(key_path)) if !plain => {
-                let cert = read_pem("store.tls_cert", cert_path, "CERTIFICATE", errs);
-                let key = read_pem("store.tls_key", key_path, "PRIVATE KEY", errs)
-                    .map(|k| Secret::new(String::from_utf8_lossy(&k).into_owned()));
+                let cert = read_pem(
+                    "store.tls_cert",
+                    cert_path,
+                    "certificate",
+                    sessionary_redis::RedisOptions::is_certificate_pem,
+                    errs,
+                );
+                let key = read_pem(
+                    "store.tls_key",
+                    key_path,
+                    "private key",
+                    sessionary_redis::RedisOptions::is_private_key_pem,
+                    errs,
+                )
+                .map(|k| Secret::new(String::from_utf8_lossy(&k).into_owned()));
                 cert.zip(key).map(|(cert, key)| TlsIdentity {
                     cert_path: cert_path.clone(),
                     key_path: key_path.clone(),
@@ -2446,6 +2464,22 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        // A certificate block that is not valid PEM (what the store would
+        // refuse at connect) is refused here already.
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = tls("rediss://cache", broken.to_str().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0[0].key, "store.tls_ca", "{err}");
+        assert!(
+            err.to_string().contains("no valid PEM certificate"),
+            "{err}"
+        );
         // Another kind.
         let c = env(&[("SESSIONARY_STORE__TLS_CA", ca)]).unwrap();
         assert_eq!(c.validate().unwrap_err().0[0].key, "store.tls_ca");

@@ -1406,14 +1406,8 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
             .is_live(op.manager.now()),
         "the hinted central session stays"
     );
-    assert_eq!(
-        op.manager
-            .list(&UserId::new("alice").unwrap())
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    let alice = UserId::new("alice").unwrap();
+    assert_eq!(op.manager.list(&alice).await.unwrap().len(), 3);
     // "Sign out of Sessionary too" ends this browser's session only.
     let csrf = csrf_in(&page.body);
     let res = elsewhere
@@ -1421,14 +1415,7 @@ async fn logout_without_the_central_cookie_ends_only_that_app() {
         .await;
     assert_eq!(res.status, 303, "{}", res.body);
     assert!(elsewhere.cookie.lock().is_none());
-    assert_eq!(
-        op.manager
-            .list(&UserId::new("alice").unwrap())
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(op.manager.list(&alice).await.unwrap().len(), 2);
 }
 
 /// A sign-in abandoned at the app (the code never redeemed) leaves an app

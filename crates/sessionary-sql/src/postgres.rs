@@ -288,7 +288,7 @@ impl PgStore {
         // Read after the lock: this snapshot sees every create of this user
         // that held the lock before.
         let mut live = select_many(&mut tx, LOCK_USER_BY_AGE, user).await?;
-        live.retain(|r| r.is_live(limit.now) && !r.exempt_from_limit);
+        live.retain(|r| r.counts_toward_limit(limit.now));
         let max = usize::try_from(limit.max.max(1)).unwrap_or(usize::MAX);
         let mut evicted = Vec::new();
         if live.len() >= max {

@@ -507,7 +507,7 @@ impl Db {
             for r in &mut live {
                 self.overlay(r);
             }
-            live.retain(|r| r.is_live(limit.now) && !r.exempt_from_limit);
+            live.retain(|r| r.counts_toward_limit(limit.now));
             let max = usize::try_from(limit.max.max(1)).unwrap_or(usize::MAX);
             if live.len() >= max {
                 match limit.mode {
