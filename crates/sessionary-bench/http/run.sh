@@ -50,7 +50,8 @@ command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; e
 
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p sessionary-bench --bin http_bench_server
 [ -z "$PEER" ] || [ -n "${NO_BUILD:-}" ] ||
-  cargo build --release -q --manifest-path "$here/../peer/Cargo.toml"
+  cargo build --release -q --manifest-path "$here/../peer/Cargo.toml" \
+    --target-dir "${CARGO_TARGET_DIR:-$root/target}"
 server_pin=() wrk_pin=()
 if [ -n "$PIN" ]; then
   server_pin=(taskset -c "${PIN%%:*}") wrk_pin=(taskset -c "${PIN#*:}")
