@@ -445,8 +445,8 @@ async fn refresh(manager: &SessionManager, log: &mut Log, s: usize) -> bool {
 /// After the move and [`check`]: every refresh family of an acknowledged
 /// session rotates from its latest token (refused if the session was
 /// revoked); then a spent token (two rotations old) of each live family that
-/// rotated during the workload is caught as reuse and ends its session. Returns the families checked and
-/// the violations.
+/// rotated during the workload is caught as reuse and ends its session.
+/// Returns the families checked and the violations.
 async fn check_refresh(manager: &SessionManager, logs: &[Log]) -> (usize, Vec<String>) {
     let mut checked = 0;
     let mut bad = Vec::new();
